@@ -1,0 +1,44 @@
+//! Lenient deserializers for the few places where the seed itself sends
+//! several JSON types for one field.
+
+use serde::{de::Error, Deserialize, Deserializer};
+use serde_json::Value;
+
+/// `true`/`false`, or a number (0 is false). The seed's call example sends
+/// `needPush: checked ? 1 : 0`.
+pub fn bool_or_num<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::Number(n) => Ok(n.as_f64().map(|f| f != 0.0).unwrap_or(false)),
+        Value::Null => Ok(false),
+        other => Err(D::Error::custom(format!("expected a boolean, got {other}"))),
+    }
+}
+
+/// Optional boolean with the same leniency.
+pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    bool_or_num(d).map(Some)
+}
+
+/// A uid: a number or a numeric string (the seed shows both). Anything
+/// not greater than zero means "let the server assign one", so it maps to None.
+pub fn opt_uid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n: f64 = match Value::deserialize(d)? {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| D::Error::custom(format!("uid must be numeric, got \"{s}\"")))?,
+        other => {
+            return Err(D::Error::custom(format!(
+                "uid must be a number, got {other}"
+            )))
+        }
+    };
+    if n.fract() != 0.0 || n > u64::MAX as f64 {
+        return Err(D::Error::custom("uid must be a whole number"));
+    }
+    Ok(if n > 0.0 { Some(n as u64) } else { None })
+}

@@ -1,0 +1,380 @@
+//! Request parameters of every operation, in the seed's camelCase, and the
+//! single validation step shared by the client library (to fail fast with
+//! 414 before anything is sent) and the server (which trusts no client).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::codes::{Failure, INVALID_PARAM};
+use super::flex;
+use super::objects::PushInfo;
+
+/// Longest channelName, requestId, account and deviceId we accept.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest ext / attachExt (bytes). Signaling carries hints, not payloads.
+pub const MAX_EXT_LEN: usize = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateParams {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    #[serde(default)]
+    pub channel_name: Option<String>,
+    #[serde(default)]
+    pub ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseParams {
+    pub channel_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinParams {
+    pub channel_id: String,
+    #[serde(default, deserialize_with = "flex::opt_uid")]
+    pub uid: Option<u64>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaveParams {
+    pub channel_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteParams {
+    pub channel_id: String,
+    /// The invitee.
+    pub account: String,
+    pub request_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+    #[serde(default)]
+    pub push_info: Option<PushInfo>,
+}
+
+/// Parameters of cancel (account = invitee) and reject (account = inviter).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteReplyParams {
+    pub channel_id: String,
+    pub account: String,
+    pub request_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptParams {
+    pub channel_id: String,
+    /// The inviter.
+    pub account: String,
+    pub request_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub auto_join: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_uid")]
+    pub uid: Option<u64>,
+    #[serde(default)]
+    pub join_attach_ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlParams {
+    pub channel_id: String,
+    /// Receiver; absent or empty means every member.
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallParams {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    #[serde(default)]
+    pub channel_name: Option<String>,
+    #[serde(default)]
+    pub ext: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_uid")]
+    pub uid: Option<u64>,
+    pub account: String,
+    pub request_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+    #[serde(default)]
+    pub push_info: Option<PushInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryParams {
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub channel_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginParams {
+    pub account: String,
+    #[serde(default)]
+    pub token: String,
+    pub device_id: String,
+    /// Last event sequence this device saw; asks the server to resume.
+    #[serde(default)]
+    pub resume_seq: Option<u64>,
+}
+
+/// One operation with its parsed parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Login(LoginParams),
+    Logout,
+    Create(CreateParams),
+    Close(CloseParams),
+    Join(JoinParams),
+    Leave(LeaveParams),
+    Invite(InviteParams),
+    Cancel(InviteReplyParams),
+    Accept(AcceptParams),
+    Reject(InviteReplyParams),
+    Control(ControlParams),
+    Call(CallParams),
+    Sync,
+    QueryChannelInfo(QueryParams),
+}
+
+/// The operation names used on the wire (`"op"` of a request frame).
+pub const OPS: &[&str] = &[
+    "login",
+    "logout",
+    "create",
+    "close",
+    "join",
+    "leave",
+    "invite",
+    "cancel",
+    "accept",
+    "reject",
+    "control",
+    "call",
+    "sync",
+    "queryChannelInfo",
+];
+
+fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
+    T::deserialize(params).map_err(|e| Failure::new(INVALID_PARAM, e.to_string()))
+}
+
+fn bad(msg: impl Into<String>) -> Failure {
+    Failure::new(INVALID_PARAM, msg)
+}
+
+fn need_id(field: &str, v: &str) -> Result<(), Failure> {
+    if v.is_empty() {
+        return Err(bad(format!("{field} must not be empty")));
+    }
+    if v.len() > MAX_NAME_LEN {
+        return Err(bad(format!("{field} is longer than {MAX_NAME_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn opt_name(field: &str, v: &Option<String>) -> Result<(), Failure> {
+    match v {
+        Some(s) if s.len() > MAX_NAME_LEN => {
+            Err(bad(format!("{field} is longer than {MAX_NAME_LEN} bytes")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn opt_ext(field: &str, v: &Option<String>) -> Result<(), Failure> {
+    match v {
+        Some(s) if s.len() > MAX_EXT_LEN => {
+            Err(bad(format!("{field} is longer than {MAX_EXT_LEN} bytes")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn channel_type(kind: u8) -> Result<(), Failure> {
+    if (1..=3).contains(&kind) {
+        Ok(())
+    } else {
+        Err(bad("type must be 1 (audio), 2 (video) or 3 (other)"))
+    }
+}
+
+fn push_info(p: &Option<PushInfo>) -> Result<(), Failure> {
+    if let Some(p) = p {
+        let size = serde_json::to_string(p).map(|s| s.len()).unwrap_or(0);
+        if size > MAX_EXT_LEN {
+            return Err(bad(format!("pushInfo is larger than {MAX_EXT_LEN} bytes")));
+        }
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Parses and validates `params` for operation `op`. Unknown keys are
+    /// ignored; a wrong type, a missing required key or a value out of range
+    /// is 414 with a message naming the field.
+    pub fn parse(op: &str, params: &Value) -> Result<Request, Failure> {
+        if !params.is_object() {
+            return Err(bad("params must be a JSON object"));
+        }
+        let req = match op {
+            "login" => {
+                let p: LoginParams = parse(params)?;
+                need_id("account", &p.account)?;
+                need_id("deviceId", &p.device_id)?;
+                if p.token.len() > MAX_EXT_LEN {
+                    return Err(bad("token is too long"));
+                }
+                Request::Login(p)
+            }
+            "logout" => Request::Logout,
+            "create" => {
+                let p: CreateParams = parse(params)?;
+                channel_type(p.kind)?;
+                opt_name("channelName", &p.channel_name)?;
+                opt_ext("ext", &p.ext)?;
+                Request::Create(p)
+            }
+            "close" => {
+                let p: CloseParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                opt_ext("ext", &p.ext)?;
+                Request::Close(p)
+            }
+            "join" => {
+                let p: JoinParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                Request::Join(p)
+            }
+            "leave" => {
+                let p: LeaveParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                Request::Leave(p)
+            }
+            "invite" => {
+                let p: InviteParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                need_id("account", &p.account)?;
+                need_id("requestId", &p.request_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                push_info(&p.push_info)?;
+                Request::Invite(p)
+            }
+            "cancel" | "reject" => {
+                let p: InviteReplyParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                need_id("account", &p.account)?;
+                need_id("requestId", &p.request_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                if op == "cancel" {
+                    Request::Cancel(p)
+                } else {
+                    Request::Reject(p)
+                }
+            }
+            "accept" => {
+                let p: AcceptParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                need_id("account", &p.account)?;
+                need_id("requestId", &p.request_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                opt_ext("joinAttachExt", &p.join_attach_ext)?;
+                Request::Accept(p)
+            }
+            "control" => {
+                let p: ControlParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                opt_name("account", &p.account)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                Request::Control(p)
+            }
+            "call" => {
+                let p: CallParams = parse(params)?;
+                channel_type(p.kind)?;
+                opt_name("channelName", &p.channel_name)?;
+                opt_ext("ext", &p.ext)?;
+                need_id("account", &p.account)?;
+                need_id("requestId", &p.request_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                push_info(&p.push_info)?;
+                Request::Call(p)
+            }
+            "sync" => Request::Sync,
+            "queryChannelInfo" => {
+                let p: QueryParams = parse(params)?;
+                let id = p.channel_id.as_deref().unwrap_or("");
+                let name = p.channel_name.as_deref().unwrap_or("");
+                if id.is_empty() && name.is_empty() {
+                    return Err(bad("channelId or channelName is required"));
+                }
+                opt_name("channelId", &p.channel_id)?;
+                opt_name("channelName", &p.channel_name)?;
+                Request::QueryChannelInfo(p)
+            }
+            other => return Err(bad(format!("unknown operation \"{other}\""))),
+        };
+        Ok(req)
+    }
+
+    /// The wire name of this request's operation.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Login(_) => "login",
+            Request::Logout => "logout",
+            Request::Create(_) => "create",
+            Request::Close(_) => "close",
+            Request::Join(_) => "join",
+            Request::Leave(_) => "leave",
+            Request::Invite(_) => "invite",
+            Request::Cancel(_) => "cancel",
+            Request::Accept(_) => "accept",
+            Request::Reject(_) => "reject",
+            Request::Control(_) => "control",
+            Request::Call(_) => "call",
+            Request::Sync => "sync",
+            Request::QueryChannelInfo(_) => "queryChannelInfo",
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The seed's rules, one pure function per operation.
+//!
+//! Each takes the room as the store holds it (or None), who acts, the
+//! parameters, `now` and any other input it needs (fresh ids, a uid seed,
+//! whether an account is online) and returns either a failure code or an
+//! [`Outcome`]: the room to write, the reply and the events to deliver.
+//! Nothing here does I/O, reads a clock or draws random numbers, so every
+//! rule runs unchanged inside any store's atomic update and is tested by
+//! tables (see the tests at the bottom).
+
+use serde_json::{json, Value};
+
+use crate::protocol::codes::*;
+use crate::protocol::params::*;
+use crate::protocol::{Event, EventType, Failure, NotifyKind};
+use crate::store::{Invitation, InviteState, LogBody, NewEntry, Room, RoomMember};
+
+/// The server settings the rules depend on.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Lifetime of an unjoined or emptied room, and how long a closed room
+    /// is remembered (as invalid) before it is forgotten.
+    pub room_ttl_ms: i64,
+    /// How long an invitation can be answered.
+    pub invite_ttl_ms: i64,
+    /// Members per room (10419 beyond).
+    pub max_members: usize,
+}
+
+/// Who acts: an account on one of its devices.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub account: &'a str,
+    pub device: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub now: i64,
+    pub actor: Actor<'a>,
+    pub limits: &'a Limits,
+}
+
+/// An event for one account.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub to: String,
+    pub entry: NewEntry,
+}
+
+/// What a successful rule decided.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The room to write back.
+    pub room: Room,
+    /// 200, or 10201/10202 for an invitation that could not ring (the
+    /// change is still applied).
+    pub code: i32,
+    /// The reply's data (an object; `{}` when there is none).
+    pub data: Value,
+    pub deliveries: Vec<Delivery>,
+}
+
+pub type RuleResult = Result<Outcome, Failure>;
+
+fn fail(code: i32) -> Failure {
+    Failure::code(code)
+}
+
+fn valid(room: Option<&Room>, now: i64) -> Result<&Room, Failure> {
+    match room {
+        Some(r) if r.is_valid(now) => Ok(r),
+        _ => Err(fail(ROOM_NOT_EXIST)),
+    }
+}
+
+fn notify(to: &str, offline: Option<bool>, event: Event) -> Delivery {
+    Delivery {
+        to: to.to_string(),
+        entry: NewEntry {
+            kind: NotifyKind::Notify,
+            exclude_device: None,
+            offline_enabled: offline.unwrap_or(false),
+            body: LogBody::Event(event),
+        },
+    }
+}
+
+/// The same event for the actor's other devices (multi-client sync).
+fn to_my_other_devices(actor: Actor, event: Event) -> Delivery {
+    Delivery {
+        to: actor.account.to_string(),
+        entry: NewEntry {
+            kind: NotifyKind::MultiClientSync,
+            exclude_device: Some(actor.device.to_string()),
+            offline_enabled: false,
+            body: LogBody::Event(event),
+        },
+    }
+}
+
+fn members_sync(room: &Room, now: i64) -> Vec<Delivery> {
+    let body = room.with_members(now);
+    room.accounts()
+        .map(|a| Delivery {
+            to: a.to_string(),
+            entry: NewEntry {
+                kind: NotifyKind::MembersSync,
+                exclude_device: None,
+                offline_enabled: false,
+                body: LogBody::Members(body.clone()),
+            },
+        })
+        .collect()
+}
+
+fn text(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
+}
+
+fn room_and_members(room: &Room, now: i64) -> Value {
+    json!({"channelInfo": room.channel_info(now), "members": room.members_view()})
+}
+
+fn new_room(ctx: &Ctx, id: &str, kind: u8, name: &Option<String>, ext: &Option<String>) -> Room {
+    Room {
+        channel_id: id.to_string(),
+        name: name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.to_string()),
+        kind,
+        ext: text(ext).to_string(),
+        creator: ctx.actor.account.to_string(),
+        created_at: ctx.now,
+        expire_at: ctx.now + ctx.limits.room_ttl_ms,
+        closed: false,
+        members: Vec::new(),
+        invites: Vec::new(),
+    }
+}
+
+/// signalingCreate. `holder` is the valid room that has the requested name.
+pub fn create(holder: Option<&Room>, ctx: &Ctx, p: &CreateParams, new_id: &str) -> RuleResult {
+    if holder.is_some() {
+        return Err(fail(ROOM_EXISTS));
+    }
+    let room = new_room(ctx, new_id, p.kind, &p.channel_name, &p.ext);
+    Ok(Outcome {
+        data: json!({"channelInfo": room.channel_info(ctx.now)}),
+        room,
+        code: OK,
+        deliveries: Vec::new(),
+    })
+}
+
+/// signalingClose: the creator or a member ends the room for everyone.
+pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
+    let old = valid(room, ctx.now)?;
+    let me = ctx.actor.account;
+    if old.creator != me && old.member(me).is_none() {
+        return Err(fail(NOT_IN_ROOM));
+    }
+    let mut room = old.clone();
+    room.closed = true;
+    room.members.clear();
+    room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
+    let info = room.channel_info(ctx.now);
+    let deliveries = old
+        .accounts()
+        .filter(|a| *a != me)
+        .map(|a| {
+            let ev = Event::new(
+                EventType::RoomClose,
+                info.clone(),
+                me,
+                text(&p.ext),
+                ctx.now,
+            );
+            notify(a, p.offline_enabled, ev)
+        })
+        .collect();
+    Ok(Outcome {
+        room,
+        code: OK,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+/// Adds the actor to `room`: the checks and uid choice shared by join,
+/// accept with autoJoin, and call.
+fn enter(
+    room: &mut Room,
+    ctx: &Ctx,
+    uid: Option<u64>,
+    uid_seed: u64,
+) -> Result<RoomMember, Failure> {
+    if let Some(m) = room.member(ctx.actor.account) {
+        return Err(fail(if m.device_id == ctx.actor.device {
+            ALREADY_IN_ROOM
+        } else {
+            IN_ROOM_ON_OTHER_DEVICE
+        }));
+    }
+    if room.members.len() >= ctx.limits.max_members {
+        return Err(fail(ROOM_FULL));
+    }
+    let taken = |u: u64| room.members.iter().any(|m| m.uid == u);
+    let uid = match uid {
+        Some(u) if taken(u) => return Err(fail(UID_CONFLICT)),
+        Some(u) => u,
+        None => {
+            let mut u = uid_seed.max(1);
+            while taken(u) {
+                u = u.checked_add(1).unwrap_or(1);
+            }
+            u
+        }
+    };
+    let member = RoomMember {
+        account: ctx.actor.account.to_string(),
+        device_id: ctx.actor.device.to_string(),
+        uid,
+        joined_at: ctx.now,
+    };
+    room.members.push(member.clone());
+    room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
+    Ok(member)
+}
+
+/// ROOM_JOIN for everyone in the room but the newcomer.
+fn join_events(
+    room: &Room,
+    ctx: &Ctx,
+    m: &RoomMember,
+    attach: &str,
+    offline: Option<bool>,
+) -> Vec<Delivery> {
+    let info = room.channel_info(ctx.now);
+    room.accounts()
+        .filter(|a| *a != m.account)
+        .map(|a| {
+            let mut ev = Event::new(
+                EventType::RoomJoin,
+                info.clone(),
+                &m.account,
+                attach,
+                ctx.now,
+            );
+            ev.member = Some(room.member_view(m));
+            notify(a, offline, ev)
+        })
+        .collect()
+}
+
+/// signalingJoin.
+pub fn join(room: Option<&Room>, ctx: &Ctx, p: &JoinParams, uid_seed: u64) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let m = enter(&mut room, ctx, p.uid, uid_seed)?;
+    let deliveries = join_events(&room, ctx, &m, text(&p.attach_ext), p.offline_enabled);
+    Ok(Outcome {
+        data: room_and_members(&room, ctx.now),
+        room,
+        code: OK,
+        deliveries,
+    })
+}
+
+/// signalingLeave.
+pub fn leave(room: Option<&Room>, ctx: &Ctx, p: &LeaveParams) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let me = ctx.actor.account;
+    let Some(i) = room.members.iter().position(|m| m.account == me) else {
+        return Err(fail(NOT_IN_ROOM));
+    };
+    room.members.remove(i);
+    if room.members.is_empty() {
+        room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
+    }
+    let info = room.channel_info(ctx.now);
+    let deliveries = room
+        .accounts()
+        .map(|a| {
+            let ev = Event::new(
+                EventType::Leave,
+                info.clone(),
+                me,
+                text(&p.attach_ext),
+                ctx.now,
+            );
+            notify(a, p.offline_enabled, ev)
+        })
+        .collect();
+    Ok(Outcome {
+        room,
+        code: OK,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+/// Whether invitations can ring somewhere: the invitee's presence and
+/// whether a push provider is configured. Inputs, so the rules stay pure.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    pub online: bool,
+    pub push_available: bool,
+}
+
+/// Records an invitation in `room` and makes the INVITE; returns the code
+/// (200 rings now, 10201/10202 it cannot).
+fn ask(
+    room: &mut Room,
+    ctx: &Ctx,
+    p: &InviteParams,
+    reach: Reach,
+) -> Result<(i32, Delivery), Failure> {
+    let me = ctx.actor.account;
+    if room.creator != me && room.member(me).is_none() {
+        return Err(fail(NOT_IN_ROOM));
+    }
+    if room.member(&p.account).is_some() {
+        return Err(fail(ALREADY_IN_ROOM));
+    }
+    if room.members.len() >= ctx.limits.max_members {
+        return Err(fail(ROOM_FULL));
+    }
+    room.invites
+        .retain(|i| !(i.request_id == p.request_id && i.from == me && i.to == p.account));
+    // Answered invitations of long ago are of no further use.
+    room.invites
+        .retain(|i| i.state == InviteState::Pending || i.expire_at > ctx.now);
+    room.invites.push(Invitation {
+        request_id: p.request_id.clone(),
+        from: me.to_string(),
+        to: p.account.clone(),
+        state: InviteState::Pending,
+        created_at: ctx.now,
+        expire_at: ctx.now + ctx.limits.invite_ttl_ms,
+    });
+    let mut ev = Event::new(
+        EventType::Invite,
+        room.channel_info(ctx.now),
+        me,
+        text(&p.attach_ext),
+        ctx.now,
+    );
+    ev.to_account = Some(p.account.clone());
+    ev.request_id = Some(p.request_id.clone());
+    ev.push_info = p.push_info.clone();
+    let wants_push = p.push_info.as_ref().map(|x| x.need_push).unwrap_or(false);
+    let code = if reach.online {
+        OK
+    } else if wants_push && !reach.push_available {
+        PUSH_UNREACHABLE
+    } else {
+        PEER_OFFLINE
+    };
+    Ok((code, notify(&p.account, p.offline_enabled, ev)))
+}
+
+/// signalingInvite.
+pub fn invite(room: Option<&Room>, ctx: &Ctx, p: &InviteParams, reach: Reach) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let (code, d) = ask(&mut room, ctx, p, reach)?;
+    Ok(Outcome {
+        room,
+        code,
+        data: json!({}),
+        deliveries: vec![d],
+    })
+}
+
+/// Finds the invitation (request id, inviter, invitee) and checks it can
+/// still be answered.
+fn answerable(
+    room: &Room,
+    request_id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<usize, Failure> {
+    let i = room
+        .invites
+        .iter()
+        .position(|i| i.request_id == request_id && i.from == from && i.to == to)
+        .ok_or_else(|| fail(INVITE_NOT_EXIST))?;
+    let inv = &room.invites[i];
+    match inv.state {
+        InviteState::Accepted => Err(fail(INVITE_ACCEPTED)),
+        InviteState::Rejected => Err(fail(INVITE_REJECTED)),
+        InviteState::Cancelled => Err(fail(INVITE_NOT_EXIST)),
+        InviteState::Pending if now >= inv.expire_at => Err(fail(INVITE_NOT_EXIST)),
+        InviteState::Pending => Ok(i),
+    }
+}
+
+/// An event about invitation `request_id`, addressed to `to_account`.
+fn invite_event(
+    kind: EventType,
+    room: &Room,
+    ctx: &Ctx,
+    to_account: &str,
+    request_id: &str,
+    attach: &Option<String>,
+) -> Event {
+    let mut ev = Event::new(
+        kind,
+        room.channel_info(ctx.now),
+        ctx.actor.account,
+        text(attach),
+        ctx.now,
+    );
+    ev.to_account = Some(to_account.to_string());
+    ev.request_id = Some(request_id.to_string());
+    ev
+}
+
+/// signalingCancel: the inviter withdraws its own invitation.
+pub fn cancel(room: Option<&Room>, ctx: &Ctx, p: &InviteReplyParams) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let i = answerable(&room, &p.request_id, ctx.actor.account, &p.account, ctx.now)?;
+    room.invites[i].state = InviteState::Cancelled;
+    let ev = invite_event(
+        EventType::CancelInvite,
+        &room,
+        ctx,
+        &p.account,
+        &p.request_id,
+        &p.attach_ext,
+    );
+    let deliveries = vec![notify(&p.account, p.offline_enabled, ev)];
+    Ok(Outcome {
+        room,
+        code: OK,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+/// The answer of the invitee: ACCEPT or REJECT to the inviter, the same to
+/// the invitee's other devices. 10201 when the inviter has no live device
+/// (the answer still counts and waits in its log).
+fn answer(
+    room: &mut Room,
+    ctx: &Ctx,
+    p: &InviteReplyParams,
+    accept: bool,
+    inviter_online: bool,
+) -> Result<(i32, Vec<Delivery>), Failure> {
+    let i = answerable(room, &p.request_id, &p.account, ctx.actor.account, ctx.now)?;
+    room.invites[i].state = if accept {
+        InviteState::Accepted
+    } else {
+        InviteState::Rejected
+    };
+    let kind = if accept {
+        EventType::Accept
+    } else {
+        EventType::Reject
+    };
+    let ev = invite_event(kind, room, ctx, &p.account, &p.request_id, &p.attach_ext);
+    let deliveries = vec![
+        notify(&p.account, p.offline_enabled, ev.clone()),
+        to_my_other_devices(ctx.actor, ev),
+    ];
+    Ok((if inviter_online { OK } else { PEER_OFFLINE }, deliveries))
+}
+
+fn reply_params(p: &AcceptParams) -> InviteReplyParams {
+    InviteReplyParams {
+        channel_id: p.channel_id.clone(),
+        account: p.account.clone(),
+        request_id: p.request_id.clone(),
+        offline_enabled: p.offline_enabled,
+        attach_ext: p.attach_ext.clone(),
+    }
+}
+
+/// signalingAccept; with autoJoin also joins (both or neither happen).
+pub fn accept(
+    room: Option<&Room>,
+    ctx: &Ctx,
+    p: &AcceptParams,
+    inviter_online: bool,
+    uid_seed: u64,
+) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let (code, mut deliveries) = answer(&mut room, ctx, &reply_params(p), true, inviter_online)?;
+    let mut data = json!({});
+    if p.auto_join.unwrap_or(false) {
+        let m = enter(&mut room, ctx, p.uid, uid_seed)?;
+        deliveries.extend(join_events(
+            &room,
+            ctx,
+            &m,
+            text(&p.join_attach_ext),
+            p.offline_enabled,
+        ));
+        data = room_and_members(&room, ctx.now);
+    }
+    Ok(Outcome {
+        room,
+        code,
+        data,
+        deliveries,
+    })
+}
+
+/// signalingReject.
+pub fn reject(
+    room: Option<&Room>,
+    ctx: &Ctx,
+    p: &InviteReplyParams,
+    inviter_online: bool,
+) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let (code, deliveries) = answer(&mut room, ctx, p, false, inviter_online)?;
+    Ok(Outcome {
+        room,
+        code,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+/// signalingControl: anyone may send; the receiver must be a member or the
+/// creator; no receiver means every member but the sender. Online only.
+pub fn control(room: Option<&Room>, ctx: &Ctx, p: &ControlParams) -> RuleResult {
+    let room = valid(room, ctx.now)?;
+    let me = ctx.actor.account;
+    let to: Vec<&str> = match p.account.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) if room.member(a).is_some() || room.creator == a => vec![a],
+        Some(_) => return Err(fail(NOT_IN_ROOM)),
+        None => room.accounts().filter(|a| *a != me).collect(),
+    };
+    let info = room.channel_info(ctx.now);
+    let deliveries = to
+        .into_iter()
+        .map(|a| {
+            notify(
+                a,
+                Some(false),
+                Event::new(
+                    EventType::Control,
+                    info.clone(),
+                    me,
+                    text(&p.attach_ext),
+                    ctx.now,
+                ),
+            )
+        })
+        .collect();
+    Ok(Outcome {
+        room: room.clone(),
+        code: OK,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+/// signalingCall: create + join + invite as one step. Any failure (other
+/// than the invitee being unreachable) leaves no room behind.
+pub fn call(
+    holder: Option<&Room>,
+    ctx: &Ctx,
+    p: &CallParams,
+    new_id: &str,
+    uid_seed: u64,
+    reach: Reach,
+) -> RuleResult {
+    if holder.is_some() {
+        return Err(fail(ROOM_EXISTS));
+    }
+    let mut room = new_room(ctx, new_id, p.kind, &p.channel_name, &p.ext);
+    enter(&mut room, ctx, p.uid, uid_seed)?;
+    let inv = InviteParams {
+        channel_id: new_id.to_string(),
+        account: p.account.clone(),
+        request_id: p.request_id.clone(),
+        offline_enabled: p.offline_enabled,
+        attach_ext: p.attach_ext.clone(),
+        push_info: p.push_info.clone(),
+    };
+    let (code, d) = ask(&mut room, ctx, &inv, reach)?;
+    Ok(Outcome {
+        data: room_and_members(&room, ctx.now),
+        room,
+        code,
+        deliveries: vec![d],
+    })
+}
+
+/// A member whose joining device stayed away past the grace period leaves
+/// without a LEAVE event; the others get the members sync.
+pub fn drop_member(
+    room: Option<&Room>,
+    account: &str,
+    device: &str,
+    now: i64,
+    limits: &Limits,
+) -> RuleResult {
+    let mut room = valid(room, now)?.clone();
+    let Some(i) = room
+        .members
+        .iter()
+        .position(|m| m.account == account && m.device_id == device)
+    else {
+        return Err(fail(NOT_IN_ROOM));
+    };
+    room.members.remove(i);
+    if room.members.is_empty() {
+        room.expire_at = now + limits.room_ttl_ms;
+    }
+    let deliveries = members_sync(&room, now);
+    Ok(Outcome {
+        room,
+        code: OK,
+        data: json!({}),
+        deliveries,
+    })
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

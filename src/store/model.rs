@@ -1,0 +1,156 @@
+//! The state the server keeps, and how it reads as the seed's objects. The
+//! meaning of "valid", "expired" and "forgotten" lives here, once, and both
+//! the rules and the store's sweeper ask it.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::protocol::{ChannelInfo, ChannelWithMembers, Event, Member, NotifyKind};
+
+/// One room, its members and the invitations made into it. A room is one
+/// unit of atomic update: every rule reads and writes exactly one room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    pub channel_id: String,
+    pub name: String,
+    pub kind: u8,
+    pub ext: String,
+    pub creator: String,
+    pub created_at: i64,
+    /// Unjoined or emptied room: when it stops being valid. Room with
+    /// members: informational (it does not expire while anyone is in it).
+    /// Closed room: when the server forgets it.
+    pub expire_at: i64,
+    pub closed: bool,
+    pub members: Vec<RoomMember>,
+    pub invites: Vec<Invitation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMember {
+    pub account: String,
+    /// The device that joined: 10420 for the account's other devices, and the
+    /// device whose disconnection drops the member.
+    pub device_id: String,
+    pub uid: u64,
+    pub joined_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InviteState {
+    Pending,
+    Accepted,
+    Rejected,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub request_id: String,
+    pub from: String,
+    pub to: String,
+    pub state: InviteState,
+    pub created_at: i64,
+    /// After this the invitation can no longer be answered (10408).
+    pub expire_at: i64,
+}
+
+impl Room {
+    /// Valid: not closed, and either someone is in it or its TTL has not run out.
+    pub fn is_valid(&self, now: i64) -> bool {
+        !self.closed && (!self.members.is_empty() || now < self.expire_at)
+    }
+
+    /// Whether the sweeper may delete it: invalid, and a closed room only
+    /// once its grace period (kept in `expire_at`) has passed.
+    pub fn is_forgettable(&self, now: i64) -> bool {
+        if self.closed {
+            now >= self.expire_at
+        } else {
+            !self.is_valid(now)
+        }
+    }
+
+    pub fn channel_info(&self, now: i64) -> ChannelInfo {
+        ChannelInfo {
+            channel_id: self.channel_id.clone(),
+            channel_name: self.name.clone(),
+            kind: self.kind,
+            ext: self.ext.clone(),
+            create_timestamp: self.created_at,
+            expire_timestamp: self.expire_at,
+            creator_id: self.creator.clone(),
+            invalid: if self.is_valid(now) { 0 } else { 1 },
+        }
+    }
+
+    pub fn member_view(&self, m: &RoomMember) -> Member {
+        Member {
+            account: m.account.clone(),
+            uid: m.uid,
+            create_timestamp: m.joined_at,
+            expire_timestamp: self.expire_at,
+        }
+    }
+
+    pub fn members_view(&self) -> Vec<Member> {
+        self.members.iter().map(|m| self.member_view(m)).collect()
+    }
+
+    pub fn with_members(&self, now: i64) -> ChannelWithMembers {
+        ChannelWithMembers {
+            channel_info: self.channel_info(now),
+            members: self.members_view(),
+        }
+    }
+
+    pub fn member(&self, account: &str) -> Option<&RoomMember> {
+        self.members.iter().find(|m| m.account == account)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.account.as_str())
+    }
+}
+
+/// What one log entry carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LogBody {
+    Event(Event),
+    Members(ChannelWithMembers),
+}
+
+impl LogBody {
+    pub fn channel_id(&self) -> &str {
+        match self {
+            LogBody::Event(e) => &e.channel_info.channel_id,
+            LogBody::Members(m) => &m.channel_info.channel_id,
+        }
+    }
+}
+
+/// An event to append to an account's log.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub kind: NotifyKind,
+    /// The device that acted; it does not get its own multi-client sync.
+    pub exclude_device: Option<String>,
+    /// The sender asked for offline storage (`offlineEnabled`).
+    pub offline_enabled: bool,
+    pub body: LogBody,
+}
+
+/// One entry of an account's event log.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub kind: NotifyKind,
+    pub exclude_device: Option<String>,
+    /// Kept for offline delivery: offlineEnabled and no device of the
+    /// account was online when it was appended.
+    pub offline: bool,
+    pub time: i64,
+    pub body: LogBody,
+    /// The body encoded once, shared by every session that sends it.
+    pub encoded: Arc<str>,
+}
