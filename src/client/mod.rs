@@ -1,1 +1,225 @@
+//! The async Rust client the C ABI wraps: one connection task per client,
+//! request/reply correlation with deadlines, events delivered in the order
+//! they arrived, reconnection with resume.
+//!
+//! Everything the app sees — request completions and notifications — leaves
+//! the connection task through calls made in frame order, so a consumer
+//! that queues them (the C ABI's dispatcher) keeps that order.
 
+pub mod config;
+mod connection;
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::ClientConfig;
+use crate::protocol::codes::{self, INTERNAL};
+use crate::protocol::frames::result_object;
+
+/// Connection states reported to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Disconnected,
+    Kicked,
+}
+
+impl ConnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Connected => "connected",
+            ConnState::Reconnecting => "reconnecting",
+            ConnState::Disconnected => "disconnected",
+            ConnState::Kicked => "kicked",
+        }
+    }
+}
+
+/// Something the server told us, as JSON text ready for the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    /// signalingNotify: one event.
+    Online(String),
+    /// signalingMutilClientSyncNotify: one event.
+    MultiClientSync(String),
+    /// signalingMembersSyncNotify: `{"channelInfo", "members"}`.
+    MembersSync(String),
+    /// Offline events at login: `{"eventList":[...]}`.
+    Offline(String),
+    /// Rooms I am in, after each login: `{"channels":[...]}`.
+    Channels(String),
+    /// `{"state": "...", "code": N}`.
+    ConnectionState(ConnState, i32),
+}
+
+impl Notification {
+    /// The connection state payload as the C callback gets it.
+    pub fn state_json(state: ConnState, code: i32) -> String {
+        serde_json::json!({"state": state.as_str(), "code": code}).to_string()
+    }
+}
+
+/// Where notifications go. Called on the connection task, in order; must
+/// not block.
+pub type Sink = Arc<dyn Fn(Notification) + Send + Sync>;
+
+/// Completes one request exactly once: with the reply, or — if it is
+/// dropped unfired (timeout bookkeeping, shutdown, a bug) — with an error.
+pub struct Completer {
+    f: Option<Box<dyn FnOnce(i32, String) + Send>>,
+}
+
+impl Completer {
+    pub fn new(f: impl FnOnce(i32, String) + Send + 'static) -> Self {
+        Completer { f: Some(Box::new(f)) }
+    }
+
+    /// Fires with a result object (JSON text whose `code` equals `code`).
+    pub fn complete(mut self, code: i32, result_json: String) {
+        if let Some(f) = self.f.take() {
+            f(code, result_json);
+        }
+    }
+
+    /// Fires with a failure object made of `code` and `message`.
+    pub fn fail(self, code: i32, message: &str) {
+        let json = result_object(code, Some(message), None).to_string();
+        self.complete(code, json);
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(f) = self.f.take() {
+            // Every path completes explicitly; reaching this is a bug, but
+            // the app still gets its one callback.
+            tracing::error!("request completer dropped without firing");
+            let json = result_object(INTERNAL, Some("request abandoned"), None).to_string();
+            f(INTERNAL, json);
+        }
+    }
+}
+
+pub(crate) enum Cmd {
+    Login(Completer),
+    Logout(Completer),
+    Request { op: &'static str, params: Value, done: Completer, deadline: tokio::time::Instant },
+}
+
+/// A client handle. Cheap to clone; the connection task ends when
+/// [`Client::shutdown`] is called or every handle is dropped.
+#[derive(Clone)]
+pub struct Client {
+    cfg: Arc<ClientConfig>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<Shared>,
+}
+
+/// State readable from any thread without asking the connection task.
+pub(crate) struct Shared {
+    /// From a successful login until logout, kick or a final disconnect
+    /// (true while reconnecting: requests then wait for the connection).
+    pub logged_in: AtomicBool,
+    pub shutdown: tokio::sync::Notify,
+    pub stopped: AtomicBool,
+}
+
+impl Client {
+    /// Starts the connection task on the current tokio runtime. Nothing is
+    /// sent until [`Client::login`].
+    pub fn new(cfg: ClientConfig, sink: Sink) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            logged_in: AtomicBool::new(false),
+            shutdown: tokio::sync::Notify::new(),
+            stopped: AtomicBool::new(false),
+        });
+        let cfg = Arc::new(cfg);
+        tokio::spawn(connection::run(cfg.clone(), sink, rx, shared.clone()));
+        Client { cfg, cmds: tx, shared }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        self.shared.logged_in.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
+            let done = match cmd {
+                Cmd::Login(d) | Cmd::Logout(d) => d,
+                Cmd::Request { done, .. } => done,
+            };
+            done.fail(codes::NOT_CONNECTED, "client is shut down");
+        }
+    }
+
+    /// Connects and logs in; `done` gets the login result.
+    pub fn login_with(&self, done: Completer) {
+        self.send(Cmd::Login(done));
+    }
+
+    /// Logs out and disconnects (no reconnect).
+    pub fn logout_with(&self, done: Completer) {
+        self.send(Cmd::Logout(done));
+    }
+
+    /// Sends a request; `done` fires exactly once with the result — the
+    /// reply, 408 at the request timeout, or 415 when the client is not
+    /// logged in or shuts down. `params` must have passed
+    /// [`crate::protocol::Request::parse`] for `op`.
+    pub fn request_with(&self, op: &'static str, params: Value, done: Completer) {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(self.cfg.request_timeout_ms);
+        self.send(Cmd::Request { op, params, done, deadline });
+    }
+
+    async fn wait(f: impl FnOnce(Completer)) -> (i32, String) {
+        let (tx, rx) = oneshot::channel();
+        f(Completer::new(move |c, j| {
+            let _ = tx.send((c, j));
+        }));
+        rx.await.unwrap_or((INTERNAL, r#"{"code":500,"message":"request abandoned"}"#.into()))
+    }
+
+    pub async fn login(&self) -> (i32, String) {
+        Self::wait(|d| self.login_with(d)).await
+    }
+
+    pub async fn logout(&self) -> (i32, String) {
+        Self::wait(|d| self.logout_with(d)).await
+    }
+
+    /// Sends `op` with `params` (validated first: 414 without sending).
+    pub async fn request(&self, op: &str, params: Value) -> (i32, String) {
+        match crate::protocol::Request::parse(op, &params) {
+            Ok(req) => Self::wait(|d| self.request_with(req.op(), params, d)).await,
+            Err(f) => (f.code, result_object(f.code, Some(&f.message), None).to_string()),
+        }
+    }
+
+    /// Stops the connection task; pending requests complete with 415.
+    /// Returns at once; the task finishes in the background.
+    pub fn shutdown(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.logged_in.store(false, Ordering::SeqCst);
+        self.shared.shutdown.notify_one();
+    }
+}
+
+/// A sink that forwards notifications into a channel (for Rust users and
+/// tests).
+pub fn channel_sink() -> (Sink, mpsc::UnboundedReceiver<Notification>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(move |n| {
+        let _ = tx.send(n);
+    }), rx)
+}

@@ -1,0 +1,447 @@
+//! The connection task: owns the WebSocket, the pending requests and their
+//! deadlines, the last event sequence seen, and the reconnect loop.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{ClientConfig, Cmd, Completer, ConnState, Notification, Shared, Sink};
+use crate::protocol::codes::{self, NOT_CONNECTED, OK, TIMEOUT};
+use crate::protocol::frames::{self, NotifyKind, ServerFrame, SUBPROTOCOL};
+use crate::protocol::Failure;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Request id of the login frame on each connection.
+const LOGIN_ID: u64 = 0;
+
+struct Pending {
+    done: Completer,
+    deadline: Instant,
+    /// Set once the request went out on the current connection.
+    sent: bool,
+    frame: String,
+}
+
+struct Conn {
+    cfg: Arc<ClientConfig>,
+    sink: Sink,
+    shared: Arc<Shared>,
+    pending: HashMap<u64, Pending>,
+    /// (deadline, id) of every pending request, soonest first.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// Requests waiting for a connection, in submission order.
+    unsent: VecDeque<u64>,
+    next_id: u64,
+    /// Highest event sequence delivered; older or repeated ones are dropped.
+    last_seq: Option<u64>,
+    url_index: usize,
+    logout: Option<(u64, Completer)>,
+}
+
+enum End {
+    /// Connection lost; reconnect if we are still logged in.
+    Lost(i32),
+    /// Logged out, kicked, or shut down: do not reconnect.
+    Stop,
+}
+
+pub(super) async fn run(cfg: Arc<ClientConfig>, sink: Sink, mut cmds: mpsc::UnboundedReceiver<Cmd>, shared: Arc<Shared>) {
+    let mut c = Conn {
+        cfg,
+        sink,
+        shared,
+        pending: HashMap::new(),
+        deadlines: BTreeSet::new(),
+        unsent: VecDeque::new(),
+        next_id: LOGIN_ID + 1,
+        last_seq: None,
+        url_index: 0,
+        logout: None,
+    };
+    // Idle: not logged in. Wait for a login; refuse everything else.
+    loop {
+        let cmd = tokio::select! {
+            cmd = cmds.recv() => cmd,
+            _ = c.shared.shutdown.notified() => None,
+        };
+        let Some(cmd) = cmd else { break };
+        match cmd {
+            Cmd::Login(done) => {
+                c.emit_state(ConnState::Connecting, OK);
+                match c.establish(None).await {
+                    Ok((ws, reply)) => {
+                        c.shared.logged_in.store(true, Ordering::SeqCst);
+                        done.complete(OK, reply);
+                        c.emit_state(ConnState::Connected, OK);
+                        if c.online(ws, &mut cmds).await {
+                            break;
+                        }
+                    }
+                    Err(f) => {
+                        done.fail(f.code, &f.message);
+                        c.emit_state(ConnState::Disconnected, f.code);
+                    }
+                }
+            }
+            Cmd::Logout(done) => done.fail(NOT_CONNECTED, "not logged in"),
+            Cmd::Request { done, .. } => done.fail(NOT_CONNECTED, "not logged in"),
+        }
+        if c.shared.stopped.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    c.fail_all(NOT_CONNECTED, "client shut down");
+    while let Ok(cmd) = cmds.try_recv() {
+        match cmd {
+            Cmd::Login(d) | Cmd::Logout(d) => d.fail(NOT_CONNECTED, "client shut down"),
+            Cmd::Request { done, .. } => done.fail(NOT_CONNECTED, "client shut down"),
+        }
+    }
+}
+
+impl Conn {
+    fn emit_state(&self, s: ConnState, code: i32) {
+        (self.sink)(Notification::ConnectionState(s, code));
+    }
+
+    fn fail_all(&mut self, code: i32, msg: &str) {
+        self.deadlines.clear();
+        self.unsent.clear();
+        let mut ids: Vec<u64> = self.pending.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(p) = self.pending.remove(&id) {
+                p.done.fail(code, msg);
+            }
+        }
+        if let Some((_, d)) = self.logout.take() {
+            d.fail(code, msg);
+        }
+    }
+
+    /// Requests sent on a connection that died may or may not have been
+    /// applied; they fail with 415 rather than risk being applied twice.
+    fn fail_sent(&mut self) {
+        let mut ids: Vec<u64> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(p) = self.pending.remove(&id) {
+                self.deadlines.remove(&(p.deadline, id));
+                p.done.fail(NOT_CONNECTED, "connection lost before the reply");
+            }
+        }
+        if let Some((_, d)) = self.logout.take() {
+            d.complete(OK, json!({"code": OK}).to_string());
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.deadlines.iter().next() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, id));
+            if let Some(p) = self.pending.remove(&id) {
+                self.unsent.retain(|u| *u != id);
+                p.done.fail(TIMEOUT, "no reply within requestTimeoutMs");
+            }
+        }
+    }
+
+    fn add_request(&mut self, op: &str, params: Value, done: Completer, deadline: Instant) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = frames::request_frame(id, op, &params);
+        self.pending.insert(id, Pending { done, deadline, sent: false, frame });
+        self.deadlines.insert((deadline, id));
+        self.unsent.push_back(id);
+        id
+    }
+
+    /// Connects to the current URL and logs in (resuming after `resume`).
+    /// Returns the socket and the login result object.
+    async fn establish(&mut self, resume: Option<u64>) -> Result<(Ws, String), Failure> {
+        let urls = self.cfg.urls();
+        let url = urls[self.url_index % urls.len()].clone();
+        let limit = Duration::from_millis(self.cfg.request_timeout_ms);
+        let attempt = async {
+            let mut req = url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| Failure::new(codes::INVALID_PARAM, format!("bad server URL {url}: {e}")))?;
+            req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+                .await
+                .map_err(|e| Failure::new(NOT_CONNECTED, format!("cannot connect to {url}: {e}")))?;
+            let mut params = json!({
+                "account": self.cfg.account, "token": self.cfg.token, "deviceId": self.cfg.device_id(),
+            });
+            if let Some(seq) = resume {
+                params["resumeSeq"] = seq.into();
+            }
+            ws.send(Message::Text(frames::request_frame(LOGIN_ID, "login", &params)))
+                .await
+                .map_err(|e| Failure::new(NOT_CONNECTED, format!("connection lost: {e}")))?;
+            loop {
+                let msg = ws.next().await;
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => return Err(Failure::new(NOT_CONNECTED, "connection closed during login")),
+                };
+                let frame: ServerFrame = serde_json::from_str(&text)
+                    .map_err(|e| Failure::new(codes::INTERNAL, format!("bad frame from server: {e}")))?;
+                if frame.t != "res" || frame.id != Some(LOGIN_ID) {
+                    continue;
+                }
+                let result = frame.result.map(|r| r.get()).unwrap_or("{}");
+                let v: Value = serde_json::from_str(result).unwrap_or_default();
+                let code = v["code"].as_i64().unwrap_or(codes::INTERNAL as i64) as i32;
+                if code != OK {
+                    let msg = v["message"].as_str().unwrap_or("login failed").to_string();
+                    return Err(Failure::new(code, msg));
+                }
+                if resume.is_none() || v["resumed"] != Value::Bool(true) {
+                    // A fresh start: the server sends the offline list and
+                    // continues after its current head.
+                    self.last_seq = v["seq"].as_u64();
+                }
+                return Ok((ws, result.to_string()));
+            }
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(TIMEOUT, format!("no login reply from {url} within requestTimeoutMs"))),
+        }
+    }
+
+    /// Serves a logged-in connection, reconnecting as needed. Returns true
+    /// when the task should end (shutdown or command channel closed).
+    async fn online(&mut self, mut ws: Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
+        let mut attempt: u32 = 0;
+        loop {
+            let end = self.serve(&mut ws, cmds).await;
+            let _ = ws.close(None).await;
+            match end {
+                End::Stop => {
+                    self.shared.logged_in.store(false, Ordering::SeqCst);
+                    return self.shared.stopped.load(Ordering::SeqCst);
+                }
+                End::Lost(code) => {
+                    self.fail_sent();
+                    if !self.cfg.reconnect || self.shared.stopped.load(Ordering::SeqCst) {
+                        self.shared.logged_in.store(false, Ordering::SeqCst);
+                        self.fail_all(NOT_CONNECTED, "connection lost");
+                        self.emit_state(ConnState::Disconnected, code);
+                        return self.shared.stopped.load(Ordering::SeqCst);
+                    }
+                    self.emit_state(ConnState::Reconnecting, code);
+                }
+            }
+            // Reconnect: back off, move to the next URL, resume from last_seq.
+            loop {
+                let backoff = Duration::from_millis((100u64 << attempt.min(6)).min(5_000));
+                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+                attempt += 1;
+                if !self.wait_serving_cmds(backoff + jitter, cmds).await {
+                    return true;
+                }
+                if self.logout.is_some() || !self.shared.logged_in.load(Ordering::SeqCst) {
+                    self.shared.logged_in.store(false, Ordering::SeqCst);
+                    self.fail_all(NOT_CONNECTED, "logged out");
+                    self.emit_state(ConnState::Disconnected, OK);
+                    return false;
+                }
+                self.url_index += 1;
+                let shared = self.shared.clone();
+                let r = tokio::select! {
+                    r = self.establish(self.last_seq) => Some(r),
+                    _ = shared.shutdown.notified() => None,
+                };
+                match r {
+                    None => return true,
+                    Some(Ok((new_ws, _))) => {
+                        ws = new_ws;
+                        attempt = 0;
+                        self.emit_state(ConnState::Connected, OK);
+                        break;
+                    }
+                    Some(Err(f)) if f.code == codes::AUTH_FAILED => {
+                        self.shared.logged_in.store(false, Ordering::SeqCst);
+                        self.fail_all(f.code, &f.message);
+                        self.emit_state(ConnState::Disconnected, f.code);
+                        return false;
+                    }
+                    Some(Err(_)) => continue,
+                }
+            }
+        }
+    }
+
+    /// Sleeps `d` while still taking commands (requests queue; a logout
+    /// ends the wait). Returns false on shutdown.
+    async fn wait_serving_cmds(&mut self, d: Duration, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
+        let until = Instant::now() + d;
+        let shared = self.shared.clone();
+        loop {
+            let next_deadline = self.deadlines.iter().next().map(|(t, _)| *t).unwrap_or(until).min(until);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_deadline) => {
+                    self.expire(Instant::now());
+                    if Instant::now() >= until { return true }
+                }
+                cmd = cmds.recv() => match cmd {
+                    None => return false,
+                    Some(Cmd::Request { op, params, done, deadline }) => { self.add_request(op, params, done, deadline); }
+                    Some(Cmd::Login(d)) => d.complete(OK, json!({"code": OK, "message": "already logged in"}).to_string()),
+                    Some(Cmd::Logout(d)) => {
+                        self.shared.logged_in.store(false, Ordering::SeqCst);
+                        d.complete(OK, json!({"code": OK}).to_string());
+                        return true;
+                    }
+                },
+                _ = shared.shutdown.notified() => return false,
+            }
+        }
+    }
+
+    /// Sends the requests that are waiting, flushing once.
+    async fn send_unsent(&mut self, ws: &mut Ws) -> Result<(), ()> {
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        while let Some(id) = self.unsent.pop_front() {
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.sent = true;
+                ws.feed(Message::Text(p.frame.clone())).await.map_err(|_| ())?;
+            }
+        }
+        ws.flush().await.map_err(|_| ())
+    }
+
+    async fn serve(&mut self, ws: &mut Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> End {
+        let silence = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+        let mut ping = tokio::time::interval(Duration::from_millis(self.cfg.heartbeat_interval_ms));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let shared = self.shared.clone();
+        loop {
+            if self.send_unsent(ws).await.is_err() {
+                return End::Lost(NOT_CONNECTED);
+            }
+            let next_deadline = self.deadlines.iter().next().map(|(t, _)| *t);
+            tokio::select! {
+                msg = ws.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => if let Some(end) = self.on_frame(&t) { return end },
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Lost(NOT_CONNECTED),
+                        Some(Ok(_)) => {}
+                    }
+                }
+                cmd = cmds.recv() => match cmd {
+                    None => return End::Stop,
+                    Some(Cmd::Request { op, params, done, deadline }) => { self.add_request(op, params, done, deadline); }
+                    Some(Cmd::Login(d)) => d.complete(OK, json!({"code": OK, "message": "already logged in"}).to_string()),
+                    Some(Cmd::Logout(d)) => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        self.logout = Some((id, d));
+                        if ws.send(Message::Text(frames::request_frame(id, "logout", &json!({})))).await.is_err() {
+                            self.logout_done();
+                            return End::Stop;
+                        }
+                    }
+                },
+                _ = async { match next_deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                    self.expire(Instant::now());
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > silence {
+                        return End::Lost(TIMEOUT);
+                    }
+                    if ws.send(Message::Ping(Vec::new())).await.is_err() {
+                        return End::Lost(NOT_CONNECTED);
+                    }
+                }
+                _ = shared.shutdown.notified() => return End::Stop,
+            }
+        }
+    }
+
+    fn logout_done(&mut self) {
+        self.shared.logged_in.store(false, Ordering::SeqCst);
+        self.fail_all(NOT_CONNECTED, "logged out");
+        if let Some((_, d)) = self.logout.take() {
+            d.complete(OK, json!({"code": OK}).to_string());
+        }
+        self.emit_state(ConnState::Disconnected, OK);
+    }
+
+    /// Handles one frame from the server; Some(end) when the connection ends.
+    fn on_frame(&mut self, text: &str) -> Option<End> {
+        let Ok(f) = serde_json::from_str::<ServerFrame>(text) else {
+            tracing::warn!("unparsable frame from server ignored");
+            return None;
+        };
+        match f.t {
+            "res" => {
+                let id = f.id.unwrap_or(u64::MAX);
+                let result = f.result.map(|r| r.get()).unwrap_or(r#"{"code":500}"#);
+                if self.logout.as_ref().map(|(lid, _)| *lid == id).unwrap_or(false) {
+                    self.logout_done();
+                    return Some(End::Stop);
+                }
+                if let Some(p) = self.pending.remove(&id) {
+                    self.deadlines.remove(&(p.deadline, id));
+                    let code = serde_json::from_str::<Value>(result)
+                        .ok()
+                        .and_then(|v| v["code"].as_i64())
+                        .unwrap_or(codes::INTERNAL as i64) as i32;
+                    p.done.complete(code, result.to_string());
+                }
+            }
+            "evt" => {
+                let (Some(seq), Some(kind), Some(ev)) = (f.seq, f.kind, f.event) else { return None };
+                if self.last_seq.map(|l| seq <= l).unwrap_or(false) {
+                    return None; // already delivered
+                }
+                self.last_seq = Some(seq);
+                let payload = ev.get().to_string();
+                (self.sink)(match kind {
+                    NotifyKind::Notify => Notification::Online(payload),
+                    NotifyKind::MultiClientSync => Notification::MultiClientSync(payload),
+                    NotifyKind::MembersSync => Notification::MembersSync(payload),
+                });
+            }
+            "offline" => {
+                let list = f.event_list.map(|r| r.get()).unwrap_or("[]");
+                (self.sink)(Notification::Offline(format!(r#"{{"eventList":{list}}}"#)));
+            }
+            "channels" => {
+                let list = f.channels.map(|r| r.get()).unwrap_or("[]");
+                (self.sink)(Notification::Channels(format!(r#"{{"channels":{list}}}"#)));
+            }
+            "kicked" => {
+                self.shared.logged_in.store(false, Ordering::SeqCst);
+                let code = f.code.unwrap_or(codes::FORBIDDEN);
+                self.fail_all(NOT_CONNECTED, "kicked by a newer login of this device");
+                self.emit_state(ConnState::Kicked, code);
+                return Some(End::Stop);
+            }
+            _ => {}
+        }
+        None
+    }
+}
