@@ -58,17 +58,23 @@ impl ClientConfig {
             serde_json::from_str(text).map_err(|e| bad(format!("client config: {e}")))?;
         for url in std::iter::once(&c.server_url).chain(&c.server_urls) {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                return Err(bad(format!("client config: \"{url}\" is not a ws:// or wss:// URL")));
+                return Err(bad(format!(
+                    "client config: \"{url}\" is not a ws:// or wss:// URL"
+                )));
             }
         }
         if c.account.is_empty() || c.account.len() > crate::protocol::params::MAX_NAME_LEN {
             return Err(bad("client config: account must be 1 to 128 bytes"));
         }
         if c.request_timeout_ms == 0 || c.heartbeat_interval_ms == 0 {
-            return Err(bad("client config: requestTimeoutMs and heartbeatIntervalMs must be > 0"));
+            return Err(bad(
+                "client config: requestTimeoutMs and heartbeatIntervalMs must be > 0",
+            ));
         }
         if c.heartbeat_timeout_ms < c.heartbeat_interval_ms {
-            return Err(bad("client config: heartbeatTimeoutMs must be >= heartbeatIntervalMs"));
+            return Err(bad(
+                "client config: heartbeatTimeoutMs must be >= heartbeatIntervalMs",
+            ));
         }
         if c.device_id.as_deref().map(str::is_empty).unwrap_or(true) {
             c.device_id = Some(format!("dev-{:016x}", rand::random::<u64>()));
@@ -82,6 +88,8 @@ impl ClientConfig {
 
     /// The URLs to try, in order.
     pub fn urls(&self) -> Vec<String> {
-        std::iter::once(self.server_url.clone()).chain(self.server_urls.iter().cloned()).collect()
+        std::iter::once(self.server_url.clone())
+            .chain(self.server_urls.iter().cloned())
+            .collect()
     }
 }

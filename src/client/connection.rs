@@ -56,7 +56,12 @@ enum End {
     Stop,
 }
 
-pub(super) async fn run(cfg: Arc<ClientConfig>, sink: Sink, mut cmds: mpsc::UnboundedReceiver<Cmd>, shared: Arc<Shared>) {
+pub(super) async fn run(
+    cfg: Arc<ClientConfig>,
+    sink: Sink,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    shared: Arc<Shared>,
+) {
     let mut c = Conn {
         cfg,
         sink,
@@ -133,12 +138,18 @@ impl Conn {
     /// Requests sent on a connection that died may or may not have been
     /// applied; they fail with 415 rather than risk being applied twice.
     fn fail_sent(&mut self) {
-        let mut ids: Vec<u64> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+        let mut ids: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent)
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
                 self.deadlines.remove(&(p.deadline, id));
-                p.done.fail(NOT_CONNECTED, "connection lost before the reply");
+                p.done
+                    .fail(NOT_CONNECTED, "connection lost before the reply");
             }
         }
         if let Some((_, d)) = self.logout.take() {
@@ -163,7 +174,15 @@ impl Conn {
         let id = self.next_id;
         self.next_id += 1;
         let frame = frames::request_frame(id, op, &params);
-        self.pending.insert(id, Pending { done, deadline, sent: false, frame });
+        self.pending.insert(
+            id,
+            Pending {
+                done,
+                deadline,
+                sent: false,
+                frame,
+            },
+        );
         self.deadlines.insert((deadline, id));
         self.unsent.push_back(id);
         id
@@ -176,32 +195,44 @@ impl Conn {
         let url = urls[self.url_index % urls.len()].clone();
         let limit = Duration::from_millis(self.cfg.request_timeout_ms);
         let attempt = async {
-            let mut req = url
-                .as_str()
-                .into_client_request()
-                .map_err(|e| Failure::new(codes::INVALID_PARAM, format!("bad server URL {url}: {e}")))?;
-            req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+            let mut req = url.as_str().into_client_request().map_err(|e| {
+                Failure::new(codes::INVALID_PARAM, format!("bad server URL {url}: {e}"))
+            })?;
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
                 .await
-                .map_err(|e| Failure::new(NOT_CONNECTED, format!("cannot connect to {url}: {e}")))?;
+                .map_err(|e| {
+                    Failure::new(NOT_CONNECTED, format!("cannot connect to {url}: {e}"))
+                })?;
             let mut params = json!({
                 "account": self.cfg.account, "token": self.cfg.token, "deviceId": self.cfg.device_id(),
             });
             if let Some(seq) = resume {
                 params["resumeSeq"] = seq.into();
             }
-            ws.send(Message::Text(frames::request_frame(LOGIN_ID, "login", &params)))
-                .await
-                .map_err(|e| Failure::new(NOT_CONNECTED, format!("connection lost: {e}")))?;
+            ws.send(Message::Text(frames::request_frame(
+                LOGIN_ID, "login", &params,
+            )))
+            .await
+            .map_err(|e| Failure::new(NOT_CONNECTED, format!("connection lost: {e}")))?;
             loop {
                 let msg = ws.next().await;
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    _ => return Err(Failure::new(NOT_CONNECTED, "connection closed during login")),
+                    _ => {
+                        return Err(Failure::new(
+                            NOT_CONNECTED,
+                            "connection closed during login",
+                        ))
+                    }
                 };
-                let frame: ServerFrame = serde_json::from_str(&text)
-                    .map_err(|e| Failure::new(codes::INTERNAL, format!("bad frame from server: {e}")))?;
+                let frame: ServerFrame = serde_json::from_str(&text).map_err(|e| {
+                    Failure::new(codes::INTERNAL, format!("bad frame from server: {e}"))
+                })?;
                 if frame.t != "res" || frame.id != Some(LOGIN_ID) {
                     continue;
                 }
@@ -222,7 +253,10 @@ impl Conn {
         };
         match tokio::time::timeout(limit, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(Failure::new(TIMEOUT, format!("no login reply from {url} within requestTimeoutMs"))),
+            Err(_) => Err(Failure::new(
+                TIMEOUT,
+                format!("no login reply from {url} within requestTimeoutMs"),
+            )),
         }
     }
 
@@ -252,7 +286,9 @@ impl Conn {
             // Reconnect: back off, move to the next URL, resume from last_seq.
             loop {
                 let backoff = Duration::from_millis((100u64 << attempt.min(6)).min(5_000));
-                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+                let jitter = Duration::from_millis(
+                    rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
+                );
                 attempt += 1;
                 if !self.wait_serving_cmds(backoff + jitter, cmds).await {
                     return true;
@@ -291,11 +327,21 @@ impl Conn {
 
     /// Sleeps `d` while still taking commands (requests queue; a logout
     /// ends the wait). Returns false on shutdown.
-    async fn wait_serving_cmds(&mut self, d: Duration, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
+    async fn wait_serving_cmds(
+        &mut self,
+        d: Duration,
+        cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> bool {
         let until = Instant::now() + d;
         let shared = self.shared.clone();
         loop {
-            let next_deadline = self.deadlines.iter().next().map(|(t, _)| *t).unwrap_or(until).min(until);
+            let next_deadline = self
+                .deadlines
+                .iter()
+                .next()
+                .map(|(t, _)| *t)
+                .unwrap_or(until)
+                .min(until);
             tokio::select! {
                 _ = tokio::time::sleep_until(next_deadline) => {
                     self.expire(Instant::now());
@@ -324,7 +370,9 @@ impl Conn {
         while let Some(id) = self.unsent.pop_front() {
             if let Some(p) = self.pending.get_mut(&id) {
                 p.sent = true;
-                ws.feed(Message::Text(p.frame.clone())).await.map_err(|_| ())?;
+                ws.feed(Message::Text(p.frame.clone()))
+                    .await
+                    .map_err(|_| ())?;
             }
         }
         ws.flush().await.map_err(|_| ())
@@ -399,7 +447,12 @@ impl Conn {
             "res" => {
                 let id = f.id.unwrap_or(u64::MAX);
                 let result = f.result.map(|r| r.get()).unwrap_or(r#"{"code":500}"#);
-                if self.logout.as_ref().map(|(lid, _)| *lid == id).unwrap_or(false) {
+                if self
+                    .logout
+                    .as_ref()
+                    .map(|(lid, _)| *lid == id)
+                    .unwrap_or(false)
+                {
                     self.logout_done();
                     return Some(End::Stop);
                 }
@@ -413,7 +466,9 @@ impl Conn {
                 }
             }
             "evt" => {
-                let (Some(seq), Some(kind), Some(ev)) = (f.seq, f.kind, f.event) else { return None };
+                let (Some(seq), Some(kind), Some(ev)) = (f.seq, f.kind, f.event) else {
+                    return None;
+                };
                 if self.last_seq.map(|l| seq <= l).unwrap_or(false) {
                     return None; // already delivered
                 }

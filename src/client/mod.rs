@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::ClientConfig;
 use crate::protocol::codes::{self, INTERNAL};
 use crate::protocol::frames::result_object;
+pub use config::ClientConfig;
 
 /// Connection states reported to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,9 @@ pub struct Completer {
 
 impl Completer {
     pub fn new(f: impl FnOnce(i32, String) + Send + 'static) -> Self {
-        Completer { f: Some(Box::new(f)) }
+        Completer {
+            f: Some(Box::new(f)),
+        }
     }
 
     /// Fires with a result object (JSON text whose `code` equals `code`).
@@ -108,7 +110,12 @@ impl Drop for Completer {
 pub(crate) enum Cmd {
     Login(Completer),
     Logout(Completer),
-    Request { op: &'static str, params: Value, done: Completer, deadline: tokio::time::Instant },
+    Request {
+        op: &'static str,
+        params: Value,
+        done: Completer,
+        deadline: tokio::time::Instant,
+    },
 }
 
 /// A client handle. Cheap to clone; the connection task ends when
@@ -127,6 +134,21 @@ pub(crate) struct Shared {
     pub logged_in: AtomicBool,
     pub shutdown: tokio::sync::Notify,
     pub stopped: AtomicBool,
+    /// Set (and signalled) when the connection task has ended: after that
+    /// no completion or notification comes from it.
+    pub finished: std::sync::Mutex<bool>,
+    pub finished_cv: std::sync::Condvar,
+}
+
+/// Marks the task finished when dropped, however the task ends.
+struct FinishGuard(Arc<Shared>);
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        let mut f = self.0.finished.lock().unwrap_or_else(|e| e.into_inner());
+        *f = true;
+        self.0.finished_cv.notify_all();
+    }
 }
 
 impl Client {
@@ -138,10 +160,22 @@ impl Client {
             logged_in: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
+            finished: std::sync::Mutex::new(false),
+            finished_cv: std::sync::Condvar::new(),
         });
         let cfg = Arc::new(cfg);
-        tokio::spawn(connection::run(cfg.clone(), sink, rx, shared.clone()));
-        Client { cfg, cmds: tx, shared }
+        let cfg2 = cfg.clone();
+        let guard = FinishGuard(shared.clone());
+        let task_shared = shared.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            connection::run(cfg2, sink, rx, task_shared).await;
+        });
+        Client {
+            cfg,
+            cmds: tx,
+            shared,
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -179,7 +213,12 @@ impl Client {
     pub fn request_with(&self, op: &'static str, params: Value, done: Completer) {
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(self.cfg.request_timeout_ms);
-        self.send(Cmd::Request { op, params, done, deadline });
+        self.send(Cmd::Request {
+            op,
+            params,
+            done,
+            deadline,
+        });
     }
 
     async fn wait(f: impl FnOnce(Completer)) -> (i32, String) {
@@ -187,7 +226,10 @@ impl Client {
         f(Completer::new(move |c, j| {
             let _ = tx.send((c, j));
         }));
-        rx.await.unwrap_or((INTERNAL, r#"{"code":500,"message":"request abandoned"}"#.into()))
+        rx.await.unwrap_or((
+            INTERNAL,
+            r#"{"code":500,"message":"request abandoned"}"#.into(),
+        ))
     }
 
     pub async fn login(&self) -> (i32, String) {
@@ -202,7 +244,10 @@ impl Client {
     pub async fn request(&self, op: &str, params: Value) -> (i32, String) {
         match crate::protocol::Request::parse(op, &params) {
             Ok(req) => Self::wait(|d| self.request_with(req.op(), params, d)).await,
-            Err(f) => (f.code, result_object(f.code, Some(&f.message), None).to_string()),
+            Err(f) => (
+                f.code,
+                result_object(f.code, Some(&f.message), None).to_string(),
+            ),
         }
     }
 
@@ -213,13 +258,32 @@ impl Client {
         self.shared.logged_in.store(false, Ordering::SeqCst);
         self.shared.shutdown.notify_one();
     }
+
+    /// Blocks the calling thread (never a runtime thread) until the
+    /// connection task has ended, at most `limit`. Returns whether it ended.
+    pub fn wait_finished_blocking(&self, limit: std::time::Duration) -> bool {
+        let f = self
+            .shared
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (f, _) = self
+            .shared
+            .finished_cv
+            .wait_timeout_while(f, limit, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *f
+    }
 }
 
 /// A sink that forwards notifications into a channel (for Rust users and
 /// tests).
 pub fn channel_sink() -> (Sink, mpsc::UnboundedReceiver<Notification>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Arc::new(move |n| {
-        let _ = tx.send(n);
-    }), rx)
+    (
+        Arc::new(move |n| {
+            let _ = tx.send(n);
+        }),
+        rx,
+    )
 }

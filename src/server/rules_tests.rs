@@ -1,1 +1,1623 @@
+//! Table tests of the pure rules.
+//!
+//! Every error code the seed lists for an operation is a row in that
+//! operation's failure table; the success tests check what a user sees: the
+//! code, the reply `data`, the room written back, and every delivery
+//! (recipient, notification kind, flags and the event as its wire JSON).
+//! Expected JSON is spelled out with the seed's field names instead of being
+//! built by the code under test, so a renamed or missing field fails too.
+//!
+//! The fixture room "c1" was created by alice, who is not in it; bob (uid 11)
+//! and carol (uid 12) joined on device "d1". dave, erin, … are outsiders.
 
+use super::*;
+use crate::protocol::PushInfo;
+use crate::store::InviteState::{Accepted, Cancelled, Pending, Rejected};
+
+// ---------------------------------------------------------------- fixtures
+
+const NOW: i64 = 1_700_000_000_000;
+const TTL: i64 = 7_200_000;
+const INVITE_TTL: i64 = 30_000;
+/// When the fixture room was created and its members joined.
+const CREATED: i64 = NOW - 60_000;
+/// When the fixture invitations were made.
+const INVITED: i64 = NOW - 1_000;
+
+static LIMITS: Limits = Limits {
+    room_ttl_ms: TTL,
+    invite_ttl_ms: INVITE_TTL,
+    max_members: 3,
+};
+
+static ONE_SEAT: Limits = Limits {
+    room_ttl_ms: TTL,
+    invite_ttl_ms: INVITE_TTL,
+    max_members: 1,
+};
+
+/// `account` acting on device "d1" at NOW under [`LIMITS`].
+fn ctx(account: &'static str) -> Ctx<'static> {
+    Ctx {
+        now: NOW,
+        actor: Actor {
+            account,
+            device: "d1",
+        },
+        limits: &LIMITS,
+    }
+}
+
+trait CtxExt {
+    fn on(self, device: &'static str) -> Self;
+    fn at(self, now: i64) -> Self;
+    fn limits(self, limits: &'static Limits) -> Self;
+}
+
+impl CtxExt for Ctx<'static> {
+    fn on(mut self, device: &'static str) -> Self {
+        self.actor.device = device;
+        self
+    }
+    fn at(mut self, now: i64) -> Self {
+        self.now = now;
+        self
+    }
+    fn limits(mut self, limits: &'static Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A member who joined on "d1" when the fixture room was created.
+fn member(account: &str, uid: u64) -> RoomMember {
+    RoomMember {
+        account: account.into(),
+        device_id: "d1".into(),
+        uid,
+        joined_at: CREATED,
+    }
+}
+
+/// Who joined at NOW (the rule under test added them).
+fn newcomer(account: &str, device: &str, uid: u64) -> RoomMember {
+    RoomMember {
+        account: account.into(),
+        device_id: device.into(),
+        uid,
+        joined_at: NOW,
+    }
+}
+
+fn room() -> Room {
+    Room {
+        channel_id: "c1".into(),
+        name: "standup".into(),
+        kind: 2,
+        ext: "room-ext".into(),
+        creator: "alice".into(),
+        created_at: CREATED,
+        expire_at: CREATED + TTL,
+        closed: false,
+        members: vec![member("bob", 11), member("carol", 12)],
+        invites: vec![],
+    }
+}
+
+fn room_with(f: impl FnOnce(&mut Room)) -> Room {
+    let mut r = room();
+    f(&mut r);
+    r
+}
+
+/// The fixture room with its third and last seat taken (by zoe, uid 13).
+fn full_room() -> Room {
+    room_with(|r| r.members.push(member("zoe", 13)))
+}
+
+/// Rooms that no operation may act on: 10404 for all of them.
+fn gone_rooms() -> Vec<(&'static str, Option<Room>)> {
+    vec![
+        ("no such room", None),
+        (
+            "closed room",
+            Some(room_with(|r| {
+                r.closed = true;
+                r.members.clear();
+                r.expire_at = NOW + TTL;
+            })),
+        ),
+        (
+            "unjoined room past its TTL",
+            Some(room_with(|r| {
+                r.members.clear();
+                r.expire_at = NOW;
+            })),
+        ),
+    ]
+}
+
+/// An invitation made at INVITED.
+fn inv(request_id: &str, from: &str, to: &str, state: InviteState) -> Invitation {
+    Invitation {
+        request_id: request_id.into(),
+        from: from.into(),
+        to: to.into(),
+        state,
+        created_at: INVITED,
+        expire_at: INVITED + INVITE_TTL,
+    }
+}
+
+/// An invitation made at NOW (the rule under test made it).
+fn new_inv(request_id: &str, from: &str, to: &str) -> Invitation {
+    Invitation {
+        created_at: NOW,
+        expire_at: NOW + INVITE_TTL,
+        ..inv(request_id, from, to, Pending)
+    }
+}
+
+/// The fixture room with bob's invitations in every state, and one of carol's.
+fn invited() -> Room {
+    room_with(|r| {
+        r.invites = vec![
+            inv("r1", "bob", "dave", Pending),
+            inv("r2", "bob", "erin", Rejected),
+            inv("r3", "bob", "frank", Accepted),
+            inv("r4", "bob", "gina", Cancelled),
+            Invitation {
+                expire_at: NOW,
+                ..inv("r5", "bob", "hank", Pending)
+            },
+            inv("r6", "carol", "dave", Pending),
+        ]
+    })
+}
+
+/// `invited()` after `state` was given to r1 (bob → dave).
+fn invited_then(state: InviteState) -> Room {
+    let mut r = invited();
+    r.invites[0].state = state;
+    r
+}
+
+// ---------------------------------------------------------------- params
+
+fn close_p() -> CloseParams {
+    CloseParams {
+        channel_id: "c1".into(),
+        offline_enabled: Some(true),
+        ext: Some("bye".into()),
+    }
+}
+
+fn join_p() -> JoinParams {
+    JoinParams {
+        channel_id: "c1".into(),
+        uid: None,
+        offline_enabled: Some(true),
+        attach_ext: Some("hi".into()),
+    }
+}
+
+fn leave_p() -> LeaveParams {
+    LeaveParams {
+        channel_id: "c1".into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("bye".into()),
+    }
+}
+
+fn invite_p(invitee: &str) -> InviteParams {
+    InviteParams {
+        channel_id: "c1".into(),
+        account: invitee.into(),
+        request_id: "r1".into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("knock".into()),
+        push_info: None,
+    }
+}
+
+/// Cancel (account = invitee) or reject (account = inviter).
+fn reply_p(account: &str, request_id: &str) -> InviteReplyParams {
+    InviteReplyParams {
+        channel_id: "c1".into(),
+        account: account.into(),
+        request_id: request_id.into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("re".into()),
+    }
+}
+
+fn accept_p(inviter: &str, request_id: &str) -> AcceptParams {
+    AcceptParams {
+        channel_id: "c1".into(),
+        account: inviter.into(),
+        request_id: request_id.into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("re".into()),
+        auto_join: None,
+        uid: None,
+        join_attach_ext: Some("joining".into()),
+    }
+}
+
+fn auto_join_p(uid: Option<u64>) -> AcceptParams {
+    AcceptParams {
+        auto_join: Some(true),
+        uid,
+        ..accept_p("bob", "r1")
+    }
+}
+
+fn control_p(to: Option<&str>) -> ControlParams {
+    ControlParams {
+        channel_id: "c1".into(),
+        account: to.map(String::from),
+        attach_ext: Some("cmd".into()),
+    }
+}
+
+fn call_p(invitee: &str) -> CallParams {
+    CallParams {
+        kind: 2,
+        channel_name: None,
+        ext: Some("call-ext".into()),
+        uid: None,
+        account: invitee.into(),
+        request_id: "r1".into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("ring".into()),
+        push_info: None,
+    }
+}
+
+/// A pushInfo and its wire JSON.
+fn push(need_push: bool) -> (PushInfo, Value) {
+    let p = PushInfo {
+        push_title: Some("title".into()),
+        push_content: Some("you are invited".into()),
+        push_payload: Some(json!({"from": 111})),
+        need_push,
+        need_badge: true,
+    };
+    let wire = json!({
+        "pushTitle": "title",
+        "pushContent": "you are invited",
+        "pushPayload": {"from": 111},
+        "needPush": need_push,
+        "needBadge": true,
+    });
+    (p, wire)
+}
+
+const ONLINE: Reach = Reach {
+    online: true,
+    push_available: false,
+};
+
+/// How an invitation rings, shared by invite and call: (case, reach,
+/// pushInfo.needPush if any pushInfo, expected code).
+fn reach_rows() -> Vec<(&'static str, Reach, Option<bool>, i32)> {
+    let offline = |push_available| Reach {
+        online: false,
+        push_available,
+    };
+    vec![
+        ("online, no pushInfo", ONLINE, None, OK),
+        (
+            "online, needPush without push provider",
+            ONLINE,
+            Some(true),
+            OK,
+        ),
+        ("offline, no pushInfo", offline(true), None, PEER_OFFLINE),
+        (
+            "offline, needPush false",
+            offline(false),
+            Some(false),
+            PEER_OFFLINE,
+        ),
+        (
+            "offline, needPush, push provider",
+            offline(true),
+            Some(true),
+            PEER_OFFLINE,
+        ),
+        (
+            "offline, needPush, no push provider",
+            offline(false),
+            Some(true),
+            PUSH_UNREACHABLE,
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- oracles
+
+/// channelInfo as the seed spells it.
+fn info(r: &Room, invalid: u8) -> Value {
+    json!({
+        "channelId": r.channel_id,
+        "channelName": r.name,
+        "type": r.kind,
+        "ext": r.ext,
+        "createTimestamp": r.created_at,
+        "expireTimestamp": r.expire_at,
+        "creatorId": r.creator,
+        "invalid": invalid,
+    })
+}
+
+fn member_json(r: &Room, m: &RoomMember) -> Value {
+    json!({
+        "account": m.account,
+        "uid": m.uid,
+        "createTimestamp": m.joined_at,
+        "expireTimestamp": r.expire_at,
+    })
+}
+
+/// `{"channelInfo", "members"}` of a valid room: join/accept/call data and
+/// the members sync body.
+fn with_members(r: &Room) -> Value {
+    let members: Vec<Value> = r.members.iter().map(|m| member_json(r, m)).collect();
+    json!({"channelInfo": info(r, 0), "members": members})
+}
+
+/// An event at NOW in room `r` (shown invalid only if `r` is closed), plus
+/// the optional fields in `extra`.
+fn event(ty: &str, r: &Room, from: &str, attach: &str, extra: Value) -> Value {
+    const TYPES: [&str; 8] = [
+        "ROOM_CLOSE",
+        "ROOM_JOIN",
+        "INVITE",
+        "CANCEL_INVITE",
+        "REJECT",
+        "ACCEPT",
+        "LEAVE",
+        "CONTROL",
+    ];
+    let code = TYPES.iter().position(|t| *t == ty).expect("event type") + 1;
+    let mut ev = json!({
+        "eventType": ty,
+        "eventTypeCode": code,
+        "channelInfo": info(r, r.closed as u8),
+        "fromAccountId": from,
+        "attachExt": attach,
+        "time": NOW,
+    });
+    let fields = ev.as_object_mut().unwrap();
+    fields.extend(extra.as_object().expect("extra is an object").clone());
+    ev
+}
+
+/// A delivery as the recipient's log would hold it.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    to: String,
+    kind: NotifyKind,
+    exclude_device: Option<String>,
+    offline_enabled: bool,
+    body: Value,
+}
+
+fn seen(o: &Outcome) -> Vec<Seen> {
+    o.deliveries
+        .iter()
+        .map(|d| Seen {
+            to: d.to.clone(),
+            kind: d.entry.kind,
+            exclude_device: d.entry.exclude_device.clone(),
+            offline_enabled: d.entry.offline_enabled,
+            body: match &d.entry.body {
+                LogBody::Event(e) => serde_json::to_value(e).unwrap(),
+                LogBody::Members(m) => serde_json::to_value(m).unwrap(),
+            },
+        })
+        .collect()
+}
+
+/// signalingNotify to every device of `to`.
+fn notified(to: &str, offline: bool, body: Value) -> Seen {
+    Seen {
+        to: to.into(),
+        kind: NotifyKind::Notify,
+        exclude_device: None,
+        offline_enabled: offline,
+        body,
+    }
+}
+
+/// signalingMutilClientSyncNotify to `to`'s devices other than `acting`.
+fn synced(to: &str, acting: &str, body: Value) -> Seen {
+    Seen {
+        to: to.into(),
+        kind: NotifyKind::MultiClientSync,
+        exclude_device: Some(acting.into()),
+        offline_enabled: false,
+        body,
+    }
+}
+
+/// signalingMembersSyncNotify.
+fn members_synced(to: &str, body: Value) -> Seen {
+    Seen {
+        to: to.into(),
+        kind: NotifyKind::MembersSync,
+        exclude_device: None,
+        offline_enabled: false,
+        body,
+    }
+}
+
+#[track_caller]
+fn succeeded(case: &str, r: RuleResult) -> Outcome {
+    match r {
+        Ok(o) => o,
+        Err(f) => panic!("{case}: expected success, got {f}"),
+    }
+}
+
+#[track_caller]
+fn assert_fails(case: &str, r: RuleResult, code: i32) {
+    match r {
+        Err(f) => assert_eq!(f, Failure::code(code), "{case}"),
+        Ok(o) => panic!("{case}: expected {code}, got {} with {:?}", o.code, o.room),
+    }
+}
+
+fn code_of(r: &RuleResult) -> i32 {
+    match r {
+        Ok(o) => o.code,
+        Err(f) => f.code,
+    }
+}
+
+// ---------------------------------------------------------------- model
+
+#[test]
+fn room_validity_and_forgetting() {
+    let unjoined = room_with(|r| r.members.clear());
+    let closed = room_with(|r| {
+        r.closed = true;
+        r.members.clear();
+        r.expire_at = NOW;
+    });
+    let expiry = CREATED + TTL;
+    // (case, room, at, valid, forgettable)
+    let rows = [
+        (
+            "unjoined, before its TTL",
+            &unjoined,
+            expiry - 1,
+            true,
+            false,
+        ),
+        ("unjoined, at its TTL", &unjoined, expiry, false, true),
+        (
+            "members, long past expire_at",
+            &room(),
+            expiry + TTL,
+            true,
+            false,
+        ),
+        ("closed, within its grace", &closed, NOW - 1, false, false),
+        ("closed, grace over", &closed, NOW, false, true),
+    ];
+    for (case, r, at, valid, forgettable) in rows {
+        assert_eq!(r.is_valid(at), valid, "{case}: valid");
+        assert_eq!(r.is_forgettable(at), forgettable, "{case}: forgettable");
+        assert_eq!(
+            r.channel_info(at).invalid,
+            u8::from(!valid),
+            "{case}: invalid"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- create
+
+#[test]
+fn create_table() {
+    let named = |name: Option<&str>, ext: Option<&str>| CreateParams {
+        kind: 1,
+        channel_name: name.map(String::from),
+        ext: ext.map(String::from),
+    };
+    // (case, holder, params, Ok((channelName, ext)) or Err(code))
+    let rows: Vec<(&str, Option<Room>, CreateParams, Result<(&str, &str), i32>)> = vec![
+        (
+            "named",
+            None,
+            named(Some("standup"), Some("e")),
+            Ok(("standup", "e")),
+        ),
+        ("no name: the id", None, named(None, None), Ok(("c9", ""))),
+        (
+            "empty name: the id",
+            None,
+            named(Some(""), Some("")),
+            Ok(("c9", "")),
+        ),
+        (
+            "name held by a valid room",
+            Some(room()),
+            named(Some("standup"), None),
+            Err(ROOM_EXISTS),
+        ),
+    ];
+    for (case, holder, p, want) in rows {
+        let res = create(holder.as_ref(), &ctx("alice"), &p, "c9");
+        let (name, ext) = match want {
+            Err(code) => {
+                assert_fails(case, res, code);
+                continue;
+            }
+            Ok(w) => w,
+        };
+        let o = succeeded(case, res);
+        assert_eq!(o.code, OK, "{case}");
+        assert_eq!(
+            o.data,
+            json!({"channelInfo": {
+                "channelId": "c9",
+                "channelName": name,
+                "type": 1,
+                "ext": ext,
+                "createTimestamp": NOW,
+                "expireTimestamp": NOW + TTL,
+                "creatorId": "alice",
+                "invalid": 0,
+            }}),
+            "{case}"
+        );
+        // The creator is not a member until it joins.
+        assert!(o.room.members.is_empty(), "{case}");
+        assert!(o.room.invites.is_empty(), "{case}");
+        assert!(!o.room.closed, "{case}");
+        assert_eq!(o.room.expire_at, NOW + TTL, "{case}");
+        assert!(o.deliveries.is_empty(), "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- close
+
+#[test]
+fn close_failures() {
+    let mut rows: Vec<(&str, Option<Room>, &str, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "bob", ROOM_NOT_EXIST))
+        .collect();
+    rows.push((
+        "neither creator nor member",
+        Some(room()),
+        "dave",
+        NOT_IN_ROOM,
+    ));
+    rows.push((
+        "an invitee is not a member",
+        Some(invited()),
+        "dave",
+        NOT_IN_ROOM,
+    ));
+    for (case, r, who, code) in rows {
+        assert_fails(case, close(r.as_ref(), &ctx(who), &close_p()), code);
+    }
+}
+
+#[test]
+fn close_table() {
+    let emptied = room_with(|r| r.members.clear());
+    // (case, room, closer, offlineEnabled, who is told)
+    let rows: Vec<(&str, Room, &str, Option<bool>, Vec<&str>)> = vec![
+        (
+            "creator, not a member",
+            room(),
+            "alice",
+            Some(true),
+            vec!["bob", "carol"],
+        ),
+        ("member; offline absent", room(), "bob", None, vec!["carol"]),
+        (
+            "member; offline false",
+            room(),
+            "carol",
+            Some(false),
+            vec!["bob"],
+        ),
+        (
+            "creator of an emptied room",
+            emptied.clone(),
+            "alice",
+            Some(true),
+            vec![],
+        ),
+        (
+            "invitations stay as they are",
+            invited(),
+            "bob",
+            Some(true),
+            vec!["carol"],
+        ),
+    ];
+    for (case, before, who, offline, told) in rows {
+        let p = CloseParams {
+            offline_enabled: offline,
+            ..close_p()
+        };
+        let o = succeeded(case, close(Some(&before), &ctx(who), &p));
+        let mut want = before.clone();
+        want.closed = true;
+        want.members.clear();
+        want.expire_at = NOW + TTL;
+        assert_eq!(o.code, OK, "{case}");
+        assert_eq!(o.data, json!({}), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        let ev = event("ROOM_CLOSE", &want, who, "bye", json!({}));
+        assert_eq!(ev["channelInfo"]["invalid"], 1, "{case}");
+        let want_seen: Vec<Seen> = told
+            .iter()
+            .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
+            .collect();
+        assert_eq!(seen(&o), want_seen, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- join
+
+#[test]
+fn join_failures() {
+    let mut rows: Vec<(&str, Option<Room>, Ctx, Option<u64>, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, ctx("dave"), None, ROOM_NOT_EXIST))
+        .collect();
+    rows.extend([
+        (
+            "same account, same device",
+            Some(room()),
+            ctx("bob"),
+            None,
+            ALREADY_IN_ROOM,
+        ),
+        (
+            "same account, other device",
+            Some(room()),
+            ctx("bob").on("d2"),
+            None,
+            IN_ROOM_ON_OTHER_DEVICE,
+        ),
+        (
+            "uid of another member",
+            Some(room()),
+            ctx("dave"),
+            Some(12),
+            UID_CONFLICT,
+        ),
+        ("room full", Some(full_room()), ctx("dave"), None, ROOM_FULL),
+        (
+            "room full, already in it",
+            Some(full_room()),
+            ctx("bob"),
+            None,
+            ALREADY_IN_ROOM,
+        ),
+    ]);
+    for (case, r, c, uid, code) in rows {
+        let p = JoinParams { uid, ..join_p() };
+        assert_fails(case, join(r.as_ref(), &c, &p, 1), code);
+    }
+}
+
+#[test]
+fn join_tells_the_others() {
+    let p = JoinParams {
+        uid: Some(99),
+        ..join_p()
+    };
+    let o = succeeded("join", join(Some(&room()), &ctx("dave").on("d2"), &p, 1));
+    let want = room_with(|r| {
+        r.members.push(newcomer("dave", "d2", 99));
+        r.expire_at = NOW + TTL;
+    });
+    assert_eq!(o.code, OK);
+    assert_eq!(o.room, want);
+    assert_eq!(o.data, with_members(&want));
+    assert_eq!(o.data["members"].as_array().unwrap().len(), 3);
+    let ev = event(
+        "ROOM_JOIN",
+        &want,
+        "dave",
+        "hi",
+        json!({"member": {
+            "account": "dave",
+            "uid": 99,
+            "createTimestamp": NOW,
+            "expireTimestamp": NOW + TTL,
+        }}),
+    );
+    assert_eq!(
+        seen(&o),
+        vec![
+            notified("bob", true, ev.clone()),
+            notified("carol", true, ev)
+        ]
+    );
+}
+
+#[test]
+fn join_rooms_that_are_still_valid() {
+    let creators_own = room_with(|r| r.members.clear());
+    let old_but_occupied = room_with(|r| r.expire_at = NOW - TTL);
+    // (case, room, joiner, offlineEnabled, who is told)
+    let rows: Vec<(&str, Room, &str, Option<bool>, Vec<&str>)> = vec![
+        (
+            "creator joins its unjoined room",
+            creators_own,
+            "alice",
+            Some(true),
+            vec![],
+        ),
+        (
+            "occupied room past expire_at",
+            old_but_occupied,
+            "dave",
+            None,
+            vec!["bob", "carol"],
+        ),
+    ];
+    for (case, before, who, offline, told) in rows {
+        let p = JoinParams {
+            offline_enabled: offline,
+            ..join_p()
+        };
+        let o = succeeded(case, join(Some(&before), &ctx(who), &p, 50));
+        let mut want = before.clone();
+        want.members.push(newcomer(who, "d1", 50));
+        want.expire_at = NOW + TTL;
+        assert_eq!(o.room, want, "{case}");
+        assert_eq!(o.data, with_members(&want), "{case}");
+        let recipients: Vec<(String, bool)> = seen(&o)
+            .into_iter()
+            .map(|s| (s.to, s.offline_enabled))
+            .collect();
+        let want_recipients: Vec<(String, bool)> = told
+            .iter()
+            .map(|a| (a.to_string(), offline.unwrap_or(false)))
+            .collect();
+        assert_eq!(recipients, want_recipients, "{case}");
+    }
+}
+
+#[test]
+fn join_uid_choice() {
+    // (case, uids already taken, requested uid, server seed, uid given)
+    let rows: Vec<(&str, Vec<u64>, Option<u64>, u64, u64)> = vec![
+        (
+            "requested uid wins over the seed",
+            vec![11, 12],
+            Some(99),
+            5,
+            99,
+        ),
+        ("absent: the seed", vec![11, 12], None, 40, 40),
+        ("seed 0 is not a uid", vec![], None, 0, 1),
+        ("seed taken: the next free one", vec![11, 12], None, 11, 13),
+        (
+            "seed at the top wraps to 1",
+            vec![u64::MAX],
+            None,
+            u64::MAX,
+            1,
+        ),
+    ];
+    for (case, uids, uid, seed, want) in rows {
+        let before = room_with(|r| {
+            r.members = uids
+                .iter()
+                .enumerate()
+                .map(|(i, u)| member(&format!("m{i}"), *u))
+                .collect();
+        });
+        let p = JoinParams { uid, ..join_p() };
+        let o = succeeded(case, join(Some(&before), &ctx("dave"), &p, seed));
+        assert_eq!(o.room.member("dave").map(|m| m.uid), Some(want), "{case}");
+        assert_eq!(o.data["members"][uids.len()]["uid"], want, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- leave
+
+#[test]
+fn leave_failures() {
+    let mut rows: Vec<(&str, Option<Room>, &str, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "bob", ROOM_NOT_EXIST))
+        .collect();
+    rows.push(("not a member", Some(room()), "dave", NOT_IN_ROOM));
+    rows.push(("creator, not a member", Some(room()), "alice", NOT_IN_ROOM));
+    for (case, r, who, code) in rows {
+        assert_fails(case, leave(r.as_ref(), &ctx(who), &leave_p()), code);
+    }
+}
+
+#[test]
+fn leave_tells_the_others() {
+    let o = succeeded("leave", leave(Some(&room()), &ctx("bob"), &leave_p()));
+    // Someone is still in: expire_at stays as it was.
+    let want = room_with(|r| {
+        r.members.remove(0);
+    });
+    assert_eq!(o.code, OK);
+    assert_eq!(o.data, json!({}));
+    assert_eq!(o.room, want);
+    assert_eq!(
+        seen(&o),
+        vec![notified(
+            "carol",
+            true,
+            event("LEAVE", &want, "bob", "bye", json!({}))
+        )]
+    );
+}
+
+#[test]
+fn last_member_leaving_keeps_the_room_for_its_ttl() {
+    // bob alone, the room's informational expiry long gone.
+    let lone = room_with(|r| {
+        r.members.truncate(1);
+        r.expire_at = NOW - TTL;
+    });
+    let o = succeeded("leave", leave(Some(&lone), &ctx("bob"), &leave_p()));
+    let want = room_with(|r| {
+        r.members.clear();
+        r.expire_at = NOW + TTL;
+    });
+    assert_eq!(o.room, want);
+    assert!(o.deliveries.is_empty());
+
+    let later = |at: i64| join(Some(&o.room), &ctx("dave").at(at), &join_p(), 1);
+    assert_eq!(code_of(&later(NOW + TTL - 1)), OK);
+    assert_fails("join at the TTL", later(NOW + TTL), ROOM_NOT_EXIST);
+    assert_eq!(o.room.channel_info(NOW + TTL - 1).invalid, 0);
+    assert_eq!(o.room.channel_info(NOW + TTL).invalid, 1);
+}
+
+// ---------------------------------------------------------------- invite
+
+#[test]
+fn invite_failures() {
+    let mut rows: Vec<(&str, Option<Room>, &str, &str, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "bob", "dave", ROOM_NOT_EXIST))
+        .collect();
+    rows.extend([
+        (
+            "inviter neither creator nor member",
+            Some(room()),
+            "dave",
+            "erin",
+            NOT_IN_ROOM,
+        ),
+        (
+            "inviter only invited",
+            Some(invited()),
+            "dave",
+            "erin",
+            NOT_IN_ROOM,
+        ),
+        (
+            "invitee already a member",
+            Some(room()),
+            "bob",
+            "carol",
+            ALREADY_IN_ROOM,
+        ),
+        (
+            "inviting yourself, a member",
+            Some(room()),
+            "bob",
+            "bob",
+            ALREADY_IN_ROOM,
+        ),
+        ("room full", Some(full_room()), "bob", "dave", ROOM_FULL),
+    ]);
+    for (case, r, who, invitee, code) in rows {
+        let res = invite(r.as_ref(), &ctx(who), &invite_p(invitee), ONLINE);
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn invite_reach_table() {
+    for (case, reach, need_push, code) in reach_rows() {
+        let pushed = need_push.map(push);
+        let p = InviteParams {
+            push_info: pushed.as_ref().map(|(p, _)| p.clone()),
+            ..invite_p("dave")
+        };
+        let o = succeeded(case, invite(Some(&room()), &ctx("bob"), &p, reach));
+        // Kept even when it cannot ring: the invitee sees it when it logs in.
+        let want = room_with(|r| r.invites.push(new_inv("r1", "bob", "dave")));
+        assert_eq!(o.code, code, "{case}");
+        assert_eq!(o.room, want, "{case}");
+        assert_eq!(o.data, json!({}), "{case}");
+        let mut extra = json!({"toAccount": "dave", "requestId": "r1"});
+        if let Some((_, wire)) = pushed {
+            extra["pushInfo"] = wire;
+        }
+        let ev = event("INVITE", &want, "bob", "knock", extra);
+        assert_eq!(seen(&o), vec![notified("dave", true, ev)], "{case}");
+    }
+}
+
+#[test]
+fn invite_by_the_creator_outside_the_room() {
+    let p = InviteParams {
+        offline_enabled: None,
+        attach_ext: None,
+        ..invite_p("dave")
+    };
+    let o = succeeded("invite", invite(Some(&room()), &ctx("alice"), &p, ONLINE));
+    let want = room_with(|r| r.invites.push(new_inv("r1", "alice", "dave")));
+    assert_eq!(o.code, OK);
+    assert_eq!(o.room, want);
+    let ev = event(
+        "INVITE",
+        &want,
+        "alice",
+        "",
+        json!({"toAccount": "dave", "requestId": "r1"}),
+    );
+    assert_eq!(seen(&o), vec![notified("dave", false, ev)]);
+}
+
+#[test]
+fn invite_again_replaces_the_same_request() {
+    let before = room_with(|r| {
+        r.invites = vec![
+            inv("r1", "bob", "dave", Rejected),
+            inv("r1", "carol", "dave", Pending),
+            inv("r2", "bob", "dave", Pending),
+            inv("r1", "bob", "erin", Pending),
+        ]
+    });
+    let o = succeeded(
+        "invite",
+        invite(Some(&before), &ctx("bob"), &invite_p("dave"), ONLINE),
+    );
+    assert_eq!(
+        o.room.invites,
+        vec![
+            inv("r1", "carol", "dave", Pending),
+            inv("r2", "bob", "dave", Pending),
+            inv("r1", "bob", "erin", Pending),
+            new_inv("r1", "bob", "dave"),
+        ]
+    );
+    // And it can be answered again.
+    let accepted = accept(Some(&o.room), &ctx("dave"), &accept_p("bob", "r1"), true, 1);
+    assert_eq!(code_of(&accepted), OK);
+}
+
+#[test]
+fn invite_forgets_answered_invitations_past_their_expiry() {
+    let expired = |rid, state| Invitation {
+        expire_at: NOW,
+        ..inv(rid, "carol", "erin", state)
+    };
+    let before = room_with(|r| {
+        r.invites = vec![
+            expired("a", Accepted),
+            expired("b", Rejected),
+            expired("c", Cancelled),
+            expired("d", Pending),
+            inv("e", "carol", "erin", Accepted),
+        ]
+    });
+    let o = succeeded(
+        "invite",
+        invite(Some(&before), &ctx("bob"), &invite_p("dave"), ONLINE),
+    );
+    assert_eq!(
+        o.room.invites,
+        vec![
+            expired("d", Pending),
+            inv("e", "carol", "erin", Accepted),
+            new_inv("r1", "bob", "dave"),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- cancel
+
+#[test]
+fn cancel_failures() {
+    let mut rows: Vec<(&str, Option<Room>, &str, &str, &str, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "bob", "dave", "r1", ROOM_NOT_EXIST))
+        .collect();
+    let r = Some(invited());
+    rows.extend([
+        (
+            "no such request",
+            r.clone(),
+            "bob",
+            "dave",
+            "r9",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "someone else's invitation",
+            r.clone(),
+            "bob",
+            "dave",
+            "r6",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "other invitee",
+            r.clone(),
+            "bob",
+            "erin",
+            "r1",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "the invitee cannot cancel",
+            r.clone(),
+            "dave",
+            "bob",
+            "r1",
+            INVITE_NOT_EXIST,
+        ),
+        ("expired", r.clone(), "bob", "hank", "r5", INVITE_NOT_EXIST),
+        (
+            "already cancelled",
+            r.clone(),
+            "bob",
+            "gina",
+            "r4",
+            INVITE_NOT_EXIST,
+        ),
+        ("rejected", r.clone(), "bob", "erin", "r2", INVITE_REJECTED),
+        ("accepted", r, "bob", "frank", "r3", INVITE_ACCEPTED),
+    ]);
+    for (case, r, who, invitee, rid, code) in rows {
+        assert_fails(
+            case,
+            cancel(r.as_ref(), &ctx(who), &reply_p(invitee, rid)),
+            code,
+        );
+    }
+}
+
+#[test]
+fn cancel_tells_the_invitee() {
+    let o = succeeded(
+        "cancel",
+        cancel(Some(&invited()), &ctx("bob"), &reply_p("dave", "r1")),
+    );
+    let want = invited_then(Cancelled);
+    assert_eq!(o.code, OK);
+    assert_eq!(o.data, json!({}));
+    assert_eq!(o.room, want);
+    let ev = event(
+        "CANCEL_INVITE",
+        &want,
+        "bob",
+        "re",
+        json!({"toAccount": "dave", "requestId": "r1"}),
+    );
+    assert_eq!(seen(&o), vec![notified("dave", true, ev)]);
+}
+
+// ---------------------------------------------------------------- accept / reject
+
+/// Answers that cannot be given, the same for accept and reject:
+/// (case, room, who answers, inviter named, requestId, code).
+fn answer_failure_rows() -> Vec<(
+    &'static str,
+    Option<Room>,
+    &'static str,
+    &'static str,
+    &'static str,
+    i32,
+)> {
+    let mut rows: Vec<_> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "dave", "bob", "r1", ROOM_NOT_EXIST))
+        .collect();
+    let r = Some(invited());
+    rows.extend([
+        (
+            "not the invitee",
+            r.clone(),
+            "erin",
+            "bob",
+            "r1",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "the inviter cannot answer",
+            r.clone(),
+            "bob",
+            "dave",
+            "r1",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "other inviter named",
+            r.clone(),
+            "dave",
+            "alice",
+            "r1",
+            INVITE_NOT_EXIST,
+        ),
+        (
+            "no such request",
+            r.clone(),
+            "dave",
+            "bob",
+            "r9",
+            INVITE_NOT_EXIST,
+        ),
+        ("expired", r.clone(), "hank", "bob", "r5", INVITE_NOT_EXIST),
+        (
+            "cancelled",
+            r.clone(),
+            "gina",
+            "bob",
+            "r4",
+            INVITE_NOT_EXIST,
+        ),
+        ("rejected", r.clone(), "erin", "bob", "r2", INVITE_REJECTED),
+        ("accepted", r, "frank", "bob", "r3", INVITE_ACCEPTED),
+    ]);
+    rows
+}
+
+#[test]
+fn accept_failures() {
+    for (case, r, who, inviter, rid, code) in answer_failure_rows() {
+        for auto_join in [None, Some(true)] {
+            let p = AcceptParams {
+                auto_join,
+                ..accept_p(inviter, rid)
+            };
+            let res = accept(r.as_ref(), &ctx(who), &p, true, 1);
+            assert_fails(&format!("{case}, autoJoin {auto_join:?}"), res, code);
+        }
+    }
+}
+
+#[test]
+fn reject_failures() {
+    for (case, r, who, inviter, rid, code) in answer_failure_rows() {
+        let res = reject(r.as_ref(), &ctx(who), &reply_p(inviter, rid), true);
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn answers_tell_the_inviter_and_my_other_devices() {
+    // (case, accept?, inviter online, code)
+    let rows = [
+        ("accept, inviter online", true, true, OK),
+        ("accept, inviter offline", true, false, PEER_OFFLINE),
+        ("reject, inviter online", false, true, OK),
+        ("reject, inviter offline", false, false, PEER_OFFLINE),
+    ];
+    for (case, is_accept, online, code) in rows {
+        let acting = ctx("dave").on("d2");
+        let res = if is_accept {
+            accept(Some(&invited()), &acting, &accept_p("bob", "r1"), online, 1)
+        } else {
+            reject(Some(&invited()), &acting, &reply_p("bob", "r1"), online)
+        };
+        let o = succeeded(case, res);
+        // The answer counts even when the inviter is offline.
+        let (want, ty) = if is_accept {
+            (invited_then(Accepted), "ACCEPT")
+        } else {
+            (invited_then(Rejected), "REJECT")
+        };
+        assert_eq!(o.code, code, "{case}");
+        assert_eq!(o.data, json!({}), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        let ev = event(
+            ty,
+            &want,
+            "dave",
+            "re",
+            json!({"toAccount": "bob", "requestId": "r1"}),
+        );
+        assert_eq!(
+            seen(&o),
+            vec![notified("bob", true, ev.clone()), synced("dave", "d2", ev)],
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn accept_with_auto_join() {
+    for (case, online, code) in [
+        ("inviter online", true, OK),
+        ("inviter offline", false, PEER_OFFLINE),
+    ] {
+        let o = succeeded(
+            case,
+            accept(
+                Some(&invited()),
+                &ctx("dave").on("d2"),
+                &auto_join_p(None),
+                online,
+                40,
+            ),
+        );
+        let answered = invited_then(Accepted);
+        let mut joined = answered.clone();
+        joined.members.push(newcomer("dave", "d2", 40));
+        joined.expire_at = NOW + TTL;
+        assert_eq!(o.code, code, "{case}");
+        assert_eq!(o.room, joined, "{case}");
+        assert_eq!(o.data, with_members(&joined), "{case}");
+        let accepted = event(
+            "ACCEPT",
+            &answered,
+            "dave",
+            "re",
+            json!({"toAccount": "bob", "requestId": "r1"}),
+        );
+        let entered = event(
+            "ROOM_JOIN",
+            &joined,
+            "dave",
+            "joining",
+            json!({"member": member_json(&joined, &joined.members[2])}),
+        );
+        assert_eq!(
+            seen(&o),
+            vec![
+                notified("bob", true, accepted.clone()),
+                synced("dave", "d2", accepted),
+                notified("bob", true, entered.clone()),
+                notified("carol", true, entered),
+            ],
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn accept_with_auto_join_is_all_or_nothing() {
+    let dave_in = |device: &str| {
+        let mut r = invited();
+        r.members.push(RoomMember {
+            device_id: device.into(),
+            ..member("dave", 20)
+        });
+        r
+    };
+    let full = {
+        let mut r = invited();
+        r.members.push(member("zoe", 13));
+        r
+    };
+    // (case, room, uid asked, code). No Outcome means no room is written:
+    // the invitation stays Pending.
+    let rows: Vec<(&str, Room, Option<u64>, i32)> = vec![
+        ("room full", full, None, ROOM_FULL),
+        ("uid conflict", invited(), Some(11), UID_CONFLICT),
+        (
+            "already in, same device",
+            dave_in("d1"),
+            None,
+            ALREADY_IN_ROOM,
+        ),
+        (
+            "already in, other device",
+            dave_in("d2"),
+            None,
+            IN_ROOM_ON_OTHER_DEVICE,
+        ),
+    ];
+    for (case, r, uid, code) in rows {
+        assert_fails(
+            case,
+            accept(Some(&r), &ctx("dave"), &auto_join_p(uid), true, 1),
+            code,
+        );
+        // The accept alone would have gone through: it was the join that failed.
+        let alone = AcceptParams {
+            auto_join: Some(false),
+            ..auto_join_p(uid)
+        };
+        assert_eq!(
+            code_of(&accept(Some(&r), &ctx("dave"), &alone, true, 1)),
+            OK,
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_rejecter_can_still_join() {
+    let o = succeeded(
+        "reject",
+        reject(Some(&invited()), &ctx("dave"), &reply_p("bob", "r1"), true),
+    );
+    let joined = succeeded("join", join(Some(&o.room), &ctx("dave"), &join_p(), 30));
+    assert_eq!(
+        joined.room.member("dave"),
+        Some(&newcomer("dave", "d1", 30))
+    );
+    assert_eq!(joined.room.invites[0].state, Rejected);
+}
+
+#[test]
+fn invitation_is_answerable_until_it_expires() {
+    let expiry = INVITED + INVITE_TTL;
+    for (at, code) in [(expiry - 1, OK), (expiry, INVITE_NOT_EXIST)] {
+        let r = Some(invited());
+        let results = [
+            (
+                "cancel",
+                cancel(r.as_ref(), &ctx("bob").at(at), &reply_p("dave", "r1")),
+            ),
+            (
+                "accept",
+                accept(
+                    r.as_ref(),
+                    &ctx("dave").at(at),
+                    &accept_p("bob", "r1"),
+                    true,
+                    1,
+                ),
+            ),
+            (
+                "reject",
+                reject(r.as_ref(), &ctx("dave").at(at), &reply_p("bob", "r1"), true),
+            ),
+        ];
+        for (op, res) in results {
+            assert_eq!(code_of(&res), code, "{op} at expiry{:+}", at - expiry);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- control
+
+#[test]
+fn control_failures() {
+    let mut rows: Vec<(&str, Option<Room>, Option<&str>, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, Some("carol"), ROOM_NOT_EXIST))
+        .collect();
+    rows.extend([
+        (
+            "receiver neither member nor creator",
+            Some(room()),
+            Some("dave"),
+            NOT_IN_ROOM,
+        ),
+        (
+            "receiver only invited",
+            Some(invited()),
+            Some("dave"),
+            NOT_IN_ROOM,
+        ),
+    ]);
+    for (case, r, to, code) in rows {
+        assert_fails(case, control(r.as_ref(), &ctx("bob"), &control_p(to)), code);
+    }
+}
+
+#[test]
+fn control_table() {
+    // (case, sender, account param, who gets it)
+    let rows: Vec<(&str, &str, Option<&str>, Vec<&str>)> = vec![
+        ("to a member", "bob", Some("carol"), vec!["carol"]),
+        (
+            "to the creator outside the room",
+            "bob",
+            Some("alice"),
+            vec!["alice"],
+        ),
+        (
+            "no receiver: every member but me",
+            "bob",
+            None,
+            vec!["carol"],
+        ),
+        (
+            "empty receiver is no receiver",
+            "bob",
+            Some(""),
+            vec!["carol"],
+        ),
+        (
+            "sender outside the room, no receiver",
+            "dave",
+            None,
+            vec!["bob", "carol"],
+        ),
+        (
+            "sender outside the room, to a member",
+            "dave",
+            Some("bob"),
+            vec!["bob"],
+        ),
+        (
+            "creator outside the room, no receiver",
+            "alice",
+            None,
+            vec!["bob", "carol"],
+        ),
+    ];
+    for (case, who, to, told) in rows {
+        let o = succeeded(case, control(Some(&room()), &ctx(who), &control_p(to)));
+        assert_eq!(o.code, OK, "{case}");
+        assert_eq!(o.data, json!({}), "{case}");
+        assert_eq!(o.room, room(), "{case}");
+        let ev = event("CONTROL", &room(), who, "cmd", json!({}));
+        // Control is online only.
+        let want: Vec<Seen> = told
+            .iter()
+            .map(|a| notified(a, false, ev.clone()))
+            .collect();
+        assert_eq!(seen(&o), want, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- call
+
+#[test]
+fn call_failures() {
+    // (case, holder, caller ctx, invitee, code)
+    let rows: Vec<(&str, Option<Room>, Ctx, &str, i32)> = vec![
+        (
+            "name held by a valid room",
+            Some(room()),
+            ctx("alice"),
+            "dave",
+            ROOM_EXISTS,
+        ),
+        (
+            "calling yourself",
+            None,
+            ctx("alice"),
+            "alice",
+            ALREADY_IN_ROOM,
+        ),
+        (
+            "no seat left for the invitee",
+            None,
+            ctx("alice").limits(&ONE_SEAT),
+            "dave",
+            ROOM_FULL,
+        ),
+    ];
+    for (case, holder, c, invitee, code) in rows {
+        let res = call(holder.as_ref(), &c, &call_p(invitee), "c9", 40, ONLINE);
+        assert_fails(case, res, code);
+    }
+}
+
+/// The room a call by alice to dave makes (alice in it with `uid`).
+fn called(name: &str, uid: u64) -> Room {
+    Room {
+        channel_id: "c9".into(),
+        name: name.into(),
+        kind: 2,
+        ext: "call-ext".into(),
+        creator: "alice".into(),
+        created_at: NOW,
+        expire_at: NOW + TTL,
+        closed: false,
+        members: vec![newcomer("alice", "d1", uid)],
+        invites: vec![new_inv("r1", "alice", "dave")],
+    }
+}
+
+#[test]
+fn call_reach_table() {
+    for (case, reach, need_push, code) in reach_rows() {
+        let pushed = need_push.map(push);
+        let p = CallParams {
+            push_info: pushed.as_ref().map(|(p, _)| p.clone()),
+            ..call_p("dave")
+        };
+        let o = succeeded(case, call(None, &ctx("alice"), &p, "c9", 40, reach));
+        // 10201/10202 keep the room: the caller is in it, the invitation waits.
+        let want = called("c9", 40);
+        assert_eq!(o.code, code, "{case}");
+        assert_eq!(o.room, want, "{case}");
+        assert_eq!(o.data, with_members(&want), "{case}");
+        let mut extra = json!({"toAccount": "dave", "requestId": "r1"});
+        if let Some((_, wire)) = pushed {
+            extra["pushInfo"] = wire;
+        }
+        let ev = event("INVITE", &want, "alice", "ring", extra);
+        assert_eq!(seen(&o), vec![notified("dave", true, ev)], "{case}");
+    }
+}
+
+#[test]
+fn call_with_name_and_uid() {
+    let p = CallParams {
+        channel_name: Some("standup".into()),
+        uid: Some(7),
+        ..call_p("dave")
+    };
+    let o = succeeded("call", call(None, &ctx("alice"), &p, "c9", 40, ONLINE));
+    assert_eq!(o.room, called("standup", 7));
+    assert_eq!(o.data["channelInfo"]["channelName"], "standup");
+    assert_eq!(o.data["members"][0]["uid"], 7);
+}
+
+// ---------------------------------------------------------------- drop_member
+
+#[test]
+fn drop_member_failures() {
+    let mut rows: Vec<(&str, Option<Room>, &str, &str, i32)> = gone_rooms()
+        .into_iter()
+        .map(|(case, r)| (case, r, "bob", "d1", ROOM_NOT_EXIST))
+        .collect();
+    rows.extend([
+        (
+            "member joined on another device",
+            Some(room()),
+            "bob",
+            "d2",
+            NOT_IN_ROOM,
+        ),
+        ("not a member", Some(room()), "dave", "d1", NOT_IN_ROOM),
+    ]);
+    for (case, r, account, device, code) in rows {
+        assert_fails(
+            case,
+            drop_member(r.as_ref(), account, device, NOW, &LIMITS),
+            code,
+        );
+    }
+}
+
+#[test]
+fn drop_member_syncs_the_others() {
+    let o = succeeded(
+        "drop",
+        drop_member(Some(&room()), "bob", "d1", NOW, &LIMITS),
+    );
+    let want = room_with(|r| {
+        r.members.remove(0);
+    });
+    assert_eq!(o.code, OK);
+    assert_eq!(o.data, json!({}));
+    assert_eq!(o.room, want);
+    assert_eq!(seen(&o), vec![members_synced("carol", with_members(&want))]);
+    assert_eq!(
+        seen(&o)[0].body["members"],
+        json!([{"account": "carol", "uid": 12, "createTimestamp": CREATED, "expireTimestamp": CREATED + TTL}])
+    );
+}
+
+#[test]
+fn dropping_the_last_member_starts_the_ttl() {
+    let lone = room_with(|r| {
+        r.members.truncate(1);
+        r.expire_at = NOW - TTL;
+    });
+    let o = succeeded("drop", drop_member(Some(&lone), "bob", "d1", NOW, &LIMITS));
+    let want = room_with(|r| {
+        r.members.clear();
+        r.expire_at = NOW + TTL;
+    });
+    assert_eq!(o.room, want);
+    assert!(o.deliveries.is_empty());
+    assert!(o.room.is_valid(NOW + TTL - 1));
+    assert!(!o.room.is_valid(NOW + TTL));
+}

@@ -1,0 +1,87 @@
+//! Types that appear in the C header.
+
+use std::ffi::{c_char, c_void};
+
+/// A signaling client: one account on one device. Made by
+/// `nim_signaling_client_new`, freed by `nim_signaling_client_free`.
+pub struct nim_signaling_client {
+    _private: [u8; 0],
+}
+
+/// An embedded signaling server. Made by `nim_signaling_server_start`,
+/// stopped and freed by `nim_signaling_server_stop`.
+pub struct nim_signaling_server {
+    _private: [u8; 0],
+}
+
+/// Completion of a request. `code` is 200 on success or a NIM error code;
+/// `result_json` is the seed's `data` object (success) or `error` object
+/// (failure), always with `"code"`, failures with `"message"`. The string is
+/// owned by the library and valid only until the callback returns.
+pub type nim_signaling_result_cb =
+    Option<unsafe extern "C" fn(code: i32, result_json: *const c_char, user_data: *mut c_void)>;
+
+/// A notification. `event_json` is owned by the library and valid only
+/// until the callback returns.
+pub type nim_signaling_event_cb =
+    Option<unsafe extern "C" fn(event_json: *const c_char, user_data: *mut c_void)>;
+
+/// Result codes (NIM's numbering). 200 is success everywhere.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum nim_signaling_code {
+    NIM_SIGNALING_OK = 200,
+    /// Login refused: unknown account, wrong or expired token.
+    NIM_SIGNALING_AUTH_FAILED = 302,
+    /// Not allowed; also the code of the `kicked` connection state.
+    NIM_SIGNALING_FORBIDDEN = 403,
+    /// No reply within `requestTimeoutMs`.
+    NIM_SIGNALING_TIMEOUT = 408,
+    /// NULL, malformed or missing parameter.
+    NIM_SIGNALING_INVALID_PARAM = 414,
+    /// Not logged in, or the connection was lost before the reply.
+    NIM_SIGNALING_NOT_CONNECTED = 415,
+    NIM_SIGNALING_RATE_LIMITED = 416,
+    /// A bug or unavailable dependency inside the library or server.
+    NIM_SIGNALING_INTERNAL = 500,
+    /// The invitee has no online device (the invitation is still kept).
+    NIM_SIGNALING_PEER_OFFLINE = 10201,
+    /// The invitee is offline and the requested push could not be sent.
+    NIM_SIGNALING_PUSH_UNREACHABLE = 10202,
+    NIM_SIGNALING_ROOM_NOT_EXIST = 10404,
+    NIM_SIGNALING_ROOM_EXISTS = 10405,
+    NIM_SIGNALING_NOT_IN_ROOM = 10406,
+    NIM_SIGNALING_ALREADY_IN_ROOM = 10407,
+    /// The invitation does not exist, was cancelled, or has expired.
+    NIM_SIGNALING_INVITE_NOT_EXIST = 10408,
+    NIM_SIGNALING_INVITE_REJECTED = 10409,
+    NIM_SIGNALING_INVITE_ACCEPTED = 10410,
+    NIM_SIGNALING_UID_CONFLICT = 10417,
+    NIM_SIGNALING_ROOM_FULL = 10419,
+    /// The account is already in the room from another device.
+    NIM_SIGNALING_IN_ROOM_ON_OTHER_DEVICE = 10420,
+}
+
+/// `eventTypeCode` of events, as NIM numbers them.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum nim_signaling_event_type {
+    NIM_SIGNALING_EVENT_ROOM_CLOSE = 1,
+    NIM_SIGNALING_EVENT_ROOM_JOIN = 2,
+    NIM_SIGNALING_EVENT_INVITE = 3,
+    NIM_SIGNALING_EVENT_CANCEL_INVITE = 4,
+    NIM_SIGNALING_EVENT_REJECT = 5,
+    NIM_SIGNALING_EVENT_ACCEPT = 6,
+    NIM_SIGNALING_EVENT_LEAVE = 7,
+    NIM_SIGNALING_EVENT_CONTROL = 8,
+}
+
+/// The opaque `void *user_data` handed back to callbacks. The library never
+/// dereferences it; the app vouches that it may be used from the callback
+/// thread.
+#[derive(Clone, Copy)]
+pub(crate) struct UserData(pub *mut c_void);
+
+// SAFETY: only passed back to the app's callbacks, as C-API.md documents.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}

@@ -1,0 +1,358 @@
+//! Shared test helpers: an embedded server on 127.0.0.1:0 and logged-in
+//! clients whose notifications arrive on a channel.
+#![allow(dead_code)]
+
+use nim_signaling::client::{channel_sink, Client, ClientConfig, ConnState, Notification};
+use nim_signaling::server::{self, ServerConfig, ServerHandle};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn start_server(cfg: Value) -> ServerHandle {
+    let cfg = ServerConfig::from_json(&cfg.to_string()).expect("server config");
+    server::start(cfg).await.expect("server start")
+}
+
+pub struct TestClient {
+    pub client: Client,
+    pub rx: UnboundedReceiver<Notification>,
+    pub account: String,
+}
+
+pub fn client_for(url: &str, account: &str, device: &str, extra: Value) -> TestClient {
+    let mut cfg = json!({"serverUrl": url, "account": account, "token": "", "deviceId": device});
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    let cfg = ClientConfig::from_json(&cfg.to_string()).expect("client config");
+    let (sink, rx) = channel_sink();
+    TestClient {
+        client: Client::new(cfg, sink),
+        rx,
+        account: account.to_string(),
+    }
+}
+
+/// A client that has logged in (and whose login notifications were read).
+pub async fn login(url: &str, account: &str, device: &str) -> TestClient {
+    let mut c = client_for(url, account, device, json!({}));
+    let (code, body) = c.client.login().await;
+    assert_eq!(code, 200, "login of {account}/{device}: {body}");
+    c.expect_channels().await;
+    c
+}
+
+impl TestClient {
+    /// Sends a request and returns (code, result object).
+    pub async fn req(&self, op: &str, params: Value) -> (i32, Value) {
+        let (code, text) = self.client.request(op, params).await;
+        let v: Value = serde_json::from_str(&text).expect("result is JSON");
+        assert_eq!(v["code"], code, "result code matches callback code: {text}");
+        (code, v)
+    }
+
+    /// Like `req` but the code must be 200.
+    pub async fn ok(&self, op: &str, params: Value) -> Value {
+        let (code, v) = self.req(op, params.clone()).await;
+        assert_eq!(code, 200, "{} {op} {params}: {v}", self.account);
+        v
+    }
+
+    /// The next notification that is not a connection state change.
+    pub async fn next(&mut self) -> Notification {
+        loop {
+            let n = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no notification within {WAIT:?}", self.account))
+                .expect("notification channel open");
+            if !matches!(n, Notification::ConnectionState(..)) {
+                return n;
+            }
+        }
+    }
+
+    /// The next online event (signalingNotify), as JSON.
+    pub async fn expect_event(&mut self, event_type: &str) -> Value {
+        match self.next().await {
+            Notification::Online(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(v["eventType"], event_type, "{}: {v}", self.account);
+                v
+            }
+            other => panic!("{}: expected {event_type}, got {other:?}", self.account),
+        }
+    }
+
+    pub async fn expect_sync(&mut self, event_type: &str) -> Value {
+        match self.next().await {
+            Notification::MultiClientSync(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(v["eventType"], event_type, "{}: {v}", self.account);
+                v
+            }
+            other => panic!(
+                "{}: expected multi-client {event_type}, got {other:?}",
+                self.account
+            ),
+        }
+    }
+
+    pub async fn expect_members_sync(&mut self) -> Value {
+        match self.next().await {
+            Notification::MembersSync(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("{}: expected members sync, got {other:?}", self.account),
+        }
+    }
+
+    pub async fn expect_offline(&mut self) -> Value {
+        match self.next().await {
+            Notification::Offline(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("{}: expected offline list, got {other:?}", self.account),
+        }
+    }
+
+    pub async fn expect_channels(&mut self) -> Value {
+        match self.next().await {
+            Notification::Channels(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("{}: expected channels sync, got {other:?}", self.account),
+        }
+    }
+
+    /// The next connection state change.
+    pub async fn expect_state(&mut self, want: ConnState) -> i32 {
+        loop {
+            let n = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .expect("state change")
+                .expect("open");
+            if let Notification::ConnectionState(s, code) = n {
+                if s == want {
+                    return code;
+                }
+            }
+        }
+    }
+
+    /// Proves nothing but connection states arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        let end = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(end, self.rx.recv()).await {
+                Err(_) => return,
+                Ok(Some(Notification::ConnectionState(..))) => continue,
+                Ok(other) => panic!("{}: expected nothing, got {other:?}", self.account),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the scenario tests.
+
+use futures_util::{SinkExt, StreamExt};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The channelId of a result that carries a channelInfo.
+pub fn cid(v: &Value) -> String {
+    v["channelInfo"]["channelId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no channelInfo.channelId in {v}"))
+        .to_string()
+}
+
+/// The accounts of a `members` array, sorted.
+pub fn accounts(members: &Value) -> Vec<String> {
+    let mut v: Vec<String> = members
+        .as_array()
+        .unwrap_or_else(|| panic!("members is not an array: {members}"))
+        .iter()
+        .map(|m| m["account"].as_str().expect("member.account").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The member of `account` in a `members` array.
+pub fn member_of<'a>(members: &'a Value, account: &str) -> &'a Value {
+    members
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["account"] == account))
+        .unwrap_or_else(|| panic!("{account} not in {members}"))
+}
+
+/// Milliseconds since the Unix epoch (the server's clock: same process).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Sleeps until the wall clock has passed `t` (ms since the epoch).
+pub async fn sleep_past(t: i64) {
+    while now_ms() <= t {
+        tokio::time::sleep(Duration::from_millis((t - now_ms()).clamp(1, 50) as u64)).await;
+    }
+}
+
+/// Calls `check` every 50 ms until it returns true; fails after 10 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + WAIT;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the server no longer has a live session of `account`.
+pub async fn wait_offline(srv: &ServerHandle, account: &str) {
+    let store = srv.service().store.clone();
+    wait_until(&format!("{account} to be offline"), || {
+        let store = store.clone();
+        async move { !store.account_online(account).await }
+    })
+    .await;
+}
+
+/// A logged-in client built with extra config keys (e.g. a token).
+pub async fn login_with(url: &str, account: &str, device: &str, extra: Value) -> TestClient {
+    let (c, offline, _) = login_full(url, account, device, extra).await;
+    assert!(
+        offline.is_none(),
+        "{account}/{device}: unexpected offline list {offline:?}"
+    );
+    c
+}
+
+/// Logs in and returns the client, the offline list if one came (it comes
+/// only when there are offline events) and the channels sync.
+pub async fn login_full(
+    url: &str,
+    account: &str,
+    device: &str,
+    extra: Value,
+) -> (TestClient, Option<Value>, Value) {
+    let mut c = client_for(url, account, device, extra);
+    let (code, body) = c.client.login().await;
+    assert_eq!(code, 200, "login of {account}/{device}: {body}");
+    let (offline, channels) = match c.next().await {
+        Notification::Offline(t) => {
+            let offline: Value = serde_json::from_str(&t).unwrap();
+            (Some(offline), c.expect_channels().await)
+        }
+        Notification::Channels(t) => (None, serde_json::from_str(&t).unwrap()),
+        other => panic!("{account}/{device}: expected offline list or channels, got {other:?}"),
+    };
+    (c, offline, channels)
+}
+
+static FENCE: AtomicU64 = AtomicU64::new(1);
+
+/// Proves that nothing is queued for `to` before this point: `from` sends a
+/// CONTROL to `to`'s account in room `cid` (where that account is a member or
+/// the creator), and the next notification of every client in `to` must be
+/// exactly that CONTROL. Events of one account arrive in log order, so
+/// anything sent to it earlier would show up first.
+pub async fn fence(from: &TestClient, cid: &str, to: &mut [&mut TestClient]) {
+    let tag = format!("fence-{}", FENCE.fetch_add(1, Ordering::Relaxed));
+    let account = to[0].account.clone();
+    from.ok(
+        "control",
+        json!({"channelId": cid, "account": account, "attachExt": tag}),
+    )
+    .await;
+    for c in to.iter_mut() {
+        let ev = c.expect_event("CONTROL").await;
+        assert_eq!(ev["attachExt"], tag.as_str(), "{}: {ev}", c.account);
+    }
+}
+
+impl TestClient {
+    /// Sends a request that must fail with `code`; returns the result.
+    pub async fn fails(&self, op: &str, params: Value, code: i32) -> Value {
+        let (got, v) = self.req(op, params.clone()).await;
+        assert_eq!(got, code, "{} {op} {params}: {v}", self.account);
+        assert!(v["message"].is_string(), "a failure carries a message: {v}");
+        v
+    }
+
+    /// Creates a room (named or not) and returns its channelId.
+    pub async fn create(&self, name: Option<&str>) -> String {
+        let mut p = json!({"type": 1});
+        if let Some(n) = name {
+            p["channelName"] = n.into();
+        }
+        cid(&self.ok("create", p).await)
+    }
+
+    /// Creates a room and joins it; returns its channelId.
+    pub async fn create_joined(&self, name: Option<&str>) -> String {
+        let id = self.create(name).await;
+        self.ok("join", json!({"channelId": id})).await;
+        id
+    }
+
+    /// The next event, which must be `event_type` about room `cid`, sent by
+    /// `from`.
+    pub async fn expect_event_from(&mut self, event_type: &str, cid: &str, from: &str) -> Value {
+        let ev = self.expect_event(event_type).await;
+        assert_eq!(
+            ev["channelInfo"]["channelId"], cid,
+            "{}: {ev}",
+            self.account
+        );
+        assert_eq!(ev["fromAccountId"], from, "{}: {ev}", self.account);
+        ev
+    }
+}
+
+// Raw WebSocket access, for what the client library does not let one send.
+
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn raw_connect(url: &str) -> RawWs {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("raw connect")
+        .0
+}
+
+/// Sends a request frame and returns the `result` of its reply (None if the
+/// connection closed first). Event frames in between are skipped.
+pub async fn raw_request(ws: &mut RawWs, id: u64, op: &str, params: Value) -> Option<Value> {
+    let frame = json!({"t": "req", "id": id, "op": op, "params": params}).to_string();
+    ws.send(Message::Text(frame)).await.ok()?;
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("raw reply in time")?;
+        match msg {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).expect("frame is JSON");
+                if v["t"] == "res" && v["id"] == id {
+                    return Some(v["result"].clone());
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
