@@ -85,3 +85,58 @@ pub(crate) struct UserData(pub *mut c_void);
 // SAFETY: only passed back to the app's callbacks, as C-API.md documents.
 unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
+
+#[cfg(test)]
+mod tests {
+    use super::nim_signaling_code::*;
+    use crate::protocol::codes;
+    use crate::protocol::EventType;
+
+    /// The header's enums are a second spelling of protocol::codes and
+    /// EventType::code; this keeps the two from drifting apart.
+    #[test]
+    fn header_enums_match_the_protocol() {
+        let pairs = [
+            (NIM_SIGNALING_OK, codes::OK),
+            (NIM_SIGNALING_AUTH_FAILED, codes::AUTH_FAILED),
+            (NIM_SIGNALING_FORBIDDEN, codes::FORBIDDEN),
+            (NIM_SIGNALING_TIMEOUT, codes::TIMEOUT),
+            (NIM_SIGNALING_INVALID_PARAM, codes::INVALID_PARAM),
+            (NIM_SIGNALING_NOT_CONNECTED, codes::NOT_CONNECTED),
+            (NIM_SIGNALING_RATE_LIMITED, codes::RATE_LIMITED),
+            (NIM_SIGNALING_INTERNAL, codes::INTERNAL),
+            (NIM_SIGNALING_PEER_OFFLINE, codes::PEER_OFFLINE),
+            (NIM_SIGNALING_PUSH_UNREACHABLE, codes::PUSH_UNREACHABLE),
+            (NIM_SIGNALING_ROOM_NOT_EXIST, codes::ROOM_NOT_EXIST),
+            (NIM_SIGNALING_ROOM_EXISTS, codes::ROOM_EXISTS),
+            (NIM_SIGNALING_NOT_IN_ROOM, codes::NOT_IN_ROOM),
+            (NIM_SIGNALING_ALREADY_IN_ROOM, codes::ALREADY_IN_ROOM),
+            (NIM_SIGNALING_INVITE_NOT_EXIST, codes::INVITE_NOT_EXIST),
+            (NIM_SIGNALING_INVITE_REJECTED, codes::INVITE_REJECTED),
+            (NIM_SIGNALING_INVITE_ACCEPTED, codes::INVITE_ACCEPTED),
+            (NIM_SIGNALING_UID_CONFLICT, codes::UID_CONFLICT),
+            (NIM_SIGNALING_ROOM_FULL, codes::ROOM_FULL),
+            (
+                NIM_SIGNALING_IN_ROOM_ON_OTHER_DEVICE,
+                codes::IN_ROOM_ON_OTHER_DEVICE,
+            ),
+        ];
+        for (c, n) in pairs {
+            assert_eq!(c as i32, n, "{c:?}");
+        }
+        use super::nim_signaling_event_type::*;
+        let events = [
+            (NIM_SIGNALING_EVENT_ROOM_CLOSE, EventType::RoomClose),
+            (NIM_SIGNALING_EVENT_ROOM_JOIN, EventType::RoomJoin),
+            (NIM_SIGNALING_EVENT_INVITE, EventType::Invite),
+            (NIM_SIGNALING_EVENT_CANCEL_INVITE, EventType::CancelInvite),
+            (NIM_SIGNALING_EVENT_REJECT, EventType::Reject),
+            (NIM_SIGNALING_EVENT_ACCEPT, EventType::Accept),
+            (NIM_SIGNALING_EVENT_LEAVE, EventType::Leave),
+            (NIM_SIGNALING_EVENT_CONTROL, EventType::Control),
+        ];
+        for (c, e) in events {
+            assert_eq!(c as i32, e.code() as i32, "{c:?}");
+        }
+    }
+}
