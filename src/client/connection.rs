@@ -430,8 +430,10 @@ impl Conn {
 
     fn logout_done(&mut self) {
         self.shared.logged_in.store(false, Ordering::SeqCst);
+        // Take the logout first: fail_all would otherwise fail it with 415.
+        let logout = self.logout.take();
         self.fail_all(NOT_CONNECTED, "logged out");
-        if let Some((_, d)) = self.logout.take() {
+        if let Some((_, d)) = logout {
             d.complete(OK, json!({"code": OK}).to_string());
         }
         self.emit_state(ConnState::Disconnected, OK);

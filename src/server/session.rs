@@ -259,7 +259,17 @@ async fn run(
                 };
                 match handle_text(svc, info, &text).await {
                     Handled::Reply(r) => if send_text(ws, r).await.is_err() { return },
-                    Handled::Logout(r) => { let _ = send_text(ws, r).await; return }
+                    Handled::Logout(r) => {
+                        // Offline before the reply: once the client hears its
+                        // logout succeeded, events for the account must count
+                        // as offline (10201, kept when offlineEnabled), not as
+                        // delivered to this closing session. serve() repeats
+                        // both calls; they are no-ops by session id.
+                        svc.hub.unregister(&info.account, link.id);
+                        svc.store.session_down(&info.account, &info.device, link.id).await;
+                        let _ = send_text(ws, r).await;
+                        return;
+                    }
                     Handled::Nothing => {}
                 }
             }
