@@ -328,9 +328,9 @@ fn ask(
     }
     room.invites
         .retain(|i| !(i.request_id == p.request_id && i.from == me && i.to == p.account));
-    // Answered invitations of long ago are of no further use.
-    room.invites
-        .retain(|i| i.state == InviteState::Pending || i.expire_at > ctx.now);
+    // Invitations past their time answer 10408 whatever their state, so
+    // keeping them serves nobody; dropping them bounds the room's size.
+    room.invites.retain(|i| i.expire_at > ctx.now);
     room.invites.push(Invitation {
         request_id: p.request_id.clone(),
         from: me.to_string(),
@@ -387,11 +387,13 @@ fn answerable(
         .position(|i| i.request_id == request_id && i.from == from && i.to == to)
         .ok_or_else(|| fail(INVITE_NOT_EXIST))?;
     let inv = &room.invites[i];
+    if now >= inv.expire_at {
+        return Err(fail(INVITE_NOT_EXIST));
+    }
     match inv.state {
         InviteState::Accepted => Err(fail(INVITE_ACCEPTED)),
         InviteState::Rejected => Err(fail(INVITE_REJECTED)),
         InviteState::Cancelled => Err(fail(INVITE_NOT_EXIST)),
-        InviteState::Pending if now >= inv.expire_at => Err(fail(INVITE_NOT_EXIST)),
         InviteState::Pending => Ok(i),
     }
 }

@@ -116,25 +116,26 @@ fn full_room() -> Room {
 }
 
 /// Rooms that no operation may act on: 10404 for all of them.
-fn gone_rooms() -> Vec<(&'static str, Option<Room>)> {
-    vec![
+fn gone_rooms() -> [(&'static str, Option<Room>); 3] {
+    let closed = room_with(|r| {
+        r.closed = true;
+        r.members.clear();
+        r.expire_at = NOW + TTL;
+    });
+    let expired = room_with(|r| {
+        r.members.clear();
+        r.expire_at = NOW;
+    });
+    [
         ("no such room", None),
-        (
-            "closed room",
-            Some(room_with(|r| {
-                r.closed = true;
-                r.members.clear();
-                r.expire_at = NOW + TTL;
-            })),
-        ),
-        (
-            "unjoined room past its TTL",
-            Some(room_with(|r| {
-                r.members.clear();
-                r.expire_at = NOW;
-            })),
-        ),
+        ("closed room", Some(closed)),
+        ("unjoined room past its TTL", Some(expired)),
     ]
+}
+
+/// The 10404 rows of a failure table: `row(case, room)` for each gone room.
+fn gone<T>(row: impl Fn(&'static str, Option<Room>) -> T) -> impl Iterator<Item = T> {
+    gone_rooms().into_iter().map(move |(case, r)| row(case, r))
 }
 
 /// An invitation made at INVITED.
@@ -300,39 +301,21 @@ const ONLINE: Reach = Reach {
 
 /// How an invitation rings, shared by invite and call: (case, reach,
 /// pushInfo.needPush if any pushInfo, expected code).
-fn reach_rows() -> Vec<(&'static str, Reach, Option<bool>, i32)> {
+fn reach_rows() -> [(&'static str, Reach, Option<bool>, i32); 6] {
     let offline = |push_available| Reach {
         online: false,
         push_available,
     };
-    vec![
-        ("online, no pushInfo", ONLINE, None, OK),
-        (
-            "online, needPush without push provider",
-            ONLINE,
-            Some(true),
-            OK,
-        ),
-        ("offline, no pushInfo", offline(true), None, PEER_OFFLINE),
-        (
-            "offline, needPush false",
-            offline(false),
-            Some(false),
-            PEER_OFFLINE,
-        ),
-        (
-            "offline, needPush, push provider",
-            offline(true),
-            Some(true),
-            PEER_OFFLINE,
-        ),
-        (
-            "offline, needPush, no push provider",
-            offline(false),
-            Some(true),
-            PUSH_UNREACHABLE,
-        ),
-    ]
+    #[rustfmt::skip]
+    let rows = [
+        ("online, no pushInfo",                    ONLINE,         None,        OK),
+        ("online, needPush without push provider", ONLINE,         Some(true),  OK),
+        ("offline, no pushInfo",                   offline(true),  None,        PEER_OFFLINE),
+        ("offline, needPush false",                offline(false), Some(false), PEER_OFFLINE),
+        ("offline, needPush, push provider",       offline(true),  Some(true),  PEER_OFFLINE),
+        ("offline, needPush, no push provider",    offline(false), Some(true),  PUSH_UNREACHABLE),
+    ];
+    rows
 }
 
 // ---------------------------------------------------------------- oracles
@@ -488,33 +471,19 @@ fn room_validity_and_forgetting() {
     });
     let expiry = CREATED + TTL;
     // (case, room, at, valid, forgettable)
+    #[rustfmt::skip]
     let rows = [
-        (
-            "unjoined, before its TTL",
-            &unjoined,
-            expiry - 1,
-            true,
-            false,
-        ),
-        ("unjoined, at its TTL", &unjoined, expiry, false, true),
-        (
-            "members, long past expire_at",
-            &room(),
-            expiry + TTL,
-            true,
-            false,
-        ),
-        ("closed, within its grace", &closed, NOW - 1, false, false),
-        ("closed, grace over", &closed, NOW, false, true),
+        ("unjoined, before its TTL",     &unjoined, expiry - 1,   true,  false),
+        ("unjoined, at its TTL",         &unjoined, expiry,       false, true),
+        ("members, long past expire_at", &room(),   expiry + TTL, true,  false),
+        ("closed, within its grace",     &closed,   NOW - 1,      false, false),
+        ("closed, grace over",           &closed,   NOW,          false, true),
     ];
     for (case, r, at, valid, forgettable) in rows {
         assert_eq!(r.is_valid(at), valid, "{case}: valid");
         assert_eq!(r.is_forgettable(at), forgettable, "{case}: forgettable");
-        assert_eq!(
-            r.channel_info(at).invalid,
-            u8::from(!valid),
-            "{case}: invalid"
-        );
+        let invalid = u8::from(!valid);
+        assert_eq!(r.channel_info(at).invalid, invalid, "{case}: invalid");
     }
 }
 
@@ -528,26 +497,12 @@ fn create_table() {
         ext: ext.map(String::from),
     };
     // (case, holder, params, Ok((channelName, ext)) or Err(code))
-    let rows: Vec<(&str, Option<Room>, CreateParams, Result<(&str, &str), i32>)> = vec![
-        (
-            "named",
-            None,
-            named(Some("standup"), Some("e")),
-            Ok(("standup", "e")),
-        ),
-        ("no name: the id", None, named(None, None), Ok(("c9", ""))),
-        (
-            "empty name: the id",
-            None,
-            named(Some(""), Some("")),
-            Ok(("c9", "")),
-        ),
-        (
-            "name held by a valid room",
-            Some(room()),
-            named(Some("standup"), None),
-            Err(ROOM_EXISTS),
-        ),
+    #[rustfmt::skip]
+    let rows = [
+        ("named",                     None,         named(Some("standup"), Some("e")), Ok(("standup", "e"))),
+        ("no name: the id",           None,         named(None, None),                 Ok(("c9", ""))),
+        ("empty name: the id",        None,         named(Some(""), Some("")),         Ok(("c9", ""))),
+        ("name held by a valid room", Some(room()), named(Some("standup"), None),      Err(ROOM_EXISTS)),
     ];
     for (case, holder, p, want) in rows {
         let res = create(holder.as_ref(), &ctx("alice"), &p, "c9");
@@ -587,23 +542,13 @@ fn create_table() {
 
 #[test]
 fn close_failures() {
-    let mut rows: Vec<(&str, Option<Room>, &str, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "bob", ROOM_NOT_EXIST))
-        .collect();
-    rows.push((
-        "neither creator nor member",
-        Some(room()),
-        "dave",
-        NOT_IN_ROOM,
-    ));
-    rows.push((
-        "an invitee is not a member",
-        Some(invited()),
-        "dave",
-        NOT_IN_ROOM,
-    ));
-    for (case, r, who, code) in rows {
+    // (case, room, closer, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("neither creator nor member", Some(room()),    "dave", NOT_IN_ROOM),
+        ("an invitee is not a member", Some(invited()), "dave", NOT_IN_ROOM),
+    ];
+    for (case, r, who, code) in gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST)).chain(rows) {
         assert_fails(case, close(r.as_ref(), &ctx(who), &close_p()), code);
     }
 }
@@ -612,36 +557,13 @@ fn close_failures() {
 fn close_table() {
     let emptied = room_with(|r| r.members.clear());
     // (case, room, closer, offlineEnabled, who is told)
-    let rows: Vec<(&str, Room, &str, Option<bool>, Vec<&str>)> = vec![
-        (
-            "creator, not a member",
-            room(),
-            "alice",
-            Some(true),
-            vec!["bob", "carol"],
-        ),
-        ("member; offline absent", room(), "bob", None, vec!["carol"]),
-        (
-            "member; offline false",
-            room(),
-            "carol",
-            Some(false),
-            vec!["bob"],
-        ),
-        (
-            "creator of an emptied room",
-            emptied.clone(),
-            "alice",
-            Some(true),
-            vec![],
-        ),
-        (
-            "invitations stay as they are",
-            invited(),
-            "bob",
-            Some(true),
-            vec!["carol"],
-        ),
+    #[rustfmt::skip]
+    let rows = [
+        ("creator, not a member",        room(),    "alice", Some(true),  &["bob", "carol"][..]),
+        ("member; offline absent",       room(),    "bob",   None,        &["carol"]),
+        ("member; offline false",        room(),    "carol", Some(false), &["bob"]),
+        ("creator of an emptied room",   emptied,   "alice", Some(true),  &[]),
+        ("invitations stay as they are", invited(), "bob",   Some(true),  &["carol"]),
     ];
     for (case, before, who, offline, told) in rows {
         let p = CloseParams {
@@ -670,42 +592,17 @@ fn close_table() {
 
 #[test]
 fn join_failures() {
-    let mut rows: Vec<(&str, Option<Room>, Ctx, Option<u64>, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, ctx("dave"), None, ROOM_NOT_EXIST))
-        .collect();
-    rows.extend([
-        (
-            "same account, same device",
-            Some(room()),
-            ctx("bob"),
-            None,
-            ALREADY_IN_ROOM,
-        ),
-        (
-            "same account, other device",
-            Some(room()),
-            ctx("bob").on("d2"),
-            None,
-            IN_ROOM_ON_OTHER_DEVICE,
-        ),
-        (
-            "uid of another member",
-            Some(room()),
-            ctx("dave"),
-            Some(12),
-            UID_CONFLICT,
-        ),
-        ("room full", Some(full_room()), ctx("dave"), None, ROOM_FULL),
-        (
-            "room full, already in it",
-            Some(full_room()),
-            ctx("bob"),
-            None,
-            ALREADY_IN_ROOM,
-        ),
-    ]);
-    for (case, r, c, uid, code) in rows {
+    // (case, room, joiner, uid asked, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("same account, same device",  Some(room()),      ctx("bob"),           None,     ALREADY_IN_ROOM),
+        ("same account, other device", Some(room()),      ctx("bob").on("d2"),  None,     IN_ROOM_ON_OTHER_DEVICE),
+        ("uid of another member",      Some(room()),      ctx("dave"),          Some(12), UID_CONFLICT),
+        ("room full",                  Some(full_room()), ctx("dave"),          None,     ROOM_FULL),
+        ("room full, already in it",   Some(full_room()), ctx("bob"),           None,     ALREADY_IN_ROOM),
+    ];
+    let gone_rows = gone(|c, r| (c, r, ctx("dave"), None, ROOM_NOT_EXIST));
+    for (case, r, c, uid, code) in gone_rows.chain(rows) {
         let p = JoinParams { uid, ..join_p() };
         assert_fails(case, join(r.as_ref(), &c, &p, 1), code);
     }
@@ -726,18 +623,13 @@ fn join_tells_the_others() {
     assert_eq!(o.room, want);
     assert_eq!(o.data, with_members(&want));
     assert_eq!(o.data["members"].as_array().unwrap().len(), 3);
-    let ev = event(
-        "ROOM_JOIN",
-        &want,
-        "dave",
-        "hi",
-        json!({"member": {
-            "account": "dave",
-            "uid": 99,
-            "createTimestamp": NOW,
-            "expireTimestamp": NOW + TTL,
-        }}),
-    );
+    let joined = json!({"member": {
+        "account": "dave",
+        "uid": 99,
+        "createTimestamp": NOW,
+        "expireTimestamp": NOW + TTL,
+    }});
+    let ev = event("ROOM_JOIN", &want, "dave", "hi", joined);
     assert_eq!(
         seen(&o),
         vec![
@@ -752,21 +644,10 @@ fn join_rooms_that_are_still_valid() {
     let creators_own = room_with(|r| r.members.clear());
     let old_but_occupied = room_with(|r| r.expire_at = NOW - TTL);
     // (case, room, joiner, offlineEnabled, who is told)
-    let rows: Vec<(&str, Room, &str, Option<bool>, Vec<&str>)> = vec![
-        (
-            "creator joins its unjoined room",
-            creators_own,
-            "alice",
-            Some(true),
-            vec![],
-        ),
-        (
-            "occupied room past expire_at",
-            old_but_occupied,
-            "dave",
-            None,
-            vec!["bob", "carol"],
-        ),
+    #[rustfmt::skip]
+    let rows = [
+        ("creator joins its unjoined room", creators_own,     "alice", Some(true), &[][..]),
+        ("occupied room past expire_at",    old_but_occupied, "dave",  None,       &["bob", "carol"]),
     ];
     for (case, before, who, offline, told) in rows {
         let p = JoinParams {
@@ -793,25 +674,15 @@ fn join_rooms_that_are_still_valid() {
 
 #[test]
 fn join_uid_choice() {
-    // (case, uids already taken, requested uid, server seed, uid given)
-    let rows: Vec<(&str, Vec<u64>, Option<u64>, u64, u64)> = vec![
-        (
-            "requested uid wins over the seed",
-            vec![11, 12],
-            Some(99),
-            5,
-            99,
-        ),
-        ("absent: the seed", vec![11, 12], None, 40, 40),
-        ("seed 0 is not a uid", vec![], None, 0, 1),
-        ("seed taken: the next free one", vec![11, 12], None, 11, 13),
-        (
-            "seed at the top wraps to 1",
-            vec![u64::MAX],
-            None,
-            u64::MAX,
-            1,
-        ),
+    // (case, uids already taken, uid asked, server's seed, uid given)
+    #[rustfmt::skip]
+    let rows = [
+        ("asked uid wins over the seed",      &[11, 12][..], Some(99), 5,        99),
+        ("absent: the seed",                  &[11, 12],     None,     40,       40),
+        ("seed 0 is not a uid",               &[],           None,     0,        1),
+        ("seed taken: the next uid",          &[11, 13],     None,     11,       12),
+        ("seed taken: skips every taken uid", &[11, 12],     None,     11,       13),
+        ("seed at the top wraps to 1",        &[u64::MAX],   None,     u64::MAX, 1),
     ];
     for (case, uids, uid, seed, want) in rows {
         let before = room_with(|r| {
@@ -832,13 +703,13 @@ fn join_uid_choice() {
 
 #[test]
 fn leave_failures() {
-    let mut rows: Vec<(&str, Option<Room>, &str, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "bob", ROOM_NOT_EXIST))
-        .collect();
-    rows.push(("not a member", Some(room()), "dave", NOT_IN_ROOM));
-    rows.push(("creator, not a member", Some(room()), "alice", NOT_IN_ROOM));
-    for (case, r, who, code) in rows {
+    // (case, room, leaver, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("not a member",          Some(room()), "dave",  NOT_IN_ROOM),
+        ("creator, not a member", Some(room()), "alice", NOT_IN_ROOM),
+    ];
+    for (case, r, who, code) in gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST)).chain(rows) {
         assert_fails(case, leave(r.as_ref(), &ctx(who), &leave_p()), code);
     }
 }
@@ -853,14 +724,8 @@ fn leave_tells_the_others() {
     assert_eq!(o.code, OK);
     assert_eq!(o.data, json!({}));
     assert_eq!(o.room, want);
-    assert_eq!(
-        seen(&o),
-        vec![notified(
-            "carol",
-            true,
-            event("LEAVE", &want, "bob", "bye", json!({}))
-        )]
-    );
+    let ev = event("LEAVE", &want, "bob", "bye", json!({}));
+    assert_eq!(seen(&o), vec![notified("carol", true, ev)]);
 }
 
 #[test]
@@ -878,9 +743,9 @@ fn last_member_leaving_keeps_the_room_for_its_ttl() {
     assert_eq!(o.room, want);
     assert!(o.deliveries.is_empty());
 
-    let later = |at: i64| join(Some(&o.room), &ctx("dave").at(at), &join_p(), 1);
-    assert_eq!(code_of(&later(NOW + TTL - 1)), OK);
-    assert_fails("join at the TTL", later(NOW + TTL), ROOM_NOT_EXIST);
+    let join_at = |at: i64| join(Some(&o.room), &ctx("dave").at(at), &join_p(), 1);
+    assert_eq!(code_of(&join_at(NOW + TTL - 1)), OK);
+    assert_fails("join at the TTL", join_at(NOW + TTL), ROOM_NOT_EXIST);
     assert_eq!(o.room.channel_info(NOW + TTL - 1).invalid, 0);
     assert_eq!(o.room.channel_info(NOW + TTL).invalid, 1);
 }
@@ -889,42 +754,17 @@ fn last_member_leaving_keeps_the_room_for_its_ttl() {
 
 #[test]
 fn invite_failures() {
-    let mut rows: Vec<(&str, Option<Room>, &str, &str, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "bob", "dave", ROOM_NOT_EXIST))
-        .collect();
-    rows.extend([
-        (
-            "inviter neither creator nor member",
-            Some(room()),
-            "dave",
-            "erin",
-            NOT_IN_ROOM,
-        ),
-        (
-            "inviter only invited",
-            Some(invited()),
-            "dave",
-            "erin",
-            NOT_IN_ROOM,
-        ),
-        (
-            "invitee already a member",
-            Some(room()),
-            "bob",
-            "carol",
-            ALREADY_IN_ROOM,
-        ),
-        (
-            "inviting yourself, a member",
-            Some(room()),
-            "bob",
-            "bob",
-            ALREADY_IN_ROOM,
-        ),
-        ("room full", Some(full_room()), "bob", "dave", ROOM_FULL),
-    ]);
-    for (case, r, who, invitee, code) in rows {
+    // (case, room, inviter, invitee, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("inviter neither creator nor member", Some(room()),      "dave", "erin",  NOT_IN_ROOM),
+        ("inviter only invited",               Some(invited()),   "dave", "erin",  NOT_IN_ROOM),
+        ("invitee already a member",           Some(room()),      "bob",  "carol", ALREADY_IN_ROOM),
+        ("inviting yourself, a member",        Some(room()),      "bob",  "bob",   ALREADY_IN_ROOM),
+        ("room full",                          Some(full_room()), "bob",  "dave",  ROOM_FULL),
+    ];
+    let gone_rows = gone(|c, r| (c, r, "bob", "dave", ROOM_NOT_EXIST));
+    for (case, r, who, invitee, code) in gone_rows.chain(rows) {
         let res = invite(r.as_ref(), &ctx(who), &invite_p(invitee), ONLINE);
         assert_fails(case, res, code);
     }
@@ -964,13 +804,8 @@ fn invite_by_the_creator_outside_the_room() {
     let want = room_with(|r| r.invites.push(new_inv("r1", "alice", "dave")));
     assert_eq!(o.code, OK);
     assert_eq!(o.room, want);
-    let ev = event(
-        "INVITE",
-        &want,
-        "alice",
-        "",
-        json!({"toAccount": "dave", "requestId": "r1"}),
-    );
+    let extra = json!({"toAccount": "dave", "requestId": "r1"});
+    let ev = event("INVITE", &want, "alice", "", extra);
     assert_eq!(seen(&o), vec![notified("dave", false, ev)]);
 }
 
@@ -998,12 +833,12 @@ fn invite_again_replaces_the_same_request() {
         ]
     );
     // And it can be answered again.
-    let accepted = accept(Some(&o.room), &ctx("dave"), &accept_p("bob", "r1"), true, 1);
-    assert_eq!(code_of(&accepted), OK);
+    let again = accept(Some(&o.room), &ctx("dave"), &accept_p("bob", "r1"), true, 1);
+    assert_eq!(code_of(&again), OK);
 }
 
 #[test]
-fn invite_forgets_answered_invitations_past_their_expiry() {
+fn invite_forgets_invitations_past_their_expiry() {
     let expired = |rid, state| Invitation {
         expire_at: NOW,
         ..inv(rid, "carol", "erin", state)
@@ -1024,9 +859,8 @@ fn invite_forgets_answered_invitations_past_their_expiry() {
     assert_eq!(
         o.room.invites,
         vec![
-            expired("d", Pending),
             inv("e", "carol", "erin", Accepted),
-            new_inv("r1", "bob", "dave"),
+            new_inv("r1", "bob", "dave")
         ]
     );
 }
@@ -1035,62 +869,23 @@ fn invite_forgets_answered_invitations_past_their_expiry() {
 
 #[test]
 fn cancel_failures() {
-    let mut rows: Vec<(&str, Option<Room>, &str, &str, &str, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "bob", "dave", "r1", ROOM_NOT_EXIST))
-        .collect();
-    let r = Some(invited());
-    rows.extend([
-        (
-            "no such request",
-            r.clone(),
-            "bob",
-            "dave",
-            "r9",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "someone else's invitation",
-            r.clone(),
-            "bob",
-            "dave",
-            "r6",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "other invitee",
-            r.clone(),
-            "bob",
-            "erin",
-            "r1",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "the invitee cannot cancel",
-            r.clone(),
-            "dave",
-            "bob",
-            "r1",
-            INVITE_NOT_EXIST,
-        ),
-        ("expired", r.clone(), "bob", "hank", "r5", INVITE_NOT_EXIST),
-        (
-            "already cancelled",
-            r.clone(),
-            "bob",
-            "gina",
-            "r4",
-            INVITE_NOT_EXIST,
-        ),
-        ("rejected", r.clone(), "bob", "erin", "r2", INVITE_REJECTED),
-        ("accepted", r, "bob", "frank", "r3", INVITE_ACCEPTED),
-    ]);
-    for (case, r, who, invitee, rid, code) in rows {
-        assert_fails(
-            case,
-            cancel(r.as_ref(), &ctx(who), &reply_p(invitee, rid)),
-            code,
-        );
+    let r = || Some(invited());
+    // (case, room, canceller, invitee named, requestId, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("no such request",           r(), "bob",  "dave",  "r9", INVITE_NOT_EXIST),
+        ("someone else's invitation", r(), "bob",  "dave",  "r6", INVITE_NOT_EXIST),
+        ("other invitee named",       r(), "bob",  "erin",  "r1", INVITE_NOT_EXIST),
+        ("the invitee cannot cancel", r(), "dave", "bob",   "r1", INVITE_NOT_EXIST),
+        ("expired",                   r(), "bob",  "hank",  "r5", INVITE_NOT_EXIST),
+        ("already cancelled",         r(), "bob",  "gina",  "r4", INVITE_NOT_EXIST),
+        ("rejected",                  r(), "bob",  "erin",  "r2", INVITE_REJECTED),
+        ("accepted",                  r(), "bob",  "frank", "r3", INVITE_ACCEPTED),
+    ];
+    let gone_rows = gone(|c, r| (c, r, "bob", "dave", "r1", ROOM_NOT_EXIST));
+    for (case, r, who, invitee, rid, code) in gone_rows.chain(rows) {
+        let res = cancel(r.as_ref(), &ctx(who), &reply_p(invitee, rid));
+        assert_fails(case, res, code);
     }
 }
 
@@ -1104,79 +899,41 @@ fn cancel_tells_the_invitee() {
     assert_eq!(o.code, OK);
     assert_eq!(o.data, json!({}));
     assert_eq!(o.room, want);
-    let ev = event(
-        "CANCEL_INVITE",
-        &want,
-        "bob",
-        "re",
-        json!({"toAccount": "dave", "requestId": "r1"}),
-    );
+    let extra = json!({"toAccount": "dave", "requestId": "r1"});
+    let ev = event("CANCEL_INVITE", &want, "bob", "re", extra);
     assert_eq!(seen(&o), vec![notified("dave", true, ev)]);
 }
 
 // ---------------------------------------------------------------- accept / reject
 
-/// Answers that cannot be given, the same for accept and reject:
-/// (case, room, who answers, inviter named, requestId, code).
-fn answer_failure_rows() -> Vec<(
+/// An answer that cannot be given: (case, room, who answers, inviter named,
+/// requestId, code).
+type AnswerRow = (
     &'static str,
     Option<Room>,
     &'static str,
     &'static str,
     &'static str,
     i32,
-)> {
-    let mut rows: Vec<_> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "dave", "bob", "r1", ROOM_NOT_EXIST))
-        .collect();
-    let r = Some(invited());
-    rows.extend([
-        (
-            "not the invitee",
-            r.clone(),
-            "erin",
-            "bob",
-            "r1",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "the inviter cannot answer",
-            r.clone(),
-            "bob",
-            "dave",
-            "r1",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "other inviter named",
-            r.clone(),
-            "dave",
-            "alice",
-            "r1",
-            INVITE_NOT_EXIST,
-        ),
-        (
-            "no such request",
-            r.clone(),
-            "dave",
-            "bob",
-            "r9",
-            INVITE_NOT_EXIST,
-        ),
-        ("expired", r.clone(), "hank", "bob", "r5", INVITE_NOT_EXIST),
-        (
-            "cancelled",
-            r.clone(),
-            "gina",
-            "bob",
-            "r4",
-            INVITE_NOT_EXIST,
-        ),
-        ("rejected", r.clone(), "erin", "bob", "r2", INVITE_REJECTED),
-        ("accepted", r, "frank", "bob", "r3", INVITE_ACCEPTED),
-    ]);
-    rows
+);
+
+/// The same for accept and reject.
+fn answer_failure_rows() -> Vec<AnswerRow> {
+    let r = || Some(invited());
+    #[rustfmt::skip]
+    let rows = [
+        ("not the invitee",           r(), "erin",  "bob",   "r1", INVITE_NOT_EXIST),
+        ("the inviter cannot answer", r(), "bob",   "dave",  "r1", INVITE_NOT_EXIST),
+        ("other inviter named",       r(), "dave",  "alice", "r1", INVITE_NOT_EXIST),
+        ("no such request",           r(), "dave",  "bob",   "r9", INVITE_NOT_EXIST),
+        ("expired",                   r(), "hank",  "bob",   "r5", INVITE_NOT_EXIST),
+        ("cancelled",                 r(), "gina",  "bob",   "r4", INVITE_NOT_EXIST),
+        ("rejected",                  r(), "erin",  "bob",   "r2", INVITE_REJECTED),
+        ("accepted",                  r(), "frank", "bob",   "r3", INVITE_ACCEPTED),
+    ];
+    gone(|c, r| (c, r, "dave", "bob", "r1", ROOM_NOT_EXIST))
+        .chain(rows)
+        .collect()
 }
 
 #[test]
@@ -1203,37 +960,32 @@ fn reject_failures() {
 
 #[test]
 fn answers_tell_the_inviter_and_my_other_devices() {
-    // (case, accept?, inviter online, code)
+    // (case, accept or reject, inviter online, code)
+    #[rustfmt::skip]
     let rows = [
-        ("accept, inviter online", true, true, OK),
-        ("accept, inviter offline", true, false, PEER_OFFLINE),
-        ("reject, inviter online", false, true, OK),
+        ("accept, inviter online",  true,  true,  OK),
+        ("accept, inviter offline", true,  false, PEER_OFFLINE),
+        ("reject, inviter online",  false, true,  OK),
         ("reject, inviter offline", false, false, PEER_OFFLINE),
     ];
     for (case, is_accept, online, code) in rows {
         let acting = ctx("dave").on("d2");
-        let res = if is_accept {
-            accept(Some(&invited()), &acting, &accept_p("bob", "r1"), online, 1)
+        let (res, want, ty) = if is_accept {
+            let p = accept_p("bob", "r1");
+            let res = accept(Some(&invited()), &acting, &p, online, 1);
+            (res, invited_then(Accepted), "ACCEPT")
         } else {
-            reject(Some(&invited()), &acting, &reply_p("bob", "r1"), online)
+            let p = reply_p("bob", "r1");
+            let res = reject(Some(&invited()), &acting, &p, online);
+            (res, invited_then(Rejected), "REJECT")
         };
         let o = succeeded(case, res);
         // The answer counts even when the inviter is offline.
-        let (want, ty) = if is_accept {
-            (invited_then(Accepted), "ACCEPT")
-        } else {
-            (invited_then(Rejected), "REJECT")
-        };
         assert_eq!(o.code, code, "{case}");
         assert_eq!(o.data, json!({}), "{case}");
         assert_eq!(o.room, want, "{case}");
-        let ev = event(
-            ty,
-            &want,
-            "dave",
-            "re",
-            json!({"toAccount": "bob", "requestId": "r1"}),
-        );
+        let extra = json!({"toAccount": "bob", "requestId": "r1"});
+        let ev = event(ty, &want, "dave", "re", extra);
         assert_eq!(
             seen(&o),
             vec![notified("bob", true, ev.clone()), synced("dave", "d2", ev)],
@@ -1244,20 +996,14 @@ fn answers_tell_the_inviter_and_my_other_devices() {
 
 #[test]
 fn accept_with_auto_join() {
-    for (case, online, code) in [
+    let rows = [
         ("inviter online", true, OK),
         ("inviter offline", false, PEER_OFFLINE),
-    ] {
-        let o = succeeded(
-            case,
-            accept(
-                Some(&invited()),
-                &ctx("dave").on("d2"),
-                &auto_join_p(None),
-                online,
-                40,
-            ),
-        );
+    ];
+    for (case, online, code) in rows {
+        let acting = ctx("dave").on("d2");
+        let res = accept(Some(&invited()), &acting, &auto_join_p(None), online, 40);
+        let o = succeeded(case, res);
         let answered = invited_then(Accepted);
         let mut joined = answered.clone();
         joined.members.push(newcomer("dave", "d2", 40));
@@ -1265,20 +1011,10 @@ fn accept_with_auto_join() {
         assert_eq!(o.code, code, "{case}");
         assert_eq!(o.room, joined, "{case}");
         assert_eq!(o.data, with_members(&joined), "{case}");
-        let accepted = event(
-            "ACCEPT",
-            &answered,
-            "dave",
-            "re",
-            json!({"toAccount": "bob", "requestId": "r1"}),
-        );
-        let entered = event(
-            "ROOM_JOIN",
-            &joined,
-            "dave",
-            "joining",
-            json!({"member": member_json(&joined, &joined.members[2])}),
-        );
+        let extra = json!({"toAccount": "bob", "requestId": "r1"});
+        let accepted = event("ACCEPT", &answered, "dave", "re", extra);
+        let extra = json!({"member": member_json(&joined, &joined.members[2])});
+        let entered = event("ROOM_JOIN", &joined, "dave", "joining", extra);
         assert_eq!(
             seen(&o),
             vec![
@@ -1294,53 +1030,36 @@ fn accept_with_auto_join() {
 
 #[test]
 fn accept_with_auto_join_is_all_or_nothing() {
-    let dave_in = |device: &str| {
+    let with_member = |m: RoomMember| {
         let mut r = invited();
-        r.members.push(RoomMember {
+        r.members.push(m);
+        r
+    };
+    let dave_on = |device: &str| {
+        with_member(RoomMember {
             device_id: device.into(),
             ..member("dave", 20)
-        });
-        r
+        })
     };
-    let full = {
-        let mut r = invited();
-        r.members.push(member("zoe", 13));
-        r
-    };
-    // (case, room, uid asked, code). No Outcome means no room is written:
-    // the invitation stays Pending.
-    let rows: Vec<(&str, Room, Option<u64>, i32)> = vec![
-        ("room full", full, None, ROOM_FULL),
-        ("uid conflict", invited(), Some(11), UID_CONFLICT),
-        (
-            "already in, same device",
-            dave_in("d1"),
-            None,
-            ALREADY_IN_ROOM,
-        ),
-        (
-            "already in, other device",
-            dave_in("d2"),
-            None,
-            IN_ROOM_ON_OTHER_DEVICE,
-        ),
+    // (case, room, uid asked, code). A failure writes no room, so the
+    // invitation stays Pending.
+    #[rustfmt::skip]
+    let rows = [
+        ("room full",                with_member(member("zoe", 13)), None,     ROOM_FULL),
+        ("uid conflict",             invited(),                      Some(11), UID_CONFLICT),
+        ("already in, same device",  dave_on("d1"),                  None,     ALREADY_IN_ROOM),
+        ("already in, other device", dave_on("d2"),                  None,     IN_ROOM_ON_OTHER_DEVICE),
     ];
     for (case, r, uid, code) in rows {
-        assert_fails(
-            case,
-            accept(Some(&r), &ctx("dave"), &auto_join_p(uid), true, 1),
-            code,
-        );
-        // The accept alone would have gone through: it was the join that failed.
+        let res = accept(Some(&r), &ctx("dave"), &auto_join_p(uid), true, 1);
+        assert_fails(case, res, code);
+        // The accept alone goes through: it was the join that failed.
         let alone = AcceptParams {
             auto_join: Some(false),
             ..auto_join_p(uid)
         };
-        assert_eq!(
-            code_of(&accept(Some(&r), &ctx("dave"), &alone, true, 1)),
-            OK,
-            "{case}"
-        );
+        let res = accept(Some(&r), &ctx("dave"), &alone, true, 1);
+        assert_eq!(code_of(&res), OK, "{case}");
     }
 }
 
@@ -1363,24 +1082,19 @@ fn invitation_is_answerable_until_it_expires() {
     let expiry = INVITED + INVITE_TTL;
     for (at, code) in [(expiry - 1, OK), (expiry, INVITE_NOT_EXIST)] {
         let r = Some(invited());
+        let (inviter, invitee) = (ctx("bob").at(at), ctx("dave").at(at));
         let results = [
             (
                 "cancel",
-                cancel(r.as_ref(), &ctx("bob").at(at), &reply_p("dave", "r1")),
+                cancel(r.as_ref(), &inviter, &reply_p("dave", "r1")),
             ),
             (
                 "accept",
-                accept(
-                    r.as_ref(),
-                    &ctx("dave").at(at),
-                    &accept_p("bob", "r1"),
-                    true,
-                    1,
-                ),
+                accept(r.as_ref(), &invitee, &accept_p("bob", "r1"), true, 1),
             ),
             (
                 "reject",
-                reject(r.as_ref(), &ctx("dave").at(at), &reply_p("bob", "r1"), true),
+                reject(r.as_ref(), &invitee, &reply_p("bob", "r1"), true),
             ),
         ];
         for (op, res) in results {
@@ -1393,70 +1107,30 @@ fn invitation_is_answerable_until_it_expires() {
 
 #[test]
 fn control_failures() {
-    let mut rows: Vec<(&str, Option<Room>, Option<&str>, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, Some("carol"), ROOM_NOT_EXIST))
-        .collect();
-    rows.extend([
-        (
-            "receiver neither member nor creator",
-            Some(room()),
-            Some("dave"),
-            NOT_IN_ROOM,
-        ),
-        (
-            "receiver only invited",
-            Some(invited()),
-            Some("dave"),
-            NOT_IN_ROOM,
-        ),
-    ]);
-    for (case, r, to, code) in rows {
+    // (case, room, receiver named, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("receiver neither member nor creator", Some(room()),    Some("dave"), NOT_IN_ROOM),
+        ("receiver only invited",               Some(invited()), Some("dave"), NOT_IN_ROOM),
+    ];
+    let gone_rows = gone(|c, r| (c, r, Some("carol"), ROOM_NOT_EXIST));
+    for (case, r, to, code) in gone_rows.chain(rows) {
         assert_fails(case, control(r.as_ref(), &ctx("bob"), &control_p(to)), code);
     }
 }
 
 #[test]
 fn control_table() {
-    // (case, sender, account param, who gets it)
-    let rows: Vec<(&str, &str, Option<&str>, Vec<&str>)> = vec![
-        ("to a member", "bob", Some("carol"), vec!["carol"]),
-        (
-            "to the creator outside the room",
-            "bob",
-            Some("alice"),
-            vec!["alice"],
-        ),
-        (
-            "no receiver: every member but me",
-            "bob",
-            None,
-            vec!["carol"],
-        ),
-        (
-            "empty receiver is no receiver",
-            "bob",
-            Some(""),
-            vec!["carol"],
-        ),
-        (
-            "sender outside the room, no receiver",
-            "dave",
-            None,
-            vec!["bob", "carol"],
-        ),
-        (
-            "sender outside the room, to a member",
-            "dave",
-            Some("bob"),
-            vec!["bob"],
-        ),
-        (
-            "creator outside the room, no receiver",
-            "alice",
-            None,
-            vec!["bob", "carol"],
-        ),
+    // (case, sender, receiver named, who gets it)
+    #[rustfmt::skip]
+    let rows = [
+        ("to a member",                           "bob",   Some("carol"), &["carol"][..]),
+        ("to the creator outside the room",       "bob",   Some("alice"), &["alice"]),
+        ("no receiver: every member but me",      "bob",   None,          &["carol"]),
+        ("empty receiver is no receiver",         "bob",   Some(""),      &["carol"]),
+        ("sender outside the room, no receiver",  "dave",  None,          &["bob", "carol"]),
+        ("sender outside the room, to a member",  "dave",  Some("bob"),   &["bob"]),
+        ("creator outside the room, no receiver", "alice", None,          &["bob", "carol"]),
     ];
     for (case, who, to, told) in rows {
         let o = succeeded(case, control(Some(&room()), &ctx(who), &control_p(to)));
@@ -1477,29 +1151,12 @@ fn control_table() {
 
 #[test]
 fn call_failures() {
-    // (case, holder, caller ctx, invitee, code)
-    let rows: Vec<(&str, Option<Room>, Ctx, &str, i32)> = vec![
-        (
-            "name held by a valid room",
-            Some(room()),
-            ctx("alice"),
-            "dave",
-            ROOM_EXISTS,
-        ),
-        (
-            "calling yourself",
-            None,
-            ctx("alice"),
-            "alice",
-            ALREADY_IN_ROOM,
-        ),
-        (
-            "no seat left for the invitee",
-            None,
-            ctx("alice").limits(&ONE_SEAT),
-            "dave",
-            ROOM_FULL,
-        ),
+    // (case, holder, caller, invitee, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("name held by a valid room",    Some(room()), ctx("alice"),                   "dave",  ROOM_EXISTS),
+        ("calling yourself",             None,         ctx("alice"),                   "alice", ALREADY_IN_ROOM),
+        ("no seat left for the invitee", None,         ctx("alice").limits(&ONE_SEAT), "dave",  ROOM_FULL),
     ];
     for (case, holder, c, invitee, code) in rows {
         let res = call(holder.as_ref(), &c, &call_p(invitee), "c9", 40, ONLINE);
@@ -1507,7 +1164,7 @@ fn call_failures() {
     }
 }
 
-/// The room a call by alice to dave makes (alice in it with `uid`).
+/// The room a call from alice to dave makes, alice in it with `uid`.
 fn called(name: &str, uid: u64) -> Room {
     Room {
         channel_id: "c9".into(),
@@ -1563,26 +1220,16 @@ fn call_with_name_and_uid() {
 
 #[test]
 fn drop_member_failures() {
-    let mut rows: Vec<(&str, Option<Room>, &str, &str, i32)> = gone_rooms()
-        .into_iter()
-        .map(|(case, r)| (case, r, "bob", "d1", ROOM_NOT_EXIST))
-        .collect();
-    rows.extend([
-        (
-            "member joined on another device",
-            Some(room()),
-            "bob",
-            "d2",
-            NOT_IN_ROOM,
-        ),
-        ("not a member", Some(room()), "dave", "d1", NOT_IN_ROOM),
-    ]);
-    for (case, r, account, device, code) in rows {
-        assert_fails(
-            case,
-            drop_member(r.as_ref(), account, device, NOW, &LIMITS),
-            code,
-        );
+    // (case, room, account, device, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("member joined on another device", Some(room()), "bob",  "d2", NOT_IN_ROOM),
+        ("not a member",                    Some(room()), "dave", "d1", NOT_IN_ROOM),
+    ];
+    let gone_rows = gone(|c, r| (c, r, "bob", "d1", ROOM_NOT_EXIST));
+    for (case, r, account, device, code) in gone_rows.chain(rows) {
+        let res = drop_member(r.as_ref(), account, device, NOW, &LIMITS);
+        assert_fails(case, res, code);
     }
 }
 
@@ -1599,10 +1246,13 @@ fn drop_member_syncs_the_others() {
     assert_eq!(o.data, json!({}));
     assert_eq!(o.room, want);
     assert_eq!(seen(&o), vec![members_synced("carol", with_members(&want))]);
-    assert_eq!(
-        seen(&o)[0].body["members"],
-        json!([{"account": "carol", "uid": 12, "createTimestamp": CREATED, "expireTimestamp": CREATED + TTL}])
-    );
+    let carol = json!({
+        "account": "carol",
+        "uid": 12,
+        "createTimestamp": CREATED,
+        "expireTimestamp": CREATED + TTL,
+    });
+    assert_eq!(seen(&o)[0].body["members"], json!([carol]));
 }
 
 #[test]
