@@ -118,6 +118,24 @@ fn text(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("")
 }
 
+/// The same event from the actor to each of `accounts`.
+fn to_each<'a>(
+    accounts: impl Iterator<Item = &'a str>,
+    kind: EventType,
+    room: &Room,
+    ctx: &Ctx,
+    attach: &Option<String>,
+    offline: Option<bool>,
+) -> Vec<Delivery> {
+    let info = room.channel_info(ctx.now);
+    accounts
+        .map(|a| {
+            let ev = Event::new(kind, info.clone(), ctx.actor.account, text(attach), ctx.now);
+            notify(a, offline, ev)
+        })
+        .collect()
+}
+
 fn room_and_members(room: &Room, now: i64) -> Value {
     json!({"channelInfo": room.channel_info(now), "members": room.members_view()})
 }
@@ -165,21 +183,15 @@ pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
     room.closed = true;
     room.members.clear();
     room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
-    let info = room.channel_info(ctx.now);
-    let deliveries = old
-        .accounts()
-        .filter(|a| *a != me)
-        .map(|a| {
-            let ev = Event::new(
-                EventType::RoomClose,
-                info.clone(),
-                me,
-                text(&p.ext),
-                ctx.now,
-            );
-            notify(a, p.offline_enabled, ev)
-        })
-        .collect();
+    let to = old.accounts().filter(|a| *a != me);
+    let deliveries = to_each(
+        to,
+        EventType::RoomClose,
+        &room,
+        ctx,
+        &p.ext,
+        p.offline_enabled,
+    );
     Ok(Outcome {
         room,
         code: OK,
@@ -278,20 +290,14 @@ pub fn leave(room: Option<&Room>, ctx: &Ctx, p: &LeaveParams) -> RuleResult {
     if room.members.is_empty() {
         room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
     }
-    let info = room.channel_info(ctx.now);
-    let deliveries = room
-        .accounts()
-        .map(|a| {
-            let ev = Event::new(
-                EventType::Leave,
-                info.clone(),
-                me,
-                text(&p.attach_ext),
-                ctx.now,
-            );
-            notify(a, p.offline_enabled, ev)
-        })
-        .collect();
+    let deliveries = to_each(
+        room.accounts(),
+        EventType::Leave,
+        &room,
+        ctx,
+        &p.attach_ext,
+        p.offline_enabled,
+    );
     Ok(Outcome {
         room,
         code: OK,
@@ -537,23 +543,14 @@ pub fn control(room: Option<&Room>, ctx: &Ctx, p: &ControlParams) -> RuleResult 
         Some(_) => return Err(fail(NOT_IN_ROOM)),
         None => room.accounts().filter(|a| *a != me).collect(),
     };
-    let info = room.channel_info(ctx.now);
-    let deliveries = to
-        .into_iter()
-        .map(|a| {
-            notify(
-                a,
-                Some(false),
-                Event::new(
-                    EventType::Control,
-                    info.clone(),
-                    me,
-                    text(&p.attach_ext),
-                    ctx.now,
-                ),
-            )
-        })
-        .collect();
+    let deliveries = to_each(
+        to.into_iter(),
+        EventType::Control,
+        room,
+        ctx,
+        &p.attach_ext,
+        Some(false),
+    );
     Ok(Outcome {
         room: room.clone(),
         code: OK,
