@@ -1,0 +1,88 @@
+/*
+ * client_only: one client against a running nim-signaling-server.
+ *
+ *   client_only URL ACCOUNT TOKEN [PEER]
+ *
+ * Logs in (exit 2 if the login fails), and when PEER is given creates a
+ * room, joins it and invites PEER. Prints every notification for a few
+ * seconds, closes the room it made, logs out and exits 0.
+ */
+#include "example_util.h"
+
+#define LISTEN_MS 5000
+
+static int usage(void)
+{
+    fputs("usage: client_only URL ACCOUNT TOKEN [PEER]\n"
+          "  URL      ws://host:port of a running nim-signaling-server\n"
+          "  ACCOUNT  the account to log in as, with TOKEN\n"
+          "  PEER     if given: create a room, join it and invite PEER\n",
+          stderr);
+    return 64; /* EX_USAGE */
+}
+
+/* The arguments go into JSON strings as they are. */
+static int json_safe(const char *s)
+{
+    return strpbrk(s, "\"\\") == NULL && strlen(s) < 200;
+}
+
+int main(int argc, char **argv)
+{
+    ex_waiter w;
+    nim_signaling_client *c;
+    const char *res;
+    char cid[128] = "", params[512];
+    int32_t code;
+    int i, ok = 1;
+
+    if (argc < 4 || argc > 5)
+        return usage();
+    for (i = 1; i < argc; i++)
+        if (!json_safe(argv[i]))
+            return usage();
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    ex_waiter_init(&w, argv[2]);
+    c = ex_client_new(argv[1], argv[2], argv[3], "client-only", &w);
+    if (!c) {
+        ex_waiter_destroy(&w);
+        return 1;
+    }
+
+    code = ex_finish(&w, "login", nim_signaling_login(c, ex_on_result, &w), NULL);
+    if (code != NIM_SIGNALING_OK) {
+        printf("login failed: code %d\n", (int)code);
+        nim_signaling_client_free(c);
+        ex_waiter_destroy(&w);
+        return 2;
+    }
+
+    if (argc == 5) {
+        ok = ex_ok(&w, "create", nim_signaling_create(c, "{\"type\":1}", ex_on_result, &w), &res) &&
+             ex_json_string(res, "channelId", cid, sizeof cid);
+        snprintf(params, sizeof params, "{\"channelId\":\"%s\"}", cid);
+        ok = ok && ex_ok(&w, "join", nim_signaling_join(c, params, ex_on_result, &w), NULL);
+        if (ok) {
+            snprintf(params, sizeof params,
+                     "{\"channelId\":\"%s\",\"account\":\"%s\",\"requestId\":\"client-only-1\"}",
+                     cid, argv[4]);
+            /* 10201: PEER is offline; the invitation is kept all the same. */
+            code = ex_finish(&w, "invite", nim_signaling_invite(c, params, ex_on_result, &w), NULL);
+            ok = code == NIM_SIGNALING_OK || code == NIM_SIGNALING_PEER_OFFLINE;
+        }
+    }
+
+    if (ok) {
+        ex_log(argv[2], "listening for %d ms", LISTEN_MS);
+        ex_sleep_ms(LISTEN_MS);
+    }
+    if (cid[0]) {
+        snprintf(params, sizeof params, "{\"channelId\":\"%s\"}", cid);
+        ex_finish(&w, "close", nim_signaling_close(c, params, ex_on_result, &w), NULL);
+    }
+    ex_finish(&w, "logout", nim_signaling_logout(c, ex_on_result, &w), NULL);
+    nim_signaling_client_free(c);
+    ex_waiter_destroy(&w);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,242 @@
+//! Builds the C examples in `examples-c/` against the library cargo just
+//! built (`<target>/debug/deps/libnim_signaling.so`) and runs them.
+//!
+//! Needs `make` and a C compiler (`cc`). The binaries go into
+//! `<target>/c-examples/`, not `examples-c/build/`, so that a hand-made
+//! build against another LIBDIR is never mistaken for this one.
+//!
+//! `NIM_SIGNALING_ASAN=1` also builds and runs call_demo with
+//! AddressSanitizer, UBSan and LeakSanitizer.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest any example may run: each of its steps gives up after 10 s.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The directory holding the library this test was built with:
+/// `<target>/debug/deps`, where the test binary itself is
+/// (`<target>/debug/deps/c_examples-*`). `cargo test` compiles the cdylib
+/// there with the rlib, but only `cargo build` copies it up to
+/// `<target>/debug`, where it may therefore be missing or stale.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .expect("test binary has a directory")
+        .to_path_buf();
+    assert!(
+        dir.join("libnim_signaling.so").exists(),
+        "{} has no libnim_signaling.so (the cdylib cargo builds with the package)",
+        dir.display()
+    );
+    dir
+}
+
+/// `<target>/debug`, for the examples' build directories.
+fn profile_dir() -> PathBuf {
+    lib_dir()
+        .parent()
+        .expect("<target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples-c")
+}
+
+/// Runs `make -C examples-c all` with these extra variables; panics with
+/// make's output on failure.
+fn make(build: &Path, extra: &[&str]) {
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(examples_dir())
+        .arg("all")
+        .arg(format!("LIBDIR={}", lib_dir().display()))
+        .arg(format!("BUILD={}", build.display()))
+        .args(extra)
+        .output()
+        .expect("run make (are make and cc installed?)");
+    assert!(
+        out.status.success(),
+        "make failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The examples built once for every test of this binary.
+fn built() -> &'static Path {
+    static BUILD: OnceLock<PathBuf> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let build = profile_dir().join("c-examples");
+        make(&build, &[]);
+        build
+    })
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit status {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    fn assert_lines(&self, wanted: &[&str]) {
+        for w in wanted {
+            assert!(
+                self.stdout.lines().any(|l| l.contains(w)),
+                "no line with {w:?}\n{}",
+                self.describe()
+            );
+        }
+    }
+}
+
+/// Runs a built example, killing it after RUN_LIMIT (a hang is a failure,
+/// not a stuck test run).
+fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for example") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().expect("wait for killed example");
+            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "{} still running after {RUN_LIMIT:?}, killed ({s})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                exe.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+const CALL_DEMO_LINES: &[&str] = &[
+    "[alice] login -> 200",
+    "[bob] login -> 200",
+    "[alice] call -> 200",
+    "[bob] event INVITE",
+    "[bob] accept -> 200",
+    "[alice] event ACCEPT",
+    "[alice] event ROOM_JOIN",
+    "[alice] control -> 200",
+    "[bob] event CONTROL",
+    "[alice] close -> 200",
+    "[bob] event ROOM_CLOSE",
+];
+
+#[test]
+fn call_demo() {
+    let r = run(&built().join("call_demo"), &[], &[]);
+    assert!(r.status.success(), "{}", r.describe());
+    r.assert_lines(CALL_DEMO_LINES);
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("call demo: OK"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn group_call() {
+    let r = run(&built().join("group_call"), &[], &[]);
+    assert!(r.status.success(), "{}", r.describe());
+    r.assert_lines(&[
+        "[bob-phone] event INVITE",
+        "[bob-laptop] event INVITE",
+        "[bob-phone] accept -> 200",
+        "[bob-laptop] multi-client sync ACCEPT",
+        "[carol] event INVITE",
+        "[carol] accept -> 200",
+        "[alice] event ROOM_JOIN",
+        "[alice] members sync",
+        "[alice] carol is gone from the room's members",
+    ]);
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("group call: OK"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn client_only_usage() {
+    let r = run(&built().join("client_only"), &[], &[]);
+    assert_eq!(r.status.code(), Some(64), "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains("usage: client_only URL ACCOUNT TOKEN [PEER]"),
+        "{}",
+        r.describe()
+    );
+}
+
+/// Opt-in (`NIM_SIGNALING_ASAN=1`): call_demo under ASan + UBSan with leak
+/// detection, built into its own directory.
+#[test]
+fn call_demo_asan() {
+    if std::env::var("NIM_SIGNALING_ASAN").as_deref() != Ok("1") {
+        eprintln!("skipped: set NIM_SIGNALING_ASAN=1 to run call_demo under ASan/LSan");
+        return;
+    }
+    let build = profile_dir().join("c-examples-asan");
+    make(&build, &["SANITIZE=address"]);
+    let r = run(
+        &build.join("call_demo"),
+        &[],
+        &[
+            ("ASAN_OPTIONS", "detect_leaks=1"),
+            ("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
+        ],
+    );
+    assert!(r.status.success(), "{}", r.describe());
+    for bad in ["ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"] {
+        assert!(!r.stderr.contains(bad), "{bad} reported\n{}", r.describe());
+    }
+    r.assert_lines(CALL_DEMO_LINES);
+    assert_eq!(
+        r.stdout.lines().last(),
+        Some("call demo: OK"),
+        "{}",
+        r.describe()
+    );
+}
