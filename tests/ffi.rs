@@ -481,3 +481,36 @@ fn api_calls_and_free_from_inside_callbacks() {
         .expect("free from inside a callback returned (no deadlock)");
     assert!(s.client.load(Ordering::SeqCst).is_null());
 }
+
+#[test]
+fn requests_complete_once_when_the_connection_is_lost() {
+    let srv = Server::start("{}");
+    let c = new_client(json!({"serverUrl": srv.url(), "account": "stranded", "reconnect": false}));
+    let (ib, rx) = inbox();
+    unsafe { nim_signaling_login(c, Some(on_result), ud(&*ib)) };
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 200);
+    let slots = counters(300);
+    start_many(c, &slots);
+    drop(srv); // stops the server with requests in flight
+    let deadline = std::time::Instant::now() + WAIT;
+    while slots.iter().any(|s| s.load(Ordering::SeqCst) == 0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
+        "each callback exactly once before free"
+    );
+    // Not logged in any more: new requests are refused up front.
+    let p = cs(r#"{"channelId":"x"}"#);
+    assert_eq!(
+        unsafe { nim_signaling_join(c, p.as_ptr(), Some(count), ud(&slots[0])) },
+        415
+    );
+    unsafe { nim_signaling_client_free(c) };
+    assert!(
+        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
+        "and nothing more after it"
+    );
+}

@@ -273,9 +273,14 @@ impl Conn {
                     return self.shared.stopped.load(Ordering::SeqCst);
                 }
                 End::Lost(code) => {
-                    self.fail_sent();
-                    if !self.cfg.reconnect || self.shared.stopped.load(Ordering::SeqCst) {
+                    let give_up = !self.cfg.reconnect || self.shared.stopped.load(Ordering::SeqCst);
+                    if give_up {
+                        // Before any callback fires: an app that reacts to
+                        // the 415 by sending again gets 415 up front.
                         self.shared.logged_in.store(false, Ordering::SeqCst);
+                    }
+                    self.fail_sent();
+                    if give_up {
                         self.fail_all(NOT_CONNECTED, "connection lost");
                         self.emit_state(ConnState::Disconnected, code);
                         return self.shared.stopped.load(Ordering::SeqCst);

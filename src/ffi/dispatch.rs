@@ -77,6 +77,15 @@ impl Dispatcher {
         Arc::new(Dispatcher::default())
     }
 
+    /// Puts this queue in line for a pool thread (the caller has set `queued`).
+    fn hand_to_pool(self: &Arc<Self>) {
+        let _ = POOL
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(self.clone());
+    }
+
     /// Queues a job; it runs after every job queued before it.
     pub fn push(self: &Arc<Self>, job: Job) {
         let mut s = lock(&self.state);
@@ -87,11 +96,7 @@ impl Dispatcher {
         if !s.queued && s.running.is_none() {
             s.queued = true;
             drop(s);
-            let _ = POOL
-                .tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send(self.clone());
+            self.hand_to_pool();
         }
     }
 
@@ -130,11 +135,7 @@ impl Dispatcher {
                             if !s.jobs.is_empty() && !s.queued {
                                 s.queued = true;
                                 drop(s);
-                                let _ = POOL
-                                    .tx
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .send(self.clone());
+                                self.hand_to_pool();
                                 return;
                             }
                             self.idle.notify_all();
