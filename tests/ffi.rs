@@ -25,9 +25,15 @@ struct Inbox {
     tx: Mutex<Sender<(i32, String, std::thread::ThreadId)>>,
 }
 
-fn inbox() -> (Box<Inbox>, Receiver<(i32, String, std::thread::ThreadId)>) {
+/// Leaked on purpose: a callback may still be inside `send` after the test
+/// thread's `recv` returned, so its user data must outlive the test (a C app
+/// likewise keeps user data alive until `client_free` has returned).
+fn inbox() -> (
+    &'static Inbox,
+    Receiver<(i32, String, std::thread::ThreadId)>,
+) {
     let (tx, rx) = channel();
-    (Box::new(Inbox { tx: Mutex::new(tx) }), rx)
+    (Box::leak(Box::new(Inbox { tx: Mutex::new(tx) })), rx)
 }
 
 unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) {
@@ -467,10 +473,11 @@ fn api_calls_and_free_from_inside_callbacks() {
     let srv = Server::start("{}");
     let c = new_client(json!({"serverUrl": srv.url(), "account": "reentrant"}));
     let (tx, rx) = channel();
-    let s = Box::new(SelfFree {
+    // Leaked for the same reason as `inbox`.
+    let s: &'static SelfFree = Box::leak(Box::new(SelfFree {
         client: std::sync::atomic::AtomicPtr::new(c),
         done: Mutex::new(tx),
-    });
+    }));
     unsafe {
         assert_eq!(
             nim_signaling_login(c, Some(create_from_callback), ud(&*s)),
