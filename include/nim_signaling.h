@@ -11,6 +11,9 @@
  *    thread (never the caller's). Any API function may be called from a
  *    callback. After nim_signaling_client_free returns, no callback of that
  *    client runs.
+ *  - user_data is handed back untouched. It must stay valid until the last
+ *    callback that carries it has returned: for registrations and requests
+ *    still pending, until nim_signaling_client_free has returned.
  */
 
 #ifndef NIM_SIGNALING_H
