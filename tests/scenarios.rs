@@ -10,6 +10,27 @@ fn default_server() -> Value {
     json!({})
 }
 
+/// alice in a room of her own has invited bob ("r1"), and the INVITE has
+/// rung on both of bob's devices, b1 and b2.
+async fn bob_rung_on_two_devices() -> (
+    nim_signaling::server::ServerHandle,
+    TestClient,
+    TestClient,
+    TestClient,
+    String,
+) {
+    let srv = start_server(default_server()).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let mut b1 = login(srv.url(), "bob", "b1").await;
+    let mut b2 = login(srv.url(), "bob", "b2").await;
+    let room = alice.create_joined(None).await;
+    let invite = json!({"channelId": room, "account": "bob", "requestId": "r1"});
+    alice.ok("invite", invite).await;
+    b1.expect_event("INVITE").await;
+    b2.expect_event("INVITE").await;
+    (srv, alice, b1, b2, room)
+}
+
 // ---------------------------------------------------------------------------
 // 1. create, close, join, leave
 
@@ -475,19 +496,7 @@ async fn cancel_after_the_answer() {
 
 #[tokio::test]
 async fn accept_tells_the_inviter_and_the_invitees_other_devices() {
-    let srv = start_server(default_server()).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut b1 = login(srv.url(), "bob", "b1").await;
-    let mut b2 = login(srv.url(), "bob", "b2").await;
-    let room = alice.create_joined(None).await;
-    alice
-        .ok(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    b1.expect_event("INVITE").await;
-    b2.expect_event("INVITE").await;
+    let (srv, mut alice, mut b1, mut b2, room) = bob_rung_on_two_devices().await;
 
     let r = b1
         .ok(
@@ -529,19 +538,7 @@ async fn accept_tells_the_inviter_and_the_invitees_other_devices() {
 
 #[tokio::test]
 async fn accept_with_auto_join() {
-    let srv = start_server(default_server()).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut b1 = login(srv.url(), "bob", "b1").await;
-    let mut b2 = login(srv.url(), "bob", "b2").await;
-    let room = alice.create_joined(None).await;
-    alice
-        .ok(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    b1.expect_event("INVITE").await;
-    b2.expect_event("INVITE").await;
+    let (srv, mut alice, mut b1, mut b2, room) = bob_rung_on_two_devices().await;
     let r = b1
         .ok(
             "accept",
@@ -600,19 +597,7 @@ async fn accept_with_auto_join_that_cannot_join_changes_nothing() {
 
 #[tokio::test]
 async fn reject_tells_the_inviter_and_the_rejecter_can_still_join() {
-    let srv = start_server(default_server()).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut b1 = login(srv.url(), "bob", "b1").await;
-    let mut b2 = login(srv.url(), "bob", "b2").await;
-    let room = alice.create_joined(None).await;
-    alice
-        .ok(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    b1.expect_event("INVITE").await;
-    b2.expect_event("INVITE").await;
+    let (srv, mut alice, mut b1, mut b2, room) = bob_rung_on_two_devices().await;
     b2.ok(
         "reject",
         json!({"channelId": room, "account": "alice", "requestId": "r1", "attachExt": "busy"}),
