@@ -340,18 +340,13 @@ impl Service {
             let Ok(rooms) = svc.store.rooms_of(&account, now).await else {
                 return;
             };
+            // drop_member decides (rooms the account joined from another
+            // device answer 10406 and are left alone).
+            let limits = &svc.limits;
             for room in rooms {
-                if room
-                    .member(&account)
-                    .map(|m| m.device_id != device)
-                    .unwrap_or(true)
-                {
-                    continue;
-                }
-                let limits = svc.limits.clone();
                 let r = svc
                     .apply(RoomKey::Id(&room.channel_id), now, |r| {
-                        rules::drop_member(r, &account, &device, now, &limits)
+                        rules::drop_member(r, &account, &device, now, limits)
                     })
                     .await;
                 if let Err(e) = r {

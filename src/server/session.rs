@@ -66,7 +66,7 @@ async fn send_text(ws: &mut Ws, text: String) -> Result<(), ()> {
     ws.send(Message::Text(text)).await.map_err(|_| ())
 }
 
-/// Reads frames until one is text, within `deadline`.
+/// Reads frames until one is text (the caller bounds the wait).
 async fn next_text(ws: &mut Ws) -> Option<String> {
     while let Some(msg) = ws.next().await {
         match msg {
@@ -79,7 +79,7 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
 }
 
 /// Waits for the login request; answers failures and returns None for them.
-async fn login(ws: &mut Ws, svc: &Service, cfg: &ServerConfig) -> Option<(u64, LoginParams)> {
+async fn login(ws: &mut Ws, cfg: &ServerConfig) -> Option<(u64, LoginParams)> {
     let text = next_text(ws).await?;
     let frame: Option<ClientFrame> = serde_json::from_str(&text).ok();
     let Some(frame) = frame.filter(|f| f.t == "req") else {
@@ -117,7 +117,6 @@ async fn login(ws: &mut Ws, svc: &Service, cfg: &ServerConfig) -> Option<(u64, L
         let _ = send_text(ws, frames::failure_frame(id, &f)).await;
         return None;
     }
-    let _ = svc;
     Some((id, p))
 }
 
@@ -138,8 +137,7 @@ pub async fn serve(
     let Ok(Ok(mut ws)) = tokio::time::timeout(login_timeout, hs).await else {
         return;
     };
-    let Ok(Some((login_id, p))) =
-        tokio::time::timeout(login_timeout, login(&mut ws, &svc, &cfg)).await
+    let Ok(Some((login_id, p))) = tokio::time::timeout(login_timeout, login(&mut ws, &cfg)).await
     else {
         let _ = ws.close(None).await;
         return;
