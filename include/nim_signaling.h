@@ -193,8 +193,9 @@ int32_t nim_signaling_logout(struct nim_signaling_client *client,
  called exactly once, later, on a library thread, with the outcome (408
  at `requestTimeoutMs`, 415 if the connection is lost first). Any other
  return value — 414 for a NULL client, NULL/unparsable/non-object JSON, a
- wrong type or a missing field; 415 when not logged in — means nothing
- was sent and `cb` will not be called.
+ wrong type or a missing field; 415 when not logged in; 416 when the
+ client already has 10000 requests outstanding — means nothing was sent
+ and `cb` will not be called.
  */
 int32_t nim_signaling_create(struct nim_signaling_client *client,
                              const char *params_json,

@@ -521,3 +521,28 @@ fn requests_complete_once_when_the_connection_is_lost() {
         "and nothing more after it"
     );
 }
+
+#[test]
+fn too_many_outstanding_requests_are_refused_up_front() {
+    let (url, _t) = black_hole();
+    let c = new_client(json!({"serverUrl": url, "account": "flood", "requestTimeoutMs": 60000}));
+    let (ib, rx) = inbox();
+    unsafe { nim_signaling_login(c, Some(on_result), ud(ib)) };
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 200);
+    let slots = counters(nim_signaling::client::MAX_IN_FLIGHT);
+    start_many(c, &slots);
+    let refused = AtomicU32::new(0);
+    let p = cs(r#"{"channelId":"nowhere"}"#);
+    let r = unsafe { nim_signaling_query_channel_info(c, p.as_ptr(), Some(count), ud(&refused)) };
+    assert_eq!(r, 416, "one more than the limit");
+    unsafe { nim_signaling_client_free(c) };
+    assert!(
+        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
+        "the accepted ones complete exactly once"
+    );
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        0,
+        "the refused one never calls back"
+    );
+}

@@ -18,6 +18,11 @@ use crate::protocol::codes::{self, INTERNAL};
 use crate::protocol::frames::result_object;
 pub use config::ClientConfig;
 
+/// Requests one client may have outstanding. Beyond it new requests are
+/// refused at once with 416, so an app that keeps sending into a dead or
+/// slow connection cannot grow the client's memory without bound.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+
 /// Connection states reported to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -88,6 +93,12 @@ impl Completer {
         }
     }
 
+    /// Drops the completer without firing it: for a request refused up
+    /// front, whose caller reports the refusal itself.
+    pub fn cancel(mut self) {
+        self.f = None;
+    }
+
     /// Fires with a failure object made of `code` and `message`.
     pub fn fail(self, code: i32, message: &str) {
         let json = result_object(code, Some(message), None).to_string();
@@ -134,6 +145,8 @@ pub(crate) struct Shared {
     pub logged_in: AtomicBool,
     pub shutdown: tokio::sync::Notify,
     pub stopped: AtomicBool,
+    /// Requests started and not yet completed (see [`MAX_IN_FLIGHT`]).
+    pub in_flight: std::sync::atomic::AtomicUsize,
     /// Set (and signalled) when the connection task has ended: after that
     /// no completion or notification comes from it.
     pub finished: std::sync::Mutex<bool>,
@@ -160,6 +173,7 @@ impl Client {
             logged_in: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             finished: std::sync::Mutex::new(false),
             finished_cv: std::sync::Condvar::new(),
         });
@@ -210,7 +224,24 @@ impl Client {
     /// reply, 408 at the request timeout, or 415 when the client is not
     /// logged in or shuts down. `params` must have passed
     /// [`crate::protocol::Request::parse`] for `op`.
-    pub fn request_with(&self, op: &'static str, params: Value, done: Completer) {
+    ///
+    /// Refused up front — `done` handed back unfired — when the client
+    /// already has [`MAX_IN_FLIGHT`] requests outstanding.
+    pub fn request_with(
+        &self,
+        op: &'static str,
+        params: Value,
+        done: Completer,
+    ) -> Result<(), Completer> {
+        if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(done);
+        }
+        let shared = self.shared.clone();
+        let done = Completer::new(move |code, json| {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            done.complete(code, json);
+        });
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(self.cfg.request_timeout_ms);
         self.send(Cmd::Request {
@@ -219,6 +250,7 @@ impl Client {
             done,
             deadline,
         });
+        Ok(())
     }
 
     async fn wait(f: impl FnOnce(Completer)) -> (i32, String) {
@@ -243,7 +275,14 @@ impl Client {
     /// Sends `op` with `params` (validated first: 414 without sending).
     pub async fn request(&self, op: &str, params: Value) -> (i32, String) {
         match crate::protocol::Request::parse(op, &params) {
-            Ok(req) => Self::wait(|d| self.request_with(req.op(), params, d)).await,
+            Ok(req) => {
+                Self::wait(|d| {
+                    if let Err(refused) = self.request_with(req.op(), params, d) {
+                        refused.fail(codes::RATE_LIMITED, "too many requests outstanding");
+                    }
+                })
+                .await
+            }
             Err(f) => (
                 f.code,
                 result_object(f.code, Some(&f.message), None).to_string(),

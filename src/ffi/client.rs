@@ -11,7 +11,7 @@ use super::types::{
 };
 use super::{c_json, c_str, guard, to_cstring, RUNTIME};
 use crate::client::{Client, ClientConfig, Completer, Notification};
-use crate::protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK};
+use crate::protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED};
 use crate::protocol::{Failure, Request};
 
 /// The notification kinds an app can register for.
@@ -213,9 +213,16 @@ unsafe fn start(
         if !h.client.is_logged_in() {
             return NOT_CONNECTED;
         }
-        h.client
-            .request_with(req.op(), params, h.ctx.completer(cb, user_data));
-        OK
+        match h
+            .client
+            .request_with(req.op(), params, h.ctx.completer(cb, user_data))
+        {
+            Ok(()) => OK,
+            Err(refused) => {
+                refused.cancel();
+                RATE_LIMITED
+            }
+        }
     })
 }
 
@@ -227,8 +234,9 @@ unsafe fn start(
 /// called exactly once, later, on a library thread, with the outcome (408
 /// at `requestTimeoutMs`, 415 if the connection is lost first). Any other
 /// return value — 414 for a NULL client, NULL/unparsable/non-object JSON, a
-/// wrong type or a missing field; 415 when not logged in — means nothing
-/// was sent and `cb` will not be called.
+/// wrong type or a missing field; 415 when not logged in; 416 when the
+/// client already has 10000 requests outstanding — means nothing was sent
+/// and `cb` will not be called.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_create(
     client: *mut nim_signaling_client,
