@@ -103,6 +103,18 @@ impl Run {
             );
         }
     }
+
+    /// Exit 0, every wanted line printed, and `last` as the final line.
+    fn assert_passed(&self, wanted: &[&str], last: &str) {
+        assert!(self.status.success(), "{}", self.describe());
+        self.assert_lines(wanted);
+        assert_eq!(
+            self.stdout.lines().last(),
+            Some(last),
+            "{}",
+            self.describe()
+        );
+    }
 }
 
 /// Runs a built example, killing it after RUN_LIMIT (a hang is a failure,
@@ -165,36 +177,25 @@ const CALL_DEMO_LINES: &[&str] = &[
 #[test]
 fn call_demo() {
     let r = run(&built().join("call_demo"), &[], &[]);
-    assert!(r.status.success(), "{}", r.describe());
-    r.assert_lines(CALL_DEMO_LINES);
-    assert_eq!(
-        r.stdout.lines().last(),
-        Some("call demo: OK"),
-        "{}",
-        r.describe()
-    );
+    r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
 }
 
 #[test]
 fn group_call() {
     let r = run(&built().join("group_call"), &[], &[]);
-    assert!(r.status.success(), "{}", r.describe());
-    r.assert_lines(&[
-        "[bob-phone] event INVITE",
-        "[bob-laptop] event INVITE",
-        "[bob-phone] accept -> 200",
-        "[bob-laptop] multi-client sync ACCEPT",
-        "[carol] event INVITE",
-        "[carol] accept -> 200",
-        "[alice] event ROOM_JOIN",
-        "[alice] members sync",
-        "[alice] carol is gone from the room's members",
-    ]);
-    assert_eq!(
-        r.stdout.lines().last(),
-        Some("group call: OK"),
-        "{}",
-        r.describe()
+    r.assert_passed(
+        &[
+            "[bob-phone] event INVITE",
+            "[bob-laptop] event INVITE",
+            "[bob-phone] accept -> 200",
+            "[bob-laptop] multi-client sync ACCEPT",
+            "[carol] event INVITE",
+            "[carol] accept -> 200",
+            "[alice] event ROOM_JOIN",
+            "[alice] members sync",
+            "[alice] carol is gone from the room's members",
+        ],
+        "group call: OK",
     );
 }
 
@@ -228,15 +229,8 @@ fn call_demo_asan() {
             ("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
         ],
     );
-    assert!(r.status.success(), "{}", r.describe());
     for bad in ["ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"] {
         assert!(!r.stderr.contains(bad), "{bad} reported\n{}", r.describe());
     }
-    r.assert_lines(CALL_DEMO_LINES);
-    assert_eq!(
-        r.stdout.lines().last(),
-        Some("call demo: OK"),
-        "{}",
-        r.describe()
-    );
+    r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
 }
