@@ -1352,13 +1352,7 @@ async fn offline_events_about_forgotten_rooms_show_invalid() {
     let srv = start_server(json!({"roomTtlMs": 400})).await;
     let alice = login(srv.url(), "alice", "a1").await;
     let room = alice.create(None).await;
-    alice
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1", "offlineEnabled": true}),
-            10201,
-        )
-        .await;
+    alice.invite_offline(&room, "bob", "r1").await;
     // Wait until the server has forgotten the room altogether.
     wait_until("the room to be forgotten", || {
         let alice = &alice;
@@ -1553,13 +1547,7 @@ async fn every_notification_kind_reaches_the_app() {
     let srv = start_server(json!({"memberDropGraceMs": 300})).await;
     let alice = login(srv.url(), "alice", "a1").await;
     let room = alice.create_joined(None).await;
-    alice
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1", "offlineEnabled": true}),
-            10201,
-        )
-        .await;
+    alice.invite_offline(&room, "bob", "r1").await;
 
     // Connection states, then the offline list, then the channels sync.
     let mut b1 = client_for(srv.url(), "bob", "b1", json!({}));

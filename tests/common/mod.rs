@@ -293,6 +293,13 @@ impl TestClient {
         v
     }
 
+    /// Invites an account that has no online device, with offlineEnabled:
+    /// answered 10201 and kept for its next login.
+    pub async fn invite_offline(&self, room: &str, account: &str, request_id: &str) {
+        let p = json!({"channelId": room, "account": account, "requestId": request_id, "offlineEnabled": true});
+        self.fails("invite", p, 10201).await;
+    }
+
     /// Creates a room (named or not) and returns its channelId.
     pub async fn create(&self, name: Option<&str>) -> String {
         let mut p = json!({"type": 1});
