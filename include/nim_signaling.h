@@ -87,7 +87,8 @@ typedef int32_t nim_signaling_code;
 #endif // __cplusplus
 
 /*
- `eventTypeCode` of events, as NIM numbers them.
+ `eventTypeCode` of events: 1-8 as NIM numbers them; 9 and up are
+ additions of nim-signaling.
  */
 enum nim_signaling_event_type
 #ifdef __cplusplus
@@ -102,6 +103,12 @@ enum nim_signaling_event_type
   NIM_SIGNALING_EVENT_ACCEPT = 6,
   NIM_SIGNALING_EVENT_LEAVE = 7,
   NIM_SIGNALING_EVENT_CONTROL = 8,
+  /*
+   Not in NIM: an invitation ran out (`inviteTtlMs`) unanswered. Sent by
+   the server to every device of the inviter and of the invitee, with
+   `fromAccountId` the inviter, `toAccount` the invitee, `requestId`.
+   */
+  NIM_SIGNALING_EVENT_INVITE_TIMEOUT = 9,
 };
 #ifndef __cplusplus
 typedef int32_t nim_signaling_event_type;
@@ -362,6 +369,14 @@ int32_t nim_signaling_reg_channels_sync_cb(struct nim_signaling_client *client,
 /*
  Registers the connection state callback: `{"state":"connecting" |
  "connected" | "reconnecting" | "disconnected" | "kicked", "code":N}`.
+
+ While `reconnecting`, requests wait (up to their timeout) and the event
+ stream resumes where it stopped: each event reaches the callbacks once,
+ in order. A `connected` after a reconnect carries `"resync":"trimmed"`
+ or `"resync":"stateLost"` when the server could not resume (the device
+ was away too long, or the server lost its state): events of the gap may
+ be missing, and the offline list and channels sync that follow are the
+ state to rebuild from. See docs/DELIVERY.md.
  */
 int32_t nim_signaling_reg_connection_state_cb(struct nim_signaling_client *client,
                                               nim_signaling_event_cb cb,
@@ -374,18 +389,22 @@ int32_t nim_signaling_reg_connection_state_cb(struct nim_signaling_client *clien
  (`"127.0.0.1:0"`: a free port), `auth` (`{"mode":"none"}` default,
  `{"mode":"static","accounts":{...}}`, `{"mode":"hmac","secret":"..."}`),
  `roomTtlMs`, `inviteTtlMs`, `memberDropGraceMs`, `maxMembers`,
- `heartbeatIntervalMs`, `heartbeatTimeoutMs`, `store` — see docs/CONFIG.md.
+ `heartbeatIntervalMs`, `heartbeatTimeoutMs`, `tls` (`{"certFile":...,
+ "keyFile":...}`, PEM: serve `wss://`), the per-account and per-connection
+ limits, `store` — see docs/CONFIG.md.
  Unknown keys are refused (414) so that typos do not pass silently.
 
  On 200 `*out_server` receives a handle the caller owns and must release
  with `nim_signaling_server_stop`; otherwise it is not written. Returns
- 414 for NULL arguments or a bad config, 500 when it cannot listen.
+ 414 for NULL arguments or a bad config, 500 when it cannot listen (or,
+ with a Redis store, cannot reach Redis).
  */
 int32_t nim_signaling_server_start(const char *config_json,
                                    struct nim_signaling_server **out_server);
 
 /*
- The server's URL, `"ws://127.0.0.1:PORT"`. Owned by the server: valid
+ The server's URL, `"ws://127.0.0.1:PORT"` (`"wss://…"` with `tls`).
+ Owned by the server: valid
  until `nim_signaling_server_stop`. NULL for a NULL server.
  */
 const char *nim_signaling_server_url(const struct nim_signaling_server *server);

@@ -5,8 +5,9 @@
 //! `<target>/c-examples/`, not `examples-c/build/`, so that a hand-made
 //! build against another LIBDIR is never mistaken for this one.
 //!
-//! call_demo also runs under AddressSanitizer, UBSan and LeakSanitizer
-//! (`NIM_SIGNALING_ASAN=0` skips that, for compilers without ASan).
+//! call_demo and group_call also run under AddressSanitizer, UBSan (its
+//! findings fatal) and LeakSanitizer (`NIM_SIGNALING_ASAN=0` skips that,
+//! for compilers without ASan).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -180,23 +181,22 @@ fn call_demo() {
     r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
 }
 
+const GROUP_CALL_LINES: &[&str] = &[
+    "[bob-phone] event INVITE",
+    "[bob-laptop] event INVITE",
+    "[bob-phone] accept -> 200",
+    "[bob-laptop] multi-client sync ACCEPT",
+    "[carol] event INVITE",
+    "[carol] accept -> 200",
+    "[alice] event ROOM_JOIN",
+    "[alice] members sync",
+    "[alice] carol is gone from the room's members",
+];
+
 #[test]
 fn group_call() {
     let r = run(&built().join("group_call"), &[], &[]);
-    r.assert_passed(
-        &[
-            "[bob-phone] event INVITE",
-            "[bob-laptop] event INVITE",
-            "[bob-phone] accept -> 200",
-            "[bob-laptop] multi-client sync ACCEPT",
-            "[carol] event INVITE",
-            "[carol] accept -> 200",
-            "[alice] event ROOM_JOIN",
-            "[alice] members sync",
-            "[alice] carol is gone from the room's members",
-        ],
-        "group call: OK",
-    );
+    r.assert_passed(GROUP_CALL_LINES, "group call: OK");
 }
 
 #[test]
@@ -211,18 +211,27 @@ fn client_only_usage() {
     );
 }
 
-/// call_demo under ASan + UBSan with leak detection, built into its own
-/// directory. `NIM_SIGNALING_ASAN=0` opts out.
-#[test]
-fn call_demo_asan() {
+/// The examples built with AddressSanitizer and UndefinedBehaviorSanitizer
+/// (UBSan findings fatal: `-fno-sanitize-recover=undefined`), once for the
+/// tests below, into their own directory. None when `NIM_SIGNALING_ASAN=0`
+/// opts out (for compilers without ASan).
+fn sanitized() -> Option<&'static Path> {
     if std::env::var("NIM_SIGNALING_ASAN").as_deref() == Ok("0") {
         eprintln!("skipped: NIM_SIGNALING_ASAN=0");
-        return;
+        return None;
     }
-    let build = profile_dir().join("c-examples-asan");
-    make(&build, &["SANITIZE=address"]);
+    static BUILD: OnceLock<PathBuf> = OnceLock::new();
+    Some(BUILD.get_or_init(|| {
+        let build = profile_dir().join("c-examples-san");
+        make(&build, &["SANITIZE=address,undefined"]);
+        build
+    }))
+}
+
+/// Runs a sanitized example with leak detection; fails on any report.
+fn run_sanitized(exe: &Path) -> Run {
     let r = run(
-        &build.join("call_demo"),
+        exe,
         &[],
         &[
             ("ASAN_OPTIONS", "detect_leaks=1"),
@@ -232,5 +241,22 @@ fn call_demo_asan() {
     for bad in ["ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"] {
         assert!(!r.stderr.contains(bad), "{bad} reported\n{}", r.describe());
     }
+    r
+}
+
+/// call_demo under ASan + UBSan with leak detection.
+#[test]
+fn call_demo_asan() {
+    let Some(build) = sanitized() else { return };
+    let r = run_sanitized(&build.join("call_demo"));
     r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
+}
+
+/// group_call (two devices of one account, members sync) under ASan +
+/// UBSan with leak detection.
+#[test]
+fn group_call_asan() {
+    let Some(build) = sanitized() else { return };
+    let r = run_sanitized(&build.join("group_call"));
+    r.assert_passed(GROUP_CALL_LINES, "group call: OK");
 }

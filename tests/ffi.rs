@@ -1,39 +1,43 @@
 //! The C ABI called as a C program would: bad input, a whole call, and
-//! exactly-once callbacks under load, timeouts and client_free.
+//! exactly-once callbacks under load, timeouts and client_free; and the
+//! delivery guarantees (resume, resend, resync, INVITE_TIMEOUT) with a
+//! fault-injecting proxy between the C clients and the server.
 
+mod common;
+
+use common::keep::keep;
+use common::proxy::FaultProxy;
+use common::{cid, WAIT};
 use nim_signaling::ffi::client::*;
 use nim_signaling::ffi::server::*;
 use nim_signaling::ffi::types::{
-    nim_signaling_client, nim_signaling_result_cb, nim_signaling_server,
+    nim_signaling_client, nim_signaling_event_cb, nim_signaling_server,
 };
 use serde_json::{json, Value};
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::net::SocketAddr;
 use std::ptr::{null, null_mut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(10);
+use std::time::{Duration, Instant};
 
 fn cs(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-/// Where a callback reports: (code, json, thread) or (json, thread).
+/// What a callback reports: (code, json, thread); notifications have code 0.
+type Report = (i32, String, std::thread::ThreadId);
+
+/// Where a callback reports.
 struct Inbox {
-    tx: Mutex<Sender<(i32, String, std::thread::ThreadId)>>,
+    tx: Mutex<Sender<Report>>,
 }
 
-/// Leaked on purpose: a callback may still be inside `send` after the test
-/// thread's `recv` returned, so its user data must outlive the test (a C app
-/// likewise keeps user data alive until `client_free` has returned).
-fn inbox() -> (
-    &'static Inbox,
-    Receiver<(i32, String, std::thread::ThreadId)>,
-) {
+/// Kept for the whole process (see `common::keep`).
+fn inbox() -> (&'static Inbox, Receiver<Report>) {
     let (tx, rx) = channel();
-    (Box::leak(Box::new(Inbox { tx: Mutex::new(tx) })), rx)
+    (keep(Inbox { tx: Mutex::new(tx) }), rx)
 }
 
 unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) {
@@ -62,9 +66,10 @@ fn ud<T>(b: &T) -> *mut c_void {
 struct Server(*mut nim_signaling_server);
 impl Server {
     fn start(cfg: &str) -> Server {
+        let cfg = common::unthrottled(serde_json::from_str(cfg).unwrap()).to_string();
         let mut s = null_mut();
         assert_eq!(
-            unsafe { nim_signaling_server_start(cs(cfg).as_ptr(), &mut s) },
+            unsafe { nim_signaling_server_start(cs(&cfg).as_ptr(), &mut s) },
             200
         );
         assert!(!s.is_null());
@@ -94,41 +99,48 @@ fn new_client(cfg: Value) -> *mut nim_signaling_client {
     c
 }
 
+/// A client of `account` (device "`account`-d") for the server at `url`.
+fn client_at(url: &str, account: &str) -> *mut nim_signaling_client {
+    new_client(json!({"serverUrl": url, "account": account, "deviceId": format!("{account}-d")}))
+}
+
+/// A client of `account` logged in to the server at `url`.
 fn logged_in(url: &str, account: &str) -> *mut nim_signaling_client {
-    let c = new_client(
-        json!({"serverUrl": url, "account": account, "deviceId": format!("{account}-d")}),
-    );
-    let (ib, rx) = inbox();
-    assert_eq!(
-        unsafe { nim_signaling_login(c, Some(on_result), ud(&*ib)) },
-        200
-    );
-    let (code, body, _) = rx.recv_timeout(WAIT).expect("login callback");
-    assert_eq!(code, 200, "{body}");
+    let c = client_at(url, account);
+    login(c);
     c
 }
 
-type OpFn = unsafe extern "C" fn(
-    *mut nim_signaling_client,
-    *const c_char,
-    nim_signaling_result_cb,
-    *mut c_void,
-) -> i32;
+/// A `nim_signaling_reg_..._cb` function.
+type RegFn =
+    unsafe extern "C" fn(*mut nim_signaling_client, nim_signaling_event_cb, *mut c_void) -> i32;
 
-const OPS: &[(&str, OpFn)] = &[
-    ("create", nim_signaling_create),
-    ("close", nim_signaling_close),
-    ("join", nim_signaling_join),
-    ("leave", nim_signaling_leave),
-    ("invite", nim_signaling_invite),
-    ("cancel", nim_signaling_cancel_invite),
-    ("accept", nim_signaling_accept),
-    ("reject", nim_signaling_reject),
-    ("control", nim_signaling_control),
-    ("call", nim_signaling_call),
-    ("sync", nim_signaling_sync),
-    ("query", nim_signaling_query_channel_info),
-];
+/// Registers `on_event` with `reg` on `c`, reporting to `ib` (accepted: 200).
+fn listen(c: *mut nim_signaling_client, reg: RegFn, ib: &'static Inbox) {
+    assert_eq!(unsafe { reg(c, Some(on_event), ud(ib)) }, 200);
+}
+
+/// A new queue of `c`'s notifications of the kind `reg` registers for.
+fn notifications(c: *mut nim_signaling_client, reg: RegFn) -> Receiver<Report> {
+    let (ib, rx) = inbox();
+    listen(c, reg, ib);
+    rx
+}
+
+/// A client of `account` logged in to the server at `url`, and the queue of
+/// its online notifications.
+fn logged_in_listening(url: &str, account: &str) -> (*mut nim_signaling_client, Receiver<Report>) {
+    let c = logged_in(url, account);
+    (c, notifications(c, nim_signaling_reg_online_notify_cb))
+}
+
+/// The next notification on `rx` (within WAIT), parsed.
+fn next_event(rx: &Receiver<Report>) -> Value {
+    let (_, s, _) = rx.recv_timeout(WAIT).expect("a notification");
+    serde_json::from_str(&s).expect("notification is JSON")
+}
+
+use nim_signaling::ffi::client::{RequestFn as OpFn, REQUEST_FUNCTIONS as OPS};
 
 #[test]
 fn bad_input_gives_414_or_415_and_no_callback() {
@@ -253,53 +265,19 @@ fn bad_input_gives_414_or_415_and_no_callback() {
 #[test]
 fn a_whole_call_through_the_c_abi() {
     let srv = Server::start("{}");
-    let alice = logged_in(&srv.url(), "alice");
-    let bob = logged_in(&srv.url(), "bob");
-    let (bob_events, bob_rx) = inbox();
-    let (alice_events, alice_rx) = inbox();
-    unsafe {
-        assert_eq!(
-            nim_signaling_reg_online_notify_cb(bob, Some(on_event), ud(&*bob_events)),
-            200
-        );
-        assert_eq!(
-            nim_signaling_reg_online_notify_cb(alice, Some(on_event), ud(&*alice_events)),
-            200
-        );
-    }
-    let (res, res_rx) = inbox();
-    let me = std::thread::current().id();
-    let call = |client, op: OpFn, params: Value| -> Value {
-        assert_eq!(
-            unsafe {
-                op(
-                    client,
-                    cs(&params.to_string()).as_ptr(),
-                    Some(on_result),
-                    ud(&*res),
-                )
-            },
-            200
-        );
-        let (code, body, thread) = res_rx.recv_timeout(WAIT).expect("result callback");
-        assert_ne!(thread, me, "callbacks never run on the calling thread");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["code"], code);
-        v
-    };
-    let r = call(
+    let (alice, alice_rx) = logged_in_listening(&srv.url(), "alice");
+    let (bob, bob_rx) = logged_in_listening(&srv.url(), "bob");
+    let r = ok(
         alice,
         nim_signaling_call,
         json!({"type": 2, "account": "bob", "requestId": "q1", "uid": "42"}),
     );
-    assert_eq!(r["code"], 200, "{r}");
     assert_eq!(
         r["members"][0]["uid"], 42,
         "uid given as a string comes back as a number"
     );
-    let cid = r["channelInfo"]["channelId"].as_str().unwrap().to_string();
-    let (_, invite, _) = bob_rx.recv_timeout(WAIT).unwrap();
-    let invite: Value = serde_json::from_str(&invite).unwrap();
+    let cid = cid(&r);
+    let invite = next_event(&bob_rx);
     assert_eq!(
         (
             invite["eventType"].as_str(),
@@ -307,24 +285,22 @@ fn a_whole_call_through_the_c_abi() {
         ),
         (Some("INVITE"), Some(3))
     );
-    let r = call(
+    let r = ok(
         bob,
         nim_signaling_accept,
         json!({"channelId": cid, "account": "alice", "requestId": "q1", "autoJoin": true}),
     );
     assert_eq!(r["members"].as_array().unwrap().len(), 2, "{r}");
-    let (_, accept, _) = alice_rx.recv_timeout(WAIT).unwrap();
-    assert!(accept.contains("\"ACCEPT\""), "{accept}");
-    let (_, join, _) = alice_rx.recv_timeout(WAIT).unwrap();
-    assert!(join.contains("\"ROOM_JOIN\""), "{join}");
-    let r = call(alice, nim_signaling_close, json!({"channelId": cid}));
-    assert_eq!(r["code"], 200);
-    let (_, close, _) = bob_rx.recv_timeout(WAIT).unwrap();
-    let close: Value = serde_json::from_str(&close).unwrap();
+    let accept = next_event(&alice_rx);
+    assert_eq!(accept["eventType"], "ACCEPT", "{accept}");
+    let join = next_event(&alice_rx);
+    assert_eq!(join["eventType"], "ROOM_JOIN", "{join}");
+    ok(alice, nim_signaling_close, json!({"channelId": cid}));
+    let close = next_event(&bob_rx);
     assert_eq!(close["eventType"], "ROOM_CLOSE");
     assert_eq!(close["channelInfo"]["invalid"], 1);
-    let r = call(bob, nim_signaling_join, json!({"channelId": cid}));
-    assert_eq!(r["code"], 10404);
+    let (code, r) = request(bob, nim_signaling_join, json!({"channelId": cid}));
+    assert_eq!(code, 10404, "{r}");
     assert!(r["message"].is_string());
     unsafe {
         nim_signaling_client_free(alice);
@@ -385,6 +361,28 @@ fn counters(n: usize) -> Vec<AtomicU32> {
     (0..n).map(|_| AtomicU32::new(0)).collect()
 }
 
+/// Each of `slots` was called exactly once.
+fn assert_each_called_once(slots: &[AtomicU32], what: &str) {
+    assert!(
+        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
+        "{what}"
+    );
+}
+
+/// Polls every 20 ms until `done` holds or WAIT has passed (the caller
+/// then checks what it waited for).
+fn poll_until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every one of `slots` has been called at least once.
+fn all_called(slots: &[AtomicU32]) -> bool {
+    slots.iter().all(|s| s.load(Ordering::SeqCst) > 0)
+}
+
 fn start_many(c: *mut nim_signaling_client, slots: &[AtomicU32]) {
     for slot in slots {
         let p = cs(r#"{"channelId":"nowhere"}"#);
@@ -403,43 +401,27 @@ fn every_request_completes_exactly_once() {
     let slots = counters(500);
     start_many(c, &slots);
     unsafe { nim_signaling_client_free(c) };
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "answered: each callback exactly once"
-    );
+    assert_each_called_once(&slots, "answered: each callback exactly once");
 
     // Timed out: nobody answers within 150 ms.
     let (url, _t) = black_hole();
-    let cfg = json!({"serverUrl": url, "account": "patient", "requestTimeoutMs": 150});
-    let c = new_client(cfg.clone());
-    let (ib, rx) = inbox();
-    unsafe { nim_signaling_login(c, Some(on_result), ud(&*ib)) };
-    let (code, body, _) = rx.recv_timeout(WAIT).unwrap();
-    assert_eq!(code, 200, "{body}");
+    let c = new_client(json!({"serverUrl": url, "account": "patient", "requestTimeoutMs": 150}));
+    login(c);
     let slots = counters(300);
     start_many(c, &slots);
-    let deadline = std::time::Instant::now() + WAIT;
-    while slots.iter().any(|s| s.load(Ordering::SeqCst) == 0)
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(|| all_called(&slots));
     unsafe { nim_signaling_client_free(c) };
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "timed out: each callback exactly once"
-    );
+    assert_each_called_once(&slots, "timed out: each callback exactly once");
 
     // Freed mid-flight: pending requests complete before free returns.
     let c = new_client(json!({"serverUrl": url, "account": "quitter", "requestTimeoutMs": 60000}));
-    unsafe { nim_signaling_login(c, Some(on_result), ud(&*ib)) };
-    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 200);
+    login(c);
     let slots = counters(300);
     start_many(c, &slots);
     unsafe { nim_signaling_client_free(c) };
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "freed: each callback exactly once, before free returned"
+    assert_each_called_once(
+        &slots,
+        "freed: each callback exactly once, before free returned",
     );
 }
 
@@ -473,11 +455,10 @@ fn api_calls_and_free_from_inside_callbacks() {
     let srv = Server::start("{}");
     let c = new_client(json!({"serverUrl": srv.url(), "account": "reentrant"}));
     let (tx, rx) = channel();
-    // Leaked for the same reason as `inbox`.
-    let s: &'static SelfFree = Box::leak(Box::new(SelfFree {
+    let s: &'static SelfFree = keep(SelfFree {
         client: std::sync::atomic::AtomicPtr::new(c),
         done: Mutex::new(tx),
-    }));
+    });
     unsafe {
         assert_eq!(
             nim_signaling_login(c, Some(create_from_callback), ud(&*s)),
@@ -493,22 +474,12 @@ fn api_calls_and_free_from_inside_callbacks() {
 fn requests_complete_once_when_the_connection_is_lost() {
     let srv = Server::start("{}");
     let c = new_client(json!({"serverUrl": srv.url(), "account": "stranded", "reconnect": false}));
-    let (ib, rx) = inbox();
-    unsafe { nim_signaling_login(c, Some(on_result), ud(&*ib)) };
-    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 200);
+    login(c);
     let slots = counters(300);
     start_many(c, &slots);
     drop(srv); // stops the server with requests in flight
-    let deadline = std::time::Instant::now() + WAIT;
-    while slots.iter().any(|s| s.load(Ordering::SeqCst) == 0)
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "each callback exactly once before free"
-    );
+    poll_until(|| all_called(&slots));
+    assert_each_called_once(&slots, "each callback exactly once before free");
     // Not logged in any more: new requests are refused up front.
     let p = cs(r#"{"channelId":"x"}"#);
     assert_eq!(
@@ -516,19 +487,14 @@ fn requests_complete_once_when_the_connection_is_lost() {
         415
     );
     unsafe { nim_signaling_client_free(c) };
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "and nothing more after it"
-    );
+    assert_each_called_once(&slots, "and nothing more after it");
 }
 
 #[test]
 fn too_many_outstanding_requests_are_refused_up_front() {
     let (url, _t) = black_hole();
     let c = new_client(json!({"serverUrl": url, "account": "flood", "requestTimeoutMs": 60000}));
-    let (ib, rx) = inbox();
-    unsafe { nim_signaling_login(c, Some(on_result), ud(ib)) };
-    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 200);
+    login(c);
     let slots = counters(nim_signaling::client::MAX_IN_FLIGHT);
     start_many(c, &slots);
     let refused = AtomicU32::new(0);
@@ -536,13 +502,457 @@ fn too_many_outstanding_requests_are_refused_up_front() {
     let r = unsafe { nim_signaling_query_channel_info(c, p.as_ptr(), Some(count), ud(&refused)) };
     assert_eq!(r, 416, "one more than the limit");
     unsafe { nim_signaling_client_free(c) };
-    assert!(
-        slots.iter().all(|s| s.load(Ordering::SeqCst) == 1),
-        "the accepted ones complete exactly once"
-    );
+    assert_each_called_once(&slots, "the accepted ones complete exactly once");
     assert_eq!(
         refused.load(Ordering::SeqCst),
         0,
         "the refused one never calls back"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Delivery guarantees through the C ABI: a fault-injecting proxy between the
+// C clients and the embedded server.
+
+/// "ws://127.0.0.1:PORT" → the socket address (for the proxy's target).
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("ws://")
+        .parse()
+        .expect("ws://IP:PORT")
+}
+
+/// A proxy in front of `target`; `rt` must outlive it.
+fn proxy_to(rt: &tokio::runtime::Runtime, target: &str) -> FaultProxy {
+    rt.block_on(FaultProxy::start(addr_of(target)))
+}
+
+/// Logs `c` in and waits for the result.
+fn login(c: *mut nim_signaling_client) {
+    let (ib, rx) = inbox();
+    assert_eq!(
+        unsafe { nim_signaling_login(c, Some(on_result), ud(ib)) },
+        200
+    );
+    let (code, body, _) = rx.recv_timeout(WAIT).expect("login callback");
+    assert_eq!(code, 200, "login: {body}");
+}
+
+/// Starts one request and waits for its callback: (code, result object).
+fn request(c: *mut nim_signaling_client, op: OpFn, params: Value) -> (i32, Value) {
+    let (ib, rx) = inbox();
+    let p = cs(&params.to_string());
+    assert_eq!(
+        unsafe { op(c, p.as_ptr(), Some(on_result), ud(ib)) },
+        200,
+        "{params}"
+    );
+    let (code, body, thread) = rx.recv_timeout(WAIT).expect("result callback");
+    assert_ne!(
+        thread,
+        std::thread::current().id(),
+        "callbacks never run on the calling thread"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], code, "{body}");
+    (code, v)
+}
+
+/// Like `request`, but the code must be 200.
+fn ok(c: *mut nim_signaling_client, op: OpFn, params: Value) -> Value {
+    let (code, v) = request(c, op, params.clone());
+    assert_eq!(code, 200, "{params}: {v}");
+    v
+}
+
+/// A room `creator` created (type 1) and joined, and `other` joined too:
+/// its channelId.
+fn room_with(creator: *mut nim_signaling_client, other: *mut nim_signaling_client) -> String {
+    let cid = cid(&ok(creator, nim_signaling_create, json!({"type": 1})));
+    ok(creator, nim_signaling_join, json!({"channelId": cid}));
+    ok(other, nim_signaling_join, json!({"channelId": cid}));
+    cid
+}
+
+/// The JSON strings received on `rx` until `done` says the list is
+/// complete; panics with what was seen if that takes longer than WAIT.
+fn collect_until(
+    rx: &Receiver<Report>,
+    what: &str,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((_, s, _)) => seen.push(serde_json::from_str(&s).unwrap()),
+            Err(_) => panic!("{what}: not within {WAIT:?}; seen {}: {seen:?}", seen.len()),
+        }
+    }
+    seen
+}
+
+/// Like `collect_until`, but also takes what follows as long as more keeps
+/// coming (a quiet 500 ms ends it), and `done` must hold at the end.
+fn settled(rx: &Receiver<Report>, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = collect_until(rx, what, &done);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok((_, s, _)) => seen.push(serde_json::from_str(&s).unwrap()),
+            Err(_) if done(&seen) => return seen,
+            Err(_) if Instant::now() > deadline => {
+                panic!("{what}: not within {WAIT:?}; seen {}: {seen:?}", seen.len())
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// What one request's callback reported: how often, and the last code.
+#[derive(Default)]
+struct Outcome {
+    calls: AtomicU32,
+    code: AtomicI32,
+}
+
+unsafe extern "C" fn record(code: i32, _json: *const c_char, ud: *mut c_void) {
+    let o = &*(ud as *const Outcome);
+    o.code.store(code, Ordering::SeqCst);
+    o.calls.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Kept for the whole process, like `inbox`.
+fn outcomes(n: usize) -> &'static [Outcome] {
+    keep((0..n).map(|_| Outcome::default()).collect::<Vec<_>>())
+}
+
+fn events_of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["eventType"] == t).collect()
+}
+
+#[test]
+fn cut_and_resume_through_the_c_abi() {
+    use rand::Rng;
+    const N: usize = 300;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = Server::start("{}");
+    let bob_proxy = proxy_to(&rt, &srv.url());
+    let alice_proxy = proxy_to(&rt, &srv.url());
+
+    let bob = client_at(&bob_proxy.url(), "bob");
+    let alice = client_at(&alice_proxy.url(), "alice");
+    let bob_rx = notifications(bob, nim_signaling_reg_online_notify_cb);
+    let bob_state_rx = notifications(bob, nim_signaling_reg_connection_state_cb);
+    let alice_state_rx = notifications(alice, nim_signaling_reg_connection_state_cb);
+    login(bob);
+    login(alice);
+
+    let cid = room_with(alice, bob);
+
+    // 300 controls from alice to bob. Phase 1 breaks alice's connection at
+    // two chosen moments; phase 2 sends the rest in bursts with random
+    // pauses while another thread cuts bob's and alice's connections in
+    // turn at random moments.
+    let results = outcomes(N);
+    let send = |i: usize| {
+        let p = json!({"channelId": cid, "account": "bob", "attachExt": i.to_string()});
+        let p = cs(&p.to_string());
+        let r = unsafe { nim_signaling_control(alice, p.as_ptr(), Some(record), ud(&results[i])) };
+        assert_eq!(r, 200, "control {i} started");
+    };
+    let mut i = 0;
+
+    // (a) Applied, but the answers are lost: every chunk through alice's
+    // proxy is held 200 ms, so bob has the first control of the burst well
+    // before alice's answers get through; the cut then loses those answers.
+    // The resent copies must be answered from the server's record: applying
+    // them again would give bob duplicates.
+    alice_proxy.set_delay(Duration::from_millis(200));
+    let first = i;
+    for _ in 0..20 {
+        send(i);
+        i += 1;
+    }
+    let early = collect_until(&bob_rx, "bob got the delayed burst", |seen| {
+        seen.iter()
+            .any(|e| e["attachExt"] == first.to_string().as_str())
+    });
+    assert_eq!(
+        results[first].calls.load(Ordering::SeqCst),
+        0,
+        "the answer is still held by the proxy"
+    );
+    alice_proxy.cut();
+    alice_proxy.set_delay(Duration::ZERO);
+
+    // (b) Lost before being applied: the burst leaves alice's client but
+    // the proxy holds it and drops it with the cut; it must be sent again.
+    alice_proxy.stall(true);
+    for _ in 0..20 {
+        send(i);
+        i += 1;
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    alice_proxy.cut();
+    alice_proxy.stall(false);
+
+    let sending = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rng = rand::thread_rng();
+            let mut k = 0;
+            while sending.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(rng.gen_range(20..120)));
+                let victim = if k % 2 == 0 { &bob_proxy } else { &alice_proxy };
+                // Only where a connection is up (or being set up), so that
+                // most cuts land.
+                if victim.open_connections() > 0 {
+                    victim.cut();
+                    k += 1;
+                }
+            }
+        });
+        let mut rng = rand::thread_rng();
+        while i < N {
+            let burst = rng.gen_range(10..40).min(N - i);
+            for _ in 0..burst {
+                send(i);
+                i += 1;
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(30..150)));
+        }
+        sending.store(false, Ordering::SeqCst);
+    });
+
+    // Every control completes exactly once, with 200 (a copy resent after a
+    // reconnect is answered from the server's record, not applied again).
+    poll_until(|| results.iter().all(|o| o.calls.load(Ordering::SeqCst) > 0));
+    let bad: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.calls.load(Ordering::SeqCst) != 1 || o.code.load(Ordering::SeqCst) != 200
+        })
+        .map(|(i, o)| {
+            (
+                i,
+                o.calls.load(Ordering::SeqCst),
+                o.code.load(Ordering::SeqCst),
+            )
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "(index, calls, code) not (_, 1, 200): {bad:?}"
+    );
+
+    // Bob got each control exactly once, in order, across his reconnects.
+    let rest = collect_until(&bob_rx, "bob's 300 controls", |seen| {
+        events_of_type(&early, "CONTROL").len() + events_of_type(seen, "CONTROL").len() >= N
+    });
+    // Anything extra (a duplicate) would arrive right behind them.
+    let late: Vec<Value> =
+        std::iter::from_fn(|| bob_rx.recv_timeout(Duration::from_millis(300)).ok())
+            .map(|(_, s, _)| serde_json::from_str(&s).unwrap())
+            .collect();
+    let events: Vec<Value> = early.into_iter().chain(rest).collect();
+    let controls: Vec<&Value> = events_of_type(&events, "CONTROL")
+        .into_iter()
+        .chain(events_of_type(&late, "CONTROL"))
+        .collect();
+    let exts: Vec<&str> = controls
+        .iter()
+        .map(|e| e["attachExt"].as_str().unwrap_or("?"))
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(
+        exts, want,
+        "bob's CONTROL attachExt: 0..299, each once, in order"
+    );
+    assert!(
+        controls
+            .iter()
+            .all(|e| e["eventTypeCode"] == 8 && e["fromAccountId"] == "alice"),
+        "{controls:?}"
+    );
+
+    // Both state callbacks: connecting, connected, then for every cut that
+    // landed reconnecting → connected, each a seamless resume (no resync).
+    for (who, rx) in [("bob", &bob_state_rx), ("alice", &alice_state_rx)] {
+        let states = settled(rx, &format!("{who} settled on connected"), |seen| {
+            let n = |s: &str| seen.iter().filter(|v| v["state"] == s).count();
+            n("reconnecting") >= 1 && n("connected") == n("reconnecting") + 1
+        });
+        let names: Vec<&str> = states
+            .iter()
+            .map(|v| v["state"].as_str().unwrap())
+            .collect();
+        eprintln!(
+            "{who}: {} reconnects, all resumed",
+            names.iter().filter(|n| **n == "reconnecting").count()
+        );
+        assert_eq!(
+            &names[..2],
+            ["connecting", "connected"],
+            "{who}: {states:?}"
+        );
+        for pair in names[2..].chunks(2) {
+            assert_eq!(pair, ["reconnecting", "connected"], "{who}: {states:?}");
+        }
+        for s in &states {
+            assert!(
+                s.get("resync").is_none(),
+                "{who} resumed without a gap: {s}"
+            );
+            if s["state"] == "connected" {
+                assert_eq!(s["code"], 200, "{who}: {s}");
+            }
+        }
+    }
+
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+    }
+    assert!(
+        results.iter().all(|o| o.calls.load(Ordering::SeqCst) == 1),
+        "nothing more after free"
+    );
+    drop(srv);
+    drop((bob_proxy, alice_proxy));
+}
+
+#[test]
+fn server_restart_is_reported_as_resync_through_the_c_abi() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv_a = Server::start(r#"{"listen":"127.0.0.1:0"}"#);
+    let proxy = proxy_to(&rt, &srv_a.url());
+
+    let bob = client_at(&proxy.url(), "bob");
+    let bob_rx = notifications(bob, nim_signaling_reg_online_notify_cb);
+    // State changes and channels syncs on one queue, to see their order.
+    let (bob_life, life_rx) = inbox();
+    listen(bob, nim_signaling_reg_connection_state_cb, bob_life);
+    listen(bob, nim_signaling_reg_channels_sync_cb, bob_life);
+    login(bob);
+    let first = collect_until(&life_rx, "first login's channels sync", |seen| {
+        seen.iter().any(|v| v.get("channels").is_some())
+    });
+    assert_eq!(first[0]["state"], "connecting", "{first:?}");
+
+    // Bob sees a few events of A, so he has a seq in A's log that B's
+    // events will not exceed: after the restart they must not be taken for
+    // duplicates.
+    let alice = logged_in(&srv_a.url(), "alice");
+    let cid = room_with(alice, bob);
+    for i in 0..5 {
+        let p = json!({"channelId": cid, "account": "bob", "attachExt": format!("a{i}")});
+        ok(alice, nim_signaling_control, p);
+    }
+    let on_a = collect_until(&bob_rx, "bob's controls from A", |seen| {
+        events_of_type(seen, "CONTROL").len() >= 5
+    });
+    assert_eq!(events_of_type(&on_a, "CONTROL")[4]["attachExt"], "a4");
+    unsafe { nim_signaling_client_free(alice) };
+
+    // Restart: A goes away with its state, B comes up in its place.
+    drop(srv_a);
+    let srv_b = Server::start(r#"{"listen":"127.0.0.1:0"}"#);
+    proxy.set_target(addr_of(&srv_b.url()));
+
+    let after = collect_until(&life_rx, "connected with resync, then channels", |seen| {
+        seen.iter()
+            .position(|v| v.get("resync").is_some())
+            .map(|i| seen.len() > i + 1)
+            .unwrap_or(false)
+    });
+    let i = after
+        .iter()
+        .position(|v| v.get("resync").is_some())
+        .unwrap();
+    assert_eq!(
+        after[i],
+        json!({"state": "connected", "code": 200, "resync": "stateLost"}),
+        "{after:?}"
+    );
+    assert_eq!(after[0]["state"], "reconnecting", "{after:?}");
+    assert!(
+        after[1..i].iter().all(|v| v["state"] == "reconnecting"),
+        "only reconnecting before it: {after:?}"
+    );
+    assert_eq!(
+        after[i + 1],
+        json!({"channels": []}),
+        "channels sync right after it (B has no rooms): {after:?}"
+    );
+
+    // An event of B reaches bob's online callback.
+    let alice = logged_in(&srv_b.url(), "alice");
+    ok(
+        alice,
+        nim_signaling_call,
+        json!({"type": 1, "account": "bob", "requestId": "after-restart"}),
+    );
+    let on_b = collect_until(&bob_rx, "bob's INVITE from B", |seen| {
+        !events_of_type(seen, "INVITE").is_empty()
+    });
+    let invite = events_of_type(&on_b, "INVITE")[0];
+    assert_eq!(invite["fromAccountId"], "alice", "{invite}");
+    assert_eq!(invite["requestId"], "after-restart", "{invite}");
+    assert!(
+        events_of_type(&on_b, "CONTROL").is_empty(),
+        "nothing of A again: {on_b:?}"
+    );
+
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+    }
+    drop(srv_b);
+    drop(proxy);
+}
+
+#[test]
+fn invite_timeout_event_through_the_c_abi() {
+    let srv = Server::start(r#"{"inviteTtlMs":300}"#);
+    let (alice, alice_rx) = logged_in_listening(&srv.url(), "alice");
+    let (bob, bob_rx) = logged_in_listening(&srv.url(), "bob");
+    let r = ok(
+        alice,
+        nim_signaling_call,
+        json!({"type": 1, "account": "bob", "requestId": "ring"}),
+    );
+    let cid = cid(&r);
+    for (who, rx) in [("alice", &alice_rx), ("bob", &bob_rx)] {
+        let seen = collect_until(rx, &format!("{who}'s INVITE_TIMEOUT"), |seen| {
+            !events_of_type(seen, "INVITE_TIMEOUT").is_empty()
+        });
+        let e = events_of_type(&seen, "INVITE_TIMEOUT")[0];
+        assert_eq!(e["eventTypeCode"], 9, "{who}: {e}");
+        assert_eq!(e["fromAccountId"], "alice", "{who}: {e}");
+        assert_eq!(e["toAccount"], "bob", "{who}: {e}");
+        assert_eq!(e["requestId"], "ring", "{who}: {e}");
+        assert_eq!(e["channelInfo"]["channelId"], cid.as_str(), "{who}: {e}");
+    }
+    // Exactly once: nothing more after a few timer ticks.
+    std::thread::sleep(Duration::from_millis(600));
+    for (who, rx) in [("alice", &alice_rx), ("bob", &bob_rx)] {
+        let more: Vec<String> = rx.try_iter().map(|(_, s, _)| s).collect();
+        assert!(
+            more.iter().all(|s| !s.contains("INVITE_TIMEOUT")),
+            "{who}: second INVITE_TIMEOUT: {more:?}"
+        );
+    }
+    // The invitation is gone: accepting it now fails with 10408.
+    let (code, v) = request(
+        bob,
+        nim_signaling_accept,
+        json!({"channelId": cid, "account": "alice", "requestId": "ring"}),
+    );
+    assert_eq!(code, 10408, "{v}");
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+    }
 }

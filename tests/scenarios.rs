@@ -12,22 +12,14 @@ fn default_server() -> Value {
 
 /// alice in a room of her own has invited bob ("r1"), and the INVITE has
 /// rung on both of bob's devices, b1 and b2.
-async fn bob_rung_on_two_devices() -> (
-    nim_signaling::server::ServerHandle,
-    TestClient,
-    TestClient,
-    TestClient,
-    String,
-) {
+async fn bob_rung_on_two_devices() -> (TestServer, TestClient, TestClient, TestClient, String) {
     let srv = start_server(default_server()).await;
     let alice = login(srv.url(), "alice", "a1").await;
     let mut b1 = login(srv.url(), "bob", "b1").await;
     let mut b2 = login(srv.url(), "bob", "b2").await;
     let room = alice.create_joined(None).await;
-    let invite = json!({"channelId": room, "account": "bob", "requestId": "r1"});
-    alice.ok("invite", invite).await;
-    b1.expect_event("INVITE").await;
-    b2.expect_event("INVITE").await;
+    alice.invite_rings(&mut b1, &room, "r1").await;
+    b2.expect_invite(&room, "alice", "r1").await;
     (srv, alice, b1, b2, room)
 }
 
@@ -227,11 +219,7 @@ async fn join_beyond_max_members_is_refused() {
     carol.fails("join", json!({"channelId": room}), 10419).await;
     // Nor can anyone be invited into a full room.
     alice
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "carol", "requestId": "r1"}),
-            10419,
-        )
+        .fails("invite", invitation(&room, "carol", "r1"), 10419)
         .await;
     // A place frees up when someone leaves.
     bob.ok("leave", json!({"channelId": room})).await;
@@ -315,10 +303,9 @@ async fn invite_rings_every_device_of_the_invitee() {
         .await;
     assert_eq!(r, json!({"code": 200}));
     for b in [&mut b1, &mut b2] {
-        let ev = b.expect_event_from("INVITE", &room, "alice").await;
+        let ev = b.expect_invite(&room, "alice", "req-1").await;
         assert_eq!(ev["eventTypeCode"], 3);
         assert_eq!(ev["toAccount"], "bob");
-        assert_eq!(ev["requestId"], "req-1");
         assert_eq!(ev["attachExt"], "12");
         assert_eq!(ev["channelInfo"]["channelName"], "ring");
         assert_eq!(ev["channelInfo"]["invalid"], 0);
@@ -339,11 +326,7 @@ async fn invite_to_an_offline_invitee() {
     let room = alice.create_joined(None).await;
     // Nobody to ring: 10201 (the invitation still stands).
     let r = alice
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-            10201,
-        )
+        .fails("invite", invitation(&room, "bob", "r1"), 10201)
         .await;
     assert_eq!(r["code"], 10201);
     // Push asked for and no push provider: 10202.
@@ -366,11 +349,7 @@ async fn invite_to_an_offline_invitee() {
         .await;
     // The invitation made while bob was offline can be answered later.
     let bob = login(srv.url(), "bob", "b1").await;
-    bob.ok(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-    )
-    .await;
+    bob.ok("accept", invitation(&room, "alice", "r1")).await;
     srv.shutdown().await;
 }
 
@@ -384,26 +363,14 @@ async fn invite_errors() {
     bob.ok("join", json!({"channelId": room})).await;
     // carol is neither creator nor member.
     carol
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "dave", "requestId": "x"}),
-            10406,
-        )
+        .fails("invite", invitation(&room, "dave", "x"), 10406)
         .await;
     // bob is already in.
     alice
-        .fails(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "x"}),
-            10407,
-        )
+        .fails("invite", invitation(&room, "bob", "x"), 10407)
         .await;
     alice
-        .fails(
-            "invite",
-            json!({"channelId": "nope", "account": "bob", "requestId": "x"}),
-            10404,
-        )
+        .fails("invite", invitation("nope", "bob", "x"), 10404)
         .await;
     // None of it rang bob.
     fence(&carol, &room, &mut [&mut bob]).await;
@@ -416,32 +383,19 @@ async fn cancel_withdraws_an_invitation() {
     let alice = login(srv.url(), "alice", "a1").await;
     let mut bob = login(srv.url(), "bob", "b1").await;
     let room = alice.create_joined(None).await;
-    let inv = json!({"channelId": room, "account": "bob", "requestId": "r1"});
-    alice.ok("invite", inv.clone()).await;
-    bob.expect_event_from("INVITE", &room, "alice").await;
+    alice.invite_rings(&mut bob, &room, "r1").await;
+    let inv = invitation(&room, "bob", "r1");
 
     // Wrong request id: no such invitation.
     alice
-        .fails(
-            "cancel",
-            json!({"channelId": room, "account": "bob", "requestId": "r2"}),
-            10408,
-        )
+        .fails("cancel", invitation(&room, "bob", "r2"), 10408)
         .await;
     // Right id, wrong invitee.
     alice
-        .fails(
-            "cancel",
-            json!({"channelId": room, "account": "carol", "requestId": "r1"}),
-            10408,
-        )
+        .fails("cancel", invitation(&room, "carol", "r1"), 10408)
         .await;
     alice
-        .fails(
-            "cancel",
-            json!({"channelId": "nope", "account": "bob", "requestId": "r1"}),
-            10404,
-        )
+        .fails("cancel", invitation("nope", "bob", "r1"), 10404)
         .await;
 
     alice
@@ -457,8 +411,8 @@ async fn cancel_withdraws_an_invitation() {
     assert_eq!(ev["attachExt"], "never mind");
 
     // A cancelled invitation can be neither cancelled again nor answered.
-    alice.fails("cancel", inv.clone(), 10408).await;
-    let ans = json!({"channelId": room, "account": "alice", "requestId": "r1"});
+    alice.fails("cancel", inv, 10408).await;
+    let ans = invitation(&room, "alice", "r1");
     bob.fails("accept", ans.clone(), 10408).await;
     bob.fails("reject", ans, 10408).await;
     srv.shutdown().await;
@@ -471,21 +425,11 @@ async fn cancel_after_the_answer() {
     let mut bob = login(srv.url(), "bob", "b1").await;
     let room = alice.create_joined(None).await;
     for (rid, op, code) in [("acc", "accept", 10410), ("rej", "reject", 10409)] {
-        alice
-            .ok(
-                "invite",
-                json!({"channelId": room, "account": "bob", "requestId": rid}),
-            )
-            .await;
-        bob.expect_event("INVITE").await;
-        let ans = json!({"channelId": room, "account": "alice", "requestId": rid});
+        alice.invite_rings(&mut bob, &room, rid).await;
+        let ans = invitation(&room, "alice", rid);
         bob.ok(op, ans.clone()).await;
         alice
-            .fails(
-                "cancel",
-                json!({"channelId": room, "account": "bob", "requestId": rid}),
-                code,
-            )
+            .fails("cancel", invitation(&room, "bob", rid), code)
             .await;
         // An answered invitation cannot be answered again, either way.
         bob.fails("accept", ans.clone(), code).await;
@@ -520,12 +464,8 @@ async fn accept_tells_the_inviter_and_the_invitees_other_devices() {
     let f = b1.create(None).await;
     fence(&alice, &f, &mut [&mut b1, &mut b2]).await;
     // The other device cannot accept what was accepted.
-    b2.fails(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-        10410,
-    )
-    .await;
+    b2.fails("accept", invitation(&room, "alice", "r1"), 10410)
+        .await;
     let q = alice
         .ok("queryChannelInfo", json!({"channelId": room}))
         .await;
@@ -572,13 +512,7 @@ async fn accept_with_auto_join_that_cannot_join_changes_nothing() {
     let mut bob = login(srv.url(), "bob", "b1").await;
     // alice invites without joining, then fills the room with carol.
     let room = alice.create(None).await;
-    alice
-        .ok(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    bob.expect_event("INVITE").await;
+    alice.invite_rings(&mut bob, &room, "r1").await;
     let carol = login(srv.url(), "carol", "c1").await;
     carol.ok("join", json!({"channelId": room})).await;
     let acc = json!({"channelId": room, "account": "alice", "requestId": "r1", "autoJoin": true});
@@ -586,11 +520,7 @@ async fn accept_with_auto_join_that_cannot_join_changes_nothing() {
     // Both or neither: the invitation is still open and alice heard nothing.
     let f = alice.create(None).await;
     fence(&carol, &f, &mut [&mut alice]).await;
-    bob.ok(
-        "reject",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-    )
-    .await;
+    bob.ok("reject", invitation(&room, "alice", "r1")).await;
     alice.expect_event_from("REJECT", &room, "bob").await;
     srv.shutdown().await;
 }
@@ -614,12 +544,8 @@ async fn reject_tells_the_inviter_and_the_rejecter_can_still_join() {
     let f = b1.create(None).await;
     fence(&alice, &f, &mut [&mut b1, &mut b2]).await;
 
-    b1.fails(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-        10409,
-    )
-    .await;
+    b1.fails("accept", invitation(&room, "alice", "r1"), 10409)
+        .await;
     let r = b2.ok("join", json!({"channelId": room})).await;
     assert_eq!(accounts(&r["members"]), ["alice", "bob"]);
     alice.expect_event_from("ROOM_JOIN", &room, "bob").await;
@@ -633,34 +559,17 @@ async fn answers_to_an_offline_inviter() {
     let bob = login(srv.url(), "bob", "b1").await;
     let room = alice.create(None).await;
     for rid in ["r1", "r2"] {
-        alice
-            .ok(
-                "invite",
-                json!({"channelId": room, "account": "bob", "requestId": rid}),
-            )
-            .await;
+        alice.ok("invite", invitation(&room, "bob", rid)).await;
     }
     alice.client.logout().await;
     wait_offline(&srv, "alice").await;
     // The answer counts, but the inviter is not there to hear it: 10201.
-    bob.fails(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-        10201,
-    )
-    .await;
-    bob.fails(
-        "reject",
-        json!({"channelId": room, "account": "alice", "requestId": "r2"}),
-        10201,
-    )
-    .await;
-    bob.fails(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-        10410,
-    )
-    .await;
+    bob.fails("accept", invitation(&room, "alice", "r1"), 10201)
+        .await;
+    bob.fails("reject", invitation(&room, "alice", "r2"), 10201)
+        .await;
+    bob.fails("accept", invitation(&room, "alice", "r1"), 10410)
+        .await;
     srv.shutdown().await;
 }
 
@@ -679,15 +588,8 @@ async fn control_reaches_one_member_or_all() {
     bob.expect_event("ROOM_JOIN").await;
 
     // To one member.
-    alice
-        .ok(
-            "control",
-            json!({"channelId": room, "account": "bob", "attachExt": "mute"}),
-        )
-        .await;
-    let ev = bob.expect_event_from("CONTROL", &room, "alice").await;
+    let ev = alice.control_reaches(&mut bob, &room, "mute").await;
     assert_eq!(ev["eventTypeCode"], 8);
-    assert_eq!(ev["attachExt"], "mute");
     // ... and to nobody else: carol's next event is the broadcast below.
 
     // To every member when no account is given (the sender excepted).
@@ -710,13 +612,8 @@ async fn control_reaches_one_member_or_all() {
     }
 
     // The sender need not be a member.
-    dave.ok(
-        "control",
-        json!({"channelId": room, "account": "carol", "attachExt": "from outside"}),
-    )
-    .await;
-    let ev = carol.expect_event_from("CONTROL", &room, "dave").await;
-    assert_eq!(ev["attachExt"], "from outside");
+    dave.control_reaches(&mut carol, &room, "from outside")
+        .await;
     // The receiver must be a member (or the creator).
     alice
         .fails(
@@ -736,13 +633,7 @@ async fn control_reaches_one_member_or_all() {
     alice.ok("leave", json!({"channelId": room})).await;
     bob.expect_event("LEAVE").await;
     carol.expect_event("LEAVE").await;
-    dave.ok(
-        "control",
-        json!({"channelId": room, "account": "alice", "attachExt": "creator"}),
-    )
-    .await;
-    let ev = alice.expect_event_from("CONTROL", &room, "dave").await;
-    assert_eq!(ev["attachExt"], "creator");
+    dave.control_reaches(&mut alice, &room, "creator").await;
 
     // Nothing else reached anyone.
     fence(&dave, &room, &mut [&mut alice]).await;
@@ -779,8 +670,7 @@ async fn call_creates_joins_and_invites() {
     assert_eq!(accounts(&r["members"]), ["alice"]);
     assert_eq!(member_of(&r["members"], "alice")["uid"], json!(7));
 
-    let ev = bob.expect_event_from("INVITE", &room, "alice").await;
-    assert_eq!(ev["requestId"], "r1");
+    let ev = bob.expect_invite(&room, "alice", "r1").await;
     assert_eq!(ev["toAccount"], "bob");
     assert_eq!(ev["attachExt"], "ring");
     assert_eq!(ev["pushInfo"]["needPush"], true);
@@ -878,17 +768,8 @@ async fn one_account_on_two_devices() {
     let alice = login(srv.url(), "alice", "a1").await;
     let mut b1 = login(srv.url(), "bob", "b1").await;
     let mut b2 = login(srv.url(), "bob", "b2").await;
-    let r = alice
-        .ok(
-            "call",
-            json!({"type": 1, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    let room = cid(&r);
-    for b in [&mut b1, &mut b2] {
-        let ev = b.expect_event_from("INVITE", &room, "alice").await;
-        assert_eq!(ev["requestId"], "r1");
-    }
+    let room = alice.call_rings(&mut b1, "r1").await;
+    b2.expect_invite(&room, "alice", "r1").await;
     b1.ok("join", json!({"channelId": room})).await;
     b2.fails("join", json!({"channelId": room}), 10420).await;
     b1.fails("join", json!({"channelId": room}), 10407).await;
@@ -950,11 +831,7 @@ async fn offline_invite_shows_the_room_as_it_is_at_delivery() {
         )
         .await;
     alice
-        .fails(
-            "invite",
-            json!({"channelId": other, "account": "bob", "requestId": "r3"}),
-            10201,
-        )
+        .fails("invite", invitation(&other, "bob", "r3"), 10201)
         .await;
     // Kept, in a room that stays open.
     let open = alice.create(None).await;
@@ -1034,12 +911,8 @@ async fn offline_invite_then_cancel_are_both_delivered() {
     // The room is still valid; the app learns from the list that the
     // invitation is void, and the server agrees.
     assert_eq!(offline["eventList"][0]["channelInfo"]["invalid"], 0);
-    bob.fails(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-        10408,
-    )
-    .await;
+    bob.fails("accept", invitation(&room, "alice", "r1"), 10408)
+        .await;
     srv.shutdown().await;
 }
 
@@ -1133,7 +1006,7 @@ async fn events_to_an_online_account_are_not_offline_events() {
             json!({"channelId": room, "account": "bob", "requestId": "r1", "offlineEnabled": true}),
         )
         .await;
-    b1.expect_event("INVITE").await;
+    b1.expect_invite(&room, "alice", "r1").await;
     // bob's other device was not logged in when it happened; it was
     // delivered online, so it is no offline event for anyone.
     let (_b2, offline, _) = login_full(srv.url(), "bob", "b2", json!({})).await;
@@ -1279,40 +1152,26 @@ async fn an_unanswered_invitation_expires() {
     let mut bob = login(srv.url(), "bob", "b1").await;
     let room = alice.create_joined(None).await;
     for rid in ["r1", "r2"] {
-        alice
-            .ok(
-                "invite",
-                json!({"channelId": room, "account": "bob", "requestId": rid}),
-            )
-            .await;
+        alice.ok("invite", invitation(&room, "bob", rid)).await;
     }
-    bob.expect_event("INVITE").await;
-    let last = bob.expect_event("INVITE").await;
+    bob.expect_invite(&room, "alice", "r1").await;
+    let last = bob.expect_invite(&room, "alice", "r2").await;
     // Both invitations were made by then; wait until both are past their TTL.
     sleep_past(last["time"].as_i64().unwrap() + 300).await;
-    let ans = json!({"channelId": room, "account": "alice", "requestId": "r1"});
+    let ans = invitation(&room, "alice", "r1");
     bob.fails("accept", ans.clone(), 10408).await;
     bob.fails("reject", ans, 10408).await;
     alice
-        .fails(
-            "cancel",
-            json!({"channelId": room, "account": "bob", "requestId": "r2"}),
-            10408,
-        )
+        .fails("cancel", invitation(&room, "bob", "r2"), 10408)
         .await;
+    // The server told bob both had timed out (see tests/delivery.rs).
+    for rid in ["r1", "r2"] {
+        let ev = bob.expect_event("INVITE_TIMEOUT").await;
+        assert_eq!(ev["requestId"], rid, "{ev}");
+    }
     // Inviting again with the same request id starts afresh.
-    alice
-        .ok(
-            "invite",
-            json!({"channelId": room, "account": "bob", "requestId": "r1"}),
-        )
-        .await;
-    bob.expect_event("INVITE").await;
-    bob.ok(
-        "accept",
-        json!({"channelId": room, "account": "alice", "requestId": "r1"}),
-    )
-    .await;
+    alice.invite_rings(&mut bob, &room, "r1").await;
+    bob.ok("accept", invitation(&room, "alice", "r1")).await;
     srv.shutdown().await;
 }
 
@@ -1560,7 +1419,7 @@ async fn every_notification_kind_reaches_the_app() {
             .unwrap()
             .unwrap()
         {
-            Notification::ConnectionState(s, code) => states.push((s, code)),
+            Notification::ConnectionState(c) => states.push((c.state, c.code)),
             Notification::Offline(t) => break serde_json::from_str::<Value>(&t).unwrap(),
             other => panic!("expected the offline list, got {other:?}"),
         }

@@ -5,40 +5,9 @@
 mod common;
 
 use common::client_for;
+use common::{spawn_server as spawn, SERVER_BIN as BIN};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_nim-signaling-server");
-
-/// A running server process, killed on drop.
-struct Proc(Child, String);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nim-signaling-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("nim-signaling-server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
-    Proc(child, url)
-}
+use std::process::Command;
 
 async fn login_code(url: &str, account: &str, token: &str) -> i32 {
     let c = client_for(
@@ -132,4 +101,48 @@ fn bad_settings_are_refused_with_the_key_named() {
     assert!(shown.contains("\"roomTtlMs\": 7200000"), "{shown}");
     assert!(!shown.contains("hush"), "secrets are masked: {shown}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM (what systemd sends) is a graceful shutdown: the connected
+/// client is asked to reconnect (not dropped as disconnected) and the
+/// process exits successfully.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    use nim_signaling::client::ConnState;
+    let mut p = spawn(&["--listen", "127.0.0.1:0"]);
+    let mut c = client_for(&p.1, "alice", "a1", json!({}));
+    assert_eq!(c.client.login().await.0, 200);
+    c.expect_state(ConnState::Connected).await;
+    let pid = p.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(c.expect_state(ConnState::Reconnecting).await, 415);
+    let status = tokio::task::spawn_blocking(move || p.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    c.client.shutdown();
+}
+
+/// Without authentication the binary serves loopback only, unless told
+/// --insecure: a server reachable from other machines where anyone can log
+/// in as anyone is never started by accident.
+#[test]
+fn no_authentication_is_refused_off_loopback() {
+    let out = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authentication is off") && err.contains("--insecure"),
+        "says why and how: {err}"
+    );
+    // Explicitly insecure, or with authentication, it starts.
+    let p = spawn(&["--listen", "0.0.0.0:0", "--insecure"]);
+    assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
+    let p = spawn(&["--listen", "0.0.0.0:0", "--hmac-secret", "s"]);
+    assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
 }

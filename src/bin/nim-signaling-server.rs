@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use nim_signaling::server::auth::{hmac_token, AuthConfig};
-use nim_signaling::server::{self, ServerConfig};
+use nim_signaling::server::config::DEFAULT_REDIS_PREFIX;
+use nim_signaling::server::{self, ServerConfig, StoreConfig, TlsConfig};
 
 /// nim-signaling-server: a self-hosted call signaling server speaking the
 /// NIM independent call signaling API over WebSocket.
@@ -12,11 +13,14 @@ use nim_signaling::server::{self, ServerConfig};
 /// Settings come from --config FILE (JSON, or TOML when the name ends in
 /// .toml; keys as in docs/CONFIG.md), then the flags below override them.
 /// With no settings at all it listens on 127.0.0.1:7800 without
-/// authentication, for development.
+/// authentication, for development; without authentication it refuses any
+/// address other than loopback unless --insecure is given.
 ///
 /// Examples:
 ///   nim-signaling-server --listen 0.0.0.0:7800 --hmac-secret "$SECRET"
 ///   nim-signaling-server --config /etc/nim-signaling/server.toml
+///   nim-signaling-server --listen 0.0.0.0:7843 --hmac-secret "$SECRET" \
+///       --tls-cert /etc/nim-signaling/cert.pem --tls-key /etc/nim-signaling/key.pem
 ///   nim-signaling-server token --secret "$SECRET" --account alice --ttl 3600
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -47,9 +51,31 @@ struct Cli {
     /// Members per room.
     #[arg(long, value_name = "N")]
     max_members: Option<usize>,
+    /// Serve TLS (wss://) with this PEM certificate chain; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve Prometheus /metrics and /healthz on this address, e.g.
+    /// 127.0.0.1:9100 (keep it off the public network).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Cluster mode: keep state in the Redis (or Valkey) at this URL, e.g.
+    /// redis://127.0.0.1:6379; every node started with the same URL (and
+    /// --redis-prefix) serves one system.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Key prefix in Redis (default "nim"): separates systems sharing one Redis.
+    #[arg(long, value_name = "PREFIX", requires = "redis")]
+    redis_prefix: Option<String>,
     /// Print the effective settings as JSON and exit.
     #[arg(long)]
     print_config: bool,
+    /// Allow authentication mode "none" on an address other than loopback
+    /// (anyone could then log in as anyone; for closed test networks only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,7 +128,48 @@ fn settings(cli: &Cli) -> Result<ServerConfig, String> {
     if let Some(v) = cli.max_members {
         cfg.max_members = v;
     }
+    if let Some(url) = &cli.redis {
+        cfg.store = StoreConfig::Redis {
+            url: url.clone(),
+            prefix: cli
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
+        };
+    }
+    if let Some(v) = &cli.metrics_listen {
+        cfg.metrics_listen = Some(v.clone());
+    }
+    if let (Some(cert_file), Some(key_file)) = (&cli.tls_cert, &cli.tls_key) {
+        cfg.tls = Some(TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    }
+    if matches!(cfg.auth, AuthConfig::None {}) && !cli.insecure && !loopback_only(&cfg.listen) {
+        return Err(format!(
+            "authentication is off (auth mode \"none\") and {} is reachable from other \
+             machines: anyone could log in as anyone. Set --hmac-secret, --static-account \
+             or auth in the config file; or pass --insecure to run without authentication \
+             anyway",
+            cfg.listen
+        ));
+    }
     cfg.validate().map_err(|f| f.message)
+}
+
+/// Whether `listen` only ever accepts connections from this machine: every
+/// address it resolves to is a loopback address. An unresolvable address
+/// counts as not loopback (the listener will fail on it anyway).
+fn loopback_only(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 fn main() {
@@ -156,10 +223,61 @@ fn main() {
         };
         // The URL line is what scripts and tests wait for.
         println!("nim-signaling-server listening on {}", handle.url());
-        let _ = tokio::signal::ctrl_c().await;
+        if let Some(m) = handle.metrics_url() {
+            tracing::info!("metrics on {m}/metrics, health on {m}/healthz");
+        }
+        #[cfg(unix)]
+        let drains = drain_on_sigusr1(&handle);
+        stop_requested().await;
+        #[cfg(unix)]
+        drains.abort();
         tracing::info!("shutting down");
         handle.shutdown().await;
     });
+}
+
+/// SIGUSR1 marks the node draining (new connections refused, /healthz
+/// 503), SIGUSR2 serving again: take a node out of a cluster without
+/// cutting the calls on it.
+#[cfg(unix)]
+fn drain_on_sigusr1(handle: &server::ServerHandle) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let service = handle.service().clone();
+    tokio::spawn(async move {
+        let (Ok(mut on), Ok(mut off)) = (
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
+        ) else {
+            return;
+        };
+        loop {
+            let draining = tokio::select! {
+                _ = on.recv() => true,
+                _ = off.recv() => false,
+            };
+            tracing::info!(draining, "drain state changed");
+            service
+                .draining
+                .store(draining, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+}
+
+/// Ctrl-C, or SIGTERM (what systemd and container runtimes send): both end
+/// in a graceful shutdown (see docs/DELIVERY.md).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Replaces secrets and tokens with "***" for display.

@@ -2,8 +2,13 @@
 
 use serde::Deserialize;
 
+use super::tls::CaRoots;
 use crate::protocol::codes::INVALID_PARAM;
-use crate::protocol::Failure;
+use crate::protocol::{params, Failure};
+
+/// Longest time setting accepted (a day): longer is a mistake, and would
+/// overflow deadline arithmetic near the top of the range.
+pub const MAX_TIME_MS: u64 = 86_400_000;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -27,9 +32,13 @@ pub struct ClientConfig {
     pub heartbeat_interval_ms: u64,
     #[serde(default = "defaults::heartbeat_timeout_ms")]
     pub heartbeat_timeout_ms: u64,
-    /// PEM CA bundle for `wss://` with a private CA.
+    /// PEM file of one or more CA certificates that verify `wss://`
+    /// servers instead of the system's roots (a private CA).
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// `ca_file`'s certificates, read by `from_json`.
+    #[serde(skip)]
+    pub(crate) ca_roots: Option<CaRoots>,
 }
 
 mod defaults {
@@ -53,6 +62,8 @@ fn bad(msg: impl Into<String>) -> Failure {
 
 impl ClientConfig {
     /// Parses and checks a config; unknown keys are ignored.
+    /// Reads and checks a client config (JSON). 414 naming the key when a
+    /// value is out of range.
     pub fn from_json(text: &str) -> Result<Self, Failure> {
         let mut c: ClientConfig =
             serde_json::from_str(text).map_err(|e| bad(format!("client config: {e}")))?;
@@ -63,13 +74,30 @@ impl ClientConfig {
                 )));
             }
         }
-        if c.account.is_empty() || c.account.len() > crate::protocol::params::MAX_NAME_LEN {
-            return Err(bad("client config: account must be 1 to 128 bytes"));
+        // The same rule the server applies at login, so a bad account or
+        // deviceId fails here rather than later in the login callback.
+        let named = |field: &str, v: &str| {
+            if v.is_empty() {
+                return Err(bad(format!("client config: {field} must not be empty")));
+            }
+            params::name(field, v).map_err(|f| bad(format!("client config: {}", f.message)))
+        };
+        named("account", &c.account)?;
+        if let Some(d) = c.device_id.as_deref().filter(|d| !d.is_empty()) {
+            named("deviceId", d)?;
         }
-        if c.request_timeout_ms == 0 || c.heartbeat_interval_ms == 0 {
-            return Err(bad(
-                "client config: requestTimeoutMs and heartbeatIntervalMs must be > 0",
-            ));
+        // Bounded so that deadlines computed from them cannot overflow.
+        let times = [
+            ("requestTimeoutMs", c.request_timeout_ms),
+            ("heartbeatIntervalMs", c.heartbeat_interval_ms),
+            ("heartbeatTimeoutMs", c.heartbeat_timeout_ms),
+        ];
+        for (k, v) in times {
+            if v == 0 || v > MAX_TIME_MS {
+                return Err(bad(format!(
+                    "client config: {k} must be between 1 and {MAX_TIME_MS}"
+                )));
+            }
         }
         if c.heartbeat_timeout_ms < c.heartbeat_interval_ms {
             return Err(bad(
@@ -78,6 +106,11 @@ impl ClientConfig {
         }
         if c.device_id.as_deref().map(str::is_empty).unwrap_or(true) {
             c.device_id = Some(format!("dev-{:016x}", rand::random::<u64>()));
+        }
+        // An empty caFile means none (what a C caller may pass for "unset").
+        c.ca_file = c.ca_file.filter(|f| !f.is_empty());
+        if let Some(path) = &c.ca_file {
+            c.ca_roots = Some(CaRoots::load(path)?);
         }
         Ok(c)
     }

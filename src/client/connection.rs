@@ -3,7 +3,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{ClientConfig, Cmd, Completer, ConnState, Notification, Shared, Sink};
+use super::{
+    tls, ClientConfig, Cmd, Completer, ConnState, Notification, Shared, Sink, StateChange,
+};
 use crate::protocol::codes::{self, NOT_CONNECTED, OK, TIMEOUT};
 use crate::protocol::frames::{self, NotifyKind, ServerFrame, SUBPROTOCOL};
 use crate::protocol::Failure;
@@ -28,23 +30,30 @@ const LOGIN_ID: u64 = 0;
 struct Pending {
     done: Completer,
     deadline: Instant,
-    /// Set once the request went out on the current connection.
-    sent: bool,
-    frame: String,
+    op: &'static str,
+    params: Value,
 }
 
 struct Conn {
     cfg: Arc<ClientConfig>,
     sink: Sink,
     shared: Arc<Shared>,
-    pending: HashMap<u64, Pending>,
+    /// Requests sent or waiting, by id (ids grow in submission order).
+    pending: BTreeMap<u64, Pending>,
     /// (deadline, id) of every pending request, soonest first.
     deadlines: BTreeSet<(Instant, u64)>,
-    /// Requests waiting for a connection, in submission order.
+    /// Requests not yet sent on the current connection, in id order. After
+    /// a reconnect every pending request is sent again with its id: the
+    /// server answers a repeat from its record instead of applying it twice.
     unsent: VecDeque<u64>,
     next_id: u64,
+    /// Names this client instance to the server, which keeps the answers to
+    /// its request ids (for retries) apart from those of other instances.
+    instance: String,
     /// Highest event sequence delivered; older or repeated ones are dropped.
     last_seq: Option<u64>,
+    /// The server log epoch `last_seq` belongs to.
+    epoch: Option<String>,
     url_index: usize,
     logout: Option<(u64, Completer)>,
 }
@@ -66,11 +75,13 @@ pub(super) async fn run(
         cfg,
         sink,
         shared,
-        pending: HashMap::new(),
+        pending: BTreeMap::new(),
         deadlines: BTreeSet::new(),
         unsent: VecDeque::new(),
         next_id: LOGIN_ID + 1,
+        instance: format!("{:016x}", rand::random::<u64>()),
         last_seq: None,
+        epoch: None,
         url_index: 0,
         logout: None,
     };
@@ -84,8 +95,8 @@ pub(super) async fn run(
         match cmd {
             Cmd::Login(done) => {
                 c.emit_state(ConnState::Connecting, OK);
-                match c.establish(None).await {
-                    Ok((ws, reply)) => {
+                match c.first_login().await {
+                    Ok((ws, reply, _)) => {
                         c.shared.logged_in.store(true, Ordering::SeqCst);
                         done.complete(OK, reply);
                         c.emit_state(ConnState::Connected, OK);
@@ -117,43 +128,36 @@ pub(super) async fn run(
 
 impl Conn {
     fn emit_state(&self, s: ConnState, code: i32) {
-        (self.sink)(Notification::ConnectionState(s, code));
+        (self.sink)(Notification::ConnectionState(StateChange::new(s, code)));
     }
 
     fn fail_all(&mut self, code: i32, msg: &str) {
         self.deadlines.clear();
         self.unsent.clear();
-        let mut ids: Vec<u64> = self.pending.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            if let Some(p) = self.pending.remove(&id) {
-                p.done.fail(code, msg);
-            }
+        for (_, p) in std::mem::take(&mut self.pending) {
+            p.done.fail(code, msg);
         }
         if let Some((_, d)) = self.logout.take() {
             d.fail(code, msg);
         }
     }
 
-    /// Requests sent on a connection that died may or may not have been
-    /// applied; they fail with 415 rather than risk being applied twice.
-    fn fail_sent(&mut self) {
-        let mut ids: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.sent)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        for id in ids {
-            if let Some(p) = self.pending.remove(&id) {
-                self.deadlines.remove(&(p.deadline, id));
-                p.done
-                    .fail(NOT_CONNECTED, "connection lost before the reply");
-            }
-        }
+    /// The connection died: whatever was sent on it may or may not have
+    /// been applied, so every pending request goes out again, with the same
+    /// id, on the next connection (the server answers a repeat from its
+    /// record). A logout in flight is done: the connection is gone.
+    fn requeue_all(&mut self) {
+        self.unsent = self.pending.keys().copied().collect();
         if let Some((_, d)) = self.logout.take() {
             d.complete(OK, json!({"code": OK}).to_string());
+        }
+    }
+
+    /// Every request with an id up to this one has been answered.
+    fn acked(&self) -> u64 {
+        match self.pending.keys().next() {
+            Some(first) => first - 1,
+            None => self.next_id - 1,
         }
     }
 
@@ -170,17 +174,22 @@ impl Conn {
         }
     }
 
-    fn add_request(&mut self, op: &str, params: Value, done: Completer, deadline: Instant) -> u64 {
+    fn add_request(
+        &mut self,
+        op: &'static str,
+        params: Value,
+        done: Completer,
+        deadline: Instant,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let frame = frames::request_frame(id, op, &params);
         self.pending.insert(
             id,
             Pending {
                 done,
                 deadline,
-                sent: false,
-                frame,
+                op,
+                params,
             },
         );
         self.deadlines.insert((deadline, id));
@@ -188,9 +197,26 @@ impl Conn {
         id
     }
 
-    /// Connects to the current URL and logs in (resuming after `resume`).
-    /// Returns the socket and the login result object.
-    async fn establish(&mut self, resume: Option<u64>) -> Result<(Ws, String), Failure> {
+    /// Connects to the current URL and logs in, asking to resume after the
+    /// last event seen when `resume`. Returns the socket, the login result
+    /// object, and the server's resync reason when it could not resume.
+    /// The first login: each server URL in turn while they cannot be
+    /// reached (a node down or draining), stopping at the first that
+    /// answers — a refusal by the server (bad token, limits) is final.
+    async fn first_login(&mut self) -> Result<(Ws, String, Option<String>), Failure> {
+        let mut tries = self.cfg.urls().len();
+        loop {
+            match self.establish(false).await {
+                Err(f) if f.code == NOT_CONNECTED && tries > 1 => {
+                    tries -= 1;
+                    self.url_index += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn establish(&mut self, resume: bool) -> Result<(Ws, String, Option<String>), Failure> {
         let urls = self.cfg.urls();
         let url = urls[self.url_index % urls.len()].clone();
         let limit = Duration::from_millis(self.cfg.request_timeout_ms);
@@ -202,19 +228,22 @@ impl Conn {
                 "Sec-WebSocket-Protocol",
                 HeaderValue::from_static(SUBPROTOCOL),
             );
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-                .await
-                .map_err(|e| {
-                    Failure::new(NOT_CONNECTED, format!("cannot connect to {url}: {e}"))
-                })?;
+            let connector = tls::connector(&url, self.cfg.ca_roots.as_ref())?;
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_tls_with_config(req, None, true, Some(connector))
+                    .await
+                    .map_err(|e| tls::connect_failure(&url, e))?;
             let mut params = json!({
-                "account": self.cfg.account, "token": self.cfg.token, "deviceId": self.cfg.device_id(),
+                "account": self.cfg.account, "token": self.cfg.token,
+                "deviceId": self.cfg.device_id(), "instance": self.instance,
             });
-            if let Some(seq) = resume {
-                params["resumeSeq"] = seq.into();
+            let resume_from = self.last_seq.zip(self.epoch.clone()).filter(|_| resume);
+            if let Some((seq, epoch)) = &resume_from {
+                params["resumeSeq"] = (*seq).into();
+                params["resumeEpoch"] = epoch.as_str().into();
             }
-            ws.send(Message::Text(frames::request_frame(
-                LOGIN_ID, "login", &params,
+            ws.send(Message::text(frames::request_frame(
+                LOGIN_ID, "login", &params, None,
             )))
             .await
             .map_err(|e| Failure::new(NOT_CONNECTED, format!("connection lost: {e}")))?;
@@ -243,12 +272,17 @@ impl Conn {
                     let msg = v["message"].as_str().unwrap_or("login failed").to_string();
                     return Err(Failure::new(code, msg));
                 }
-                if resume.is_none() || v["resumed"] != Value::Bool(true) {
+                let mut resync = None;
+                if resume_from.is_none() || v["resumed"] != Value::Bool(true) {
                     // A fresh start: the server sends the offline list and
                     // continues after its current head.
                     self.last_seq = v["seq"].as_u64();
+                    self.epoch = v["epoch"].as_str().map(str::to_string);
+                    if resume {
+                        resync = Some(v["resync"].as_str().unwrap_or("stateLost").to_string());
+                    }
                 }
-                return Ok((ws, result.to_string()));
+                return Ok((ws, result.to_string(), resync));
             }
         };
         match tokio::time::timeout(limit, attempt).await {
@@ -262,11 +296,21 @@ impl Conn {
 
     /// Serves a logged-in connection, reconnecting as needed. Returns true
     /// when the task should end (shutdown or command channel closed).
-    async fn online(&mut self, mut ws: Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
+    async fn online(&mut self, ws: Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
         let mut attempt: u32 = 0;
+        let mut next = Some(ws);
         loop {
+            // Every path below either returns or sets `next`.
+            let Some(mut ws) = next.take() else {
+                return true;
+            };
             let end = self.serve(&mut ws, cmds).await;
-            let _ = ws.close(None).await;
+            // Answer the server's close (or send ours), then let the socket
+            // go now rather than holding it through the backoff: the server
+            // waits for this before it lets go of its side.
+            let limit = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+            let _ = tokio::time::timeout(limit, ws.close(None)).await;
+            drop(ws);
             match end {
                 End::Stop => {
                     self.shared.logged_in.store(false, Ordering::SeqCst);
@@ -279,7 +323,7 @@ impl Conn {
                         // the 415 by sending again gets 415 up front.
                         self.shared.logged_in.store(false, Ordering::SeqCst);
                     }
-                    self.fail_sent();
+                    self.requeue_all();
                     if give_up {
                         self.fail_all(NOT_CONNECTED, "connection lost");
                         self.emit_state(ConnState::Disconnected, code);
@@ -307,15 +351,19 @@ impl Conn {
                 self.url_index += 1;
                 let shared = self.shared.clone();
                 let r = tokio::select! {
-                    r = self.establish(self.last_seq) => Some(r),
+                    r = self.establish(true) => Some(r),
                     _ = shared.shutdown.notified() => None,
                 };
                 match r {
                     None => return true,
-                    Some(Ok((new_ws, _))) => {
-                        ws = new_ws;
+                    Some(Ok((new_ws, _, resync))) => {
+                        next = Some(new_ws);
                         attempt = 0;
-                        self.emit_state(ConnState::Connected, OK);
+                        (self.sink)(Notification::ConnectionState(StateChange {
+                            state: ConnState::Connected,
+                            code: OK,
+                            resync,
+                        }));
                         break;
                     }
                     Some(Err(f)) if f.code == codes::AUTH_FAILED => {
@@ -372,12 +420,11 @@ impl Conn {
         if self.unsent.is_empty() {
             return Ok(());
         }
+        let ack = Some(self.acked());
         while let Some(id) = self.unsent.pop_front() {
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.sent = true;
-                ws.feed(Message::Text(p.frame.clone()))
-                    .await
-                    .map_err(|_| ())?;
+            if let Some(p) = self.pending.get(&id) {
+                let frame = frames::request_frame(id, p.op, &p.params, ack);
+                ws.feed(Message::text(frame)).await.map_err(|_| ())?;
             }
         }
         ws.flush().await.map_err(|_| ())
@@ -390,12 +437,21 @@ impl Conn {
         let mut last_heard = Instant::now();
         let shared = self.shared.clone();
         loop {
-            if self.send_unsent(ws).await.is_err() {
+            // Bounded: a peer that stopped reading must not hold the task
+            // (and with it the heartbeat check) forever.
+            let sent = tokio::time::timeout(silence, self.send_unsent(ws)).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return End::Lost(NOT_CONNECTED);
             }
             let next_deadline = self.deadlines.iter().next().map(|(t, _)| *t);
+            // The app is behind: stop reading (see Backlog). The silence
+            // that follows is ours, not the server's.
+            let paused = self.shared.backlog.full();
             tokio::select! {
-                msg = ws.next() => {
+                _ = shared.backlog.drained(), if paused => {
+                    last_heard = Instant::now();
+                }
+                msg = ws.next(), if !paused => {
                     last_heard = Instant::now();
                     match msg {
                         Some(Ok(Message::Text(t))) => if let Some(end) = self.on_frame(&t) { return end },
@@ -411,7 +467,7 @@ impl Conn {
                         let id = self.next_id;
                         self.next_id += 1;
                         self.logout = Some((id, d));
-                        if ws.send(Message::Text(frames::request_frame(id, "logout", &json!({})))).await.is_err() {
+                        if ws.send(Message::text(frames::request_frame(id, "logout", &json!({}), None))).await.is_err() {
                             self.logout_done();
                             return End::Stop;
                         }
@@ -421,10 +477,11 @@ impl Conn {
                     self.expire(Instant::now());
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > silence {
+                    if !paused && last_heard.elapsed() > silence {
                         return End::Lost(TIMEOUT);
                     }
-                    if ws.send(Message::Ping(Vec::new())).await.is_err() {
+                    let sent = tokio::time::timeout(silence, ws.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         return End::Lost(NOT_CONNECTED);
                     }
                 }

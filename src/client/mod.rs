@@ -8,9 +8,10 @@
 
 pub mod config;
 mod connection;
+mod tls;
 
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +23,56 @@ pub use config::ClientConfig;
 /// refused at once with 416, so an app that keeps sending into a dead or
 /// slow connection cannot grow the client's memory without bound.
 pub const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Notifications the app may leave unconsumed before the client stops
+/// reading from the server (see [`Backlog`]).
+pub const MAX_BACKLOG: usize = 1024;
+
+/// Counts notifications handed to the sink that the app has not consumed
+/// yet. A consumer that reports them (`add` when queued, `done` when
+/// handled — the C ABI's dispatcher does) bounds the client's memory: at
+/// [`MAX_BACKLOG`] the connection stops reading from the socket until half
+/// of them are handled. The server then holds the events in its log (or,
+/// if the pause outlasts its patience, drops the connection, and the client
+/// resumes from its last seq), so a slow app loses nothing and costs a
+/// bounded amount of memory.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    waiting: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+impl Backlog {
+    pub fn add(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn done(&self) {
+        let left = self
+            .waiting
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
+        if left <= MAX_BACKLOG / 2 {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Notifications queued and not yet handled.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn full(&self) -> bool {
+        self.waiting() >= MAX_BACKLOG
+    }
+
+    /// Waits until the backlog is down to half.
+    async fn drained(&self) {
+        while self.waiting() > MAX_BACKLOG / 2 {
+            self.drained.notified().await;
+        }
+    }
+}
 
 /// Connection states reported to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +109,39 @@ pub enum Notification {
     Offline(String),
     /// Rooms I am in, after each login: `{"channels":[...]}`.
     Channels(String),
-    /// `{"state": "...", "code": N}`.
-    ConnectionState(ConnState, i32),
+    /// `{"state": "...", "code": N}`, plus `"resync"` (see [`StateChange`]).
+    ConnectionState(StateChange),
 }
 
-impl Notification {
-    /// The connection state payload as the C callback gets it.
-    pub fn state_json(state: ConnState, code: i32) -> String {
-        serde_json::json!({"state": state.as_str(), "code": code}).to_string()
+/// One connection state change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    pub state: ConnState,
+    pub code: i32,
+    /// On `connected` after a reconnect: the server could not continue the
+    /// event stream where this client left off (`"trimmed"`: the events it
+    /// missed were dropped from the log; `"stateLost"`: the server lost its
+    /// state, e.g. restarted). Events may have been missed; the offline
+    /// list and channels sync that follow are the state to rebuild from.
+    pub resync: Option<String>,
+}
+
+impl StateChange {
+    pub fn new(state: ConnState, code: i32) -> Self {
+        StateChange {
+            state,
+            code,
+            resync: None,
+        }
+    }
+
+    /// The payload the C callback gets.
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::json!({"state": self.state.as_str(), "code": self.code});
+        if let Some(r) = &self.resync {
+            v["resync"] = r.as_str().into();
+        }
+        v.to_string()
     }
 }
 
@@ -146,7 +222,9 @@ pub(crate) struct Shared {
     pub shutdown: tokio::sync::Notify,
     pub stopped: AtomicBool,
     /// Requests started and not yet completed (see [`MAX_IN_FLIGHT`]).
-    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub in_flight: AtomicUsize,
+    /// What the app has not consumed yet (see [`Backlog`]).
+    pub backlog: Arc<Backlog>,
     /// Set (and signalled) when the connection task has ended: after that
     /// no completion or notification comes from it.
     pub finished: std::sync::Mutex<bool>,
@@ -168,12 +246,19 @@ impl Client {
     /// Starts the connection task on the current tokio runtime. Nothing is
     /// sent until [`Client::login`].
     pub fn new(cfg: ClientConfig, sink: Sink) -> Client {
+        Self::with_backlog(cfg, sink, Arc::default())
+    }
+
+    /// Like [`Client::new`], for a sink that reports what the app has
+    /// consumed through `backlog`.
+    pub fn with_backlog(cfg: ClientConfig, sink: Sink, backlog: Arc<Backlog>) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             logged_in: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            backlog,
             finished: std::sync::Mutex::new(false),
             finished_cv: std::sync::Condvar::new(),
         });

@@ -10,7 +10,7 @@ use super::types::{
     nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb, UserData,
 };
 use super::{c_json, c_str, guard, to_cstring, RUNTIME};
-use crate::client::{Client, ClientConfig, Completer, Notification};
+use crate::client::{Backlog, Client, ClientConfig, Completer, Notification};
 use crate::protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED};
 use crate::protocol::{Failure, Request};
 
@@ -29,6 +29,8 @@ const KINDS: usize = 6;
 /// What the callback jobs of one client share.
 struct Ctx {
     dispatcher: Arc<Dispatcher>,
+    /// Notifications queued for the app's callbacks and not yet run.
+    backlog: Arc<Backlog>,
     /// Registered callbacks, read by each notification job when it runs.
     /// A std Mutex: held only to copy a pointer pair, never while calling C.
     callbacks: Mutex<[Option<(unsafe extern "C" fn(*const c_char, *mut c_void), UserData)>; KINDS]>,
@@ -51,11 +53,10 @@ impl Ctx {
             Notification::MembersSync(t) => (Kind::MembersSync, t),
             Notification::Offline(t) => (Kind::Offline, t),
             Notification::Channels(t) => (Kind::Channels, t),
-            Notification::ConnectionState(s, code) => {
-                (Kind::ConnectionState, Notification::state_json(s, code))
-            }
+            Notification::ConnectionState(change) => (Kind::ConnectionState, change.to_json()),
         };
         let ctx = self.clone();
+        self.backlog.add();
         self.dispatcher.push(Box::new(move || {
             let cb = ctx.callbacks.lock().unwrap_or_else(|e| e.into_inner())[kind as usize];
             if let Some((f, ud)) = cb {
@@ -64,6 +65,7 @@ impl Ctx {
                 // lives until it returns, as documented.
                 unsafe { f(text.as_ptr(), ud.0) };
             }
+            ctx.backlog.done();
         }));
     }
 
@@ -117,12 +119,14 @@ pub unsafe extern "C" fn nim_signaling_client_new(
         };
         let ctx = Arc::new(Ctx {
             dispatcher: Dispatcher::new(),
+            backlog: Arc::default(),
             callbacks: Mutex::new([None; KINDS]),
         });
         let sink_ctx = ctx.clone();
         let client = {
             let _rt = RUNTIME.enter();
-            Client::new(cfg, Arc::new(move |n| sink_ctx.notify(n)))
+            let backlog = ctx.backlog.clone();
+            Client::with_backlog(cfg, Arc::new(move |n| sink_ctx.notify(n)), backlog)
         };
         *out_client = Box::into_raw(Box::new(Handle { client, ctx })) as *mut nim_signaling_client;
         OK
@@ -470,6 +474,14 @@ pub unsafe extern "C" fn nim_signaling_reg_channels_sync_cb(
 
 /// Registers the connection state callback: `{"state":"connecting" |
 /// "connected" | "reconnecting" | "disconnected" | "kicked", "code":N}`.
+///
+/// While `reconnecting`, requests wait (up to their timeout) and the event
+/// stream resumes where it stopped: each event reaches the callbacks once,
+/// in order. A `connected` after a reconnect carries `"resync":"trimmed"`
+/// or `"resync":"stateLost"` when the server could not resume (the device
+/// was away too long, or the server lost its state): events of the gap may
+/// be missing, and the offline list and channels sync that follow are the
+/// state to rebuild from. See docs/DELIVERY.md.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_reg_connection_state_cb(
     client: *mut nim_signaling_client,
@@ -478,3 +490,29 @@ pub unsafe extern "C" fn nim_signaling_reg_connection_state_cb(
 ) -> i32 {
     register(client, Kind::ConnectionState, cb, user_data)
 }
+
+/// The shape every request function of the C ABI shares.
+pub type RequestFn = unsafe extern "C" fn(
+    *mut nim_signaling_client,
+    *const c_char,
+    nim_signaling_result_cb,
+    *mut c_void,
+) -> i32;
+
+/// Every request function of the C ABI with its operation's wire name, for
+/// code that drives them all (the tests, the fuzz targets, bindings that
+/// want a table).
+pub const REQUEST_FUNCTIONS: &[(&str, RequestFn)] = &[
+    ("create", nim_signaling_create),
+    ("close", nim_signaling_close),
+    ("join", nim_signaling_join),
+    ("leave", nim_signaling_leave),
+    ("invite", nim_signaling_invite),
+    ("cancel", nim_signaling_cancel_invite),
+    ("accept", nim_signaling_accept),
+    ("reject", nim_signaling_reject),
+    ("control", nim_signaling_control),
+    ("call", nim_signaling_call),
+    ("sync", nim_signaling_sync),
+    ("queryChannelInfo", nim_signaling_query_channel_info),
+];

@@ -31,12 +31,15 @@ pub(crate) fn block_on<T: Send + 'static>(
 /// (`"127.0.0.1:0"`: a free port), `auth` (`{"mode":"none"}` default,
 /// `{"mode":"static","accounts":{...}}`, `{"mode":"hmac","secret":"..."}`),
 /// `roomTtlMs`, `inviteTtlMs`, `memberDropGraceMs`, `maxMembers`,
-/// `heartbeatIntervalMs`, `heartbeatTimeoutMs`, `store` — see docs/CONFIG.md.
+/// `heartbeatIntervalMs`, `heartbeatTimeoutMs`, `tls` (`{"certFile":...,
+/// "keyFile":...}`, PEM: serve `wss://`), the per-account and per-connection
+/// limits, `store` — see docs/CONFIG.md.
 /// Unknown keys are refused (414) so that typos do not pass silently.
 ///
 /// On 200 `*out_server` receives a handle the caller owns and must release
 /// with `nim_signaling_server_stop`; otherwise it is not written. Returns
-/// 414 for NULL arguments or a bad config, 500 when it cannot listen.
+/// 414 for NULL arguments or a bad config, 500 when it cannot listen (or,
+/// with a Redis store, cannot reach Redis).
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_server_start(
     config_json: *const c_char,
@@ -68,7 +71,8 @@ pub unsafe extern "C" fn nim_signaling_server_start(
     })
 }
 
-/// The server's URL, `"ws://127.0.0.1:PORT"`. Owned by the server: valid
+/// The server's URL, `"ws://127.0.0.1:PORT"` (`"wss://…"` with `tls`).
+/// Owned by the server: valid
 /// until `nim_signaling_server_stop`. NULL for a NULL server.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_server_url(

@@ -62,7 +62,8 @@ pub enum nim_signaling_code {
     NIM_SIGNALING_IN_ROOM_ON_OTHER_DEVICE = 10420,
 }
 
-/// `eventTypeCode` of events, as NIM numbers them.
+/// `eventTypeCode` of events: 1-8 as NIM numbers them; 9 and up are
+/// additions of nim-signaling.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum nim_signaling_event_type {
@@ -74,6 +75,10 @@ pub enum nim_signaling_event_type {
     NIM_SIGNALING_EVENT_ACCEPT = 6,
     NIM_SIGNALING_EVENT_LEAVE = 7,
     NIM_SIGNALING_EVENT_CONTROL = 8,
+    /// Not in NIM: an invitation ran out (`inviteTtlMs`) unanswered. Sent by
+    /// the server to every device of the inviter and of the invitee, with
+    /// `fromAccountId` the inviter, `toAccount` the invitee, `requestId`.
+    NIM_SIGNALING_EVENT_INVITE_TIMEOUT = 9,
 }
 
 /// The opaque `void *user_data` handed back to callbacks. The library never
@@ -134,6 +139,7 @@ mod tests {
             (NIM_SIGNALING_EVENT_ACCEPT, EventType::Accept),
             (NIM_SIGNALING_EVENT_LEAVE, EventType::Leave),
             (NIM_SIGNALING_EVENT_CONTROL, EventType::Control),
+            (NIM_SIGNALING_EVENT_INVITE_TIMEOUT, EventType::InviteTimeout),
         ];
         for (c, e) in events {
             assert_eq!(c as i32, e.code() as i32, "{c:?}");

@@ -1,6 +1,8 @@
-//! Lenient deserializers for the few places where the seed itself sends
-//! several JSON types for one field.
+//! Deserializers for fields where serde's derive does not take exactly the
+//! JSON types we accept: lenient where the seed itself sends several types
+//! for one field, strict where serde would be lenient.
 
+use serde::de::DeserializeOwned;
 use serde::{de::Error, Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -41,4 +43,30 @@ pub fn opt_uid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
         return Err(D::Error::custom("uid must be a whole number"));
     }
     Ok(if n > 0.0 { Some(n as u64) } else { None })
+}
+
+/// An optional JSON object read as `T`. Serde's derive would also read a
+/// struct from an array, field by field in declaration order; an object
+/// parameter given as an array is a mistake worth a 414.
+pub fn opt_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v @ Value::Object(_) => T::deserialize(v).map(Some).map_err(D::Error::custom),
+        other => {
+            // Named as the wire names it: PushInfo -> "pushInfo".
+            let ty = std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("value");
+            let mut name = ty.to_string();
+            if let Some(first) = name.get_mut(..1) {
+                first.make_ascii_lowercase();
+            }
+            Err(D::Error::custom(format!(
+                "{name} must be a JSON object, got {other}"
+            )))
+        }
+    }
 }

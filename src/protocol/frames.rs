@@ -42,11 +42,20 @@ pub struct ClientFrame {
     pub op: Option<String>,
     #[serde(default)]
     pub params: Option<Value>,
+    /// Every request of this client instance with an id up to `ack` has
+    /// been answered: the server may forget those answers (see retries in
+    /// docs/PROTOCOL.md).
+    #[serde(default)]
+    pub ack: Option<u64>,
 }
 
 /// Encodes a request frame.
-pub fn request_frame(id: u64, op: &str, params: &Value) -> String {
-    serde_json::json!({"t": "req", "id": id, "op": op, "params": params}).to_string()
+pub fn request_frame(id: u64, op: &str, params: &Value, ack: Option<u64>) -> String {
+    let mut f = serde_json::json!({"t": "req", "id": id, "op": op, "params": params});
+    if let Some(a) = ack {
+        f["ack"] = a.into();
+    }
+    f.to_string()
 }
 
 /// The result object of a reply: the seed's `data` on success, its `error`
@@ -64,8 +73,8 @@ pub fn result_object(code: i32, message: Option<&str>, data: Option<Value>) -> V
     Value::Object(obj)
 }
 
-/// Encodes a reply frame carrying a result object.
-pub fn reply_frame(id: u64, result: &Value) -> String {
+/// Encodes a reply frame carrying a result object (a `Value`, or its text).
+pub fn reply_frame(id: u64, result: &(impl std::fmt::Display + ?Sized)) -> String {
     format!(r#"{{"t":"res","id":{id},"result":{result}}}"#)
 }
 

@@ -67,10 +67,13 @@ pub enum EventType {
     Accept,
     Leave,
     Control,
+    /// Ours, beyond NIM's 1-8: an invitation ran out unanswered (sent to
+    /// the inviter's and the invitee's devices).
+    InviteTimeout,
 }
 
 impl EventType {
-    /// NIM's numeric code (`eventTypeCode`), 1 to 8.
+    /// NIM's numeric code (`eventTypeCode`), 1 to 8; 9 is our addition.
     pub fn code(self) -> u8 {
         match self {
             EventType::RoomClose => 1,
@@ -81,6 +84,7 @@ impl EventType {
             EventType::Accept => 6,
             EventType::Leave => 7,
             EventType::Control => 8,
+            EventType::InviteTimeout => 9,
         }
     }
 }

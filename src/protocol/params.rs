@@ -69,7 +69,7 @@ pub struct InviteParams {
     pub offline_enabled: Option<bool>,
     #[serde(default)]
     pub attach_ext: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_object")]
     pub push_info: Option<PushInfo>,
 }
 
@@ -133,7 +133,7 @@ pub struct CallParams {
     pub offline_enabled: Option<bool>,
     #[serde(default)]
     pub attach_ext: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_object")]
     pub push_info: Option<PushInfo>,
 }
 
@@ -156,6 +156,16 @@ pub struct LoginParams {
     /// Last event sequence this device saw; asks the server to resume.
     #[serde(default)]
     pub resume_seq: Option<u64>,
+    /// The log epoch `resumeSeq` belongs to (from the last login reply);
+    /// without it the server cannot resume.
+    #[serde(default)]
+    pub resume_epoch: Option<String>,
+    /// Names the client instance (one per process run of a client). The
+    /// server keeps the answers to its request ids so that a request sent
+    /// again after a reconnect is answered, not applied twice. Without it
+    /// requests are not deduplicated.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// One operation with its parsed parameters.
@@ -207,19 +217,45 @@ fn need_id(field: &str, v: &str) -> Result<(), Failure> {
     if v.is_empty() {
         return Err(bad(format!("{field} must not be empty")));
     }
-    if v.len() > MAX_NAME_LEN {
-        return Err(bad(format!("{field} is longer than {MAX_NAME_LEN} bytes")));
-    }
-    Ok(())
+    name(field, v)
 }
 
 fn opt_name(field: &str, v: &Option<String>) -> Result<(), Failure> {
     match v {
-        Some(s) if s.len() > MAX_NAME_LEN => {
-            Err(bad(format!("{field} is longer than {MAX_NAME_LEN} bytes")))
-        }
-        _ => Ok(()),
+        Some(s) => name(field, s),
+        None => Ok(()),
     }
+}
+
+/// Names and ids (accounts, devices, rooms, requests) end up in logs, in
+/// other users' events and on their screens: bounded, and no control or
+/// invisible characters (no forged log lines, no names that look like
+/// another's). Public so that client configs are held to the same rule.
+pub fn name(field: &str, v: &str) -> Result<(), Failure> {
+    if v.len() > MAX_NAME_LEN {
+        return Err(bad(format!("{field} is longer than {MAX_NAME_LEN} bytes")));
+    }
+    if v.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Err(bad(format!(
+            "{field} must not contain control or invisible characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Characters that change how text around them reads without showing
+/// themselves: line and paragraph separators (line breaks to JavaScript
+/// and many log viewers), zero-width spaces and marks, bidirectional overrides
+/// and isolates, and the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        // U+200D (zero-width joiner) is left out: emoji sequences need it.
+        '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}' // ZWSP, ZWNJ, LRM, RLM
+        | '\u{2028}' | '\u{2029}' // line, paragraph separator
+        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}' // bidi isolates
+        | '\u{FEFF}') // byte order mark / zero-width no-break space
 }
 
 fn opt_ext(field: &str, v: &Option<String>) -> Result<(), Failure> {
@@ -262,6 +298,9 @@ impl Request {
                 let p: LoginParams = parse(params)?;
                 need_id("account", &p.account)?;
                 need_id("deviceId", &p.device_id)?;
+                if let Some(i) = &p.instance {
+                    need_id("instance", i)?;
+                }
                 if p.token.len() > MAX_EXT_LEN {
                     return Err(bad("token is too long"));
                 }
@@ -375,6 +414,61 @@ impl Request {
             Request::Call(_) => "call",
             Request::Sync => "sync",
             Request::QueryChannelInfo(_) => "queryChannelInfo",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every limit, at and just past its edge: (case, op, params, None for
+    /// accepted or the message fragment of the 414).
+    #[test]
+    fn limits_at_their_edges() {
+        let name = |n: usize| "n".repeat(n);
+        let ext = |n: usize| "e".repeat(n);
+        let invite = |k: &str, v: Value| {
+            let mut p = json!({"channelId": "c", "account": "bob", "requestId": "r"});
+            p[k] = v;
+            p
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(&str, &str, Value, Option<&str>)> = vec![
+            ("name at the limit",     "create", json!({"type": 1, "channelName": name(128)}), None),
+            ("name past the limit",   "create", json!({"type": 1, "channelName": name(129)}), Some("channelName is longer than 128 bytes")),
+            ("name with a newline",   "create", json!({"type": 1, "channelName": "a\nb"}), Some("channelName must not contain control or invisible characters")),
+            ("name with U+0085",      "create", json!({"type": 1, "channelName": "a\u{85}b"}), Some("channelName must not contain control or invisible characters")),
+            ("name in Chinese",       "create", json!({"type": 1, "channelName": "会议室"}), None),
+            ("name with emoji + ZWJ", "create", json!({"type": 1, "channelName": "👩\u{200d}💻"}), None),
+            ("name with a ZWSP",      "create", json!({"type": 1, "channelName": "a\u{200b}b"}), Some("channelName must not contain control or invisible")),
+            ("name with RLO",         "create", json!({"type": 1, "channelName": "\u{202e}gpj.exe"}), Some("channelName must not contain control or invisible")),
+            ("name with U+2028",      "create", json!({"type": 1, "channelName": "a\u{2028}b"}), Some("channelName must not contain control or invisible")),
+            ("pushInfo as an array",  "invite", invite("pushInfo", json!(["title"])), Some("pushInfo must be a JSON object")),
+            ("ext at the limit",      "create", json!({"type": 1, "ext": ext(4096)}), None),
+            ("ext past the limit",    "create", json!({"type": 1, "ext": ext(4097)}), Some("ext is longer than 4096 bytes")),
+            ("ext may hold newlines", "create", json!({"type": 1, "ext": "{\n}"}), None),
+            ("type 0",                "create", json!({"type": 0}), Some("type must be 1")),
+            ("requestId past",        "invite", invite("requestId", json!(name(129))), Some("requestId is longer than 128 bytes")),
+            ("requestId with a tab",  "invite", invite("requestId", json!("r\t1")), Some("requestId must not contain control or invisible characters")),
+            ("empty requestId",       "invite", invite("requestId", json!("")), Some("requestId must not be empty")),
+            ("account with NUL",      "invite", invite("account", json!("b\u{0}ob")), Some("account must not contain control or invisible characters")),
+            ("attachExt past",        "invite", invite("attachExt", json!(ext(4097))), Some("attachExt is longer than 4096 bytes")),
+            ("pushInfo past",         "invite", invite("pushInfo", json!({"pushContent": ext(4096)})), Some("pushInfo is larger than 4096 bytes")),
+            ("deviceId with ESC",     "login",  json!({"account": "a", "deviceId": "d\u{1b}[2J"}), Some("deviceId must not contain control or invisible characters")),
+            ("instance too long",     "login",  json!({"account": "a", "deviceId": "d", "instance": name(129)}), Some("instance is longer than 128 bytes")),
+        ];
+        for (case, op, params, want) in rows {
+            let got = Request::parse(op, &params);
+            match (want, got) {
+                (None, Ok(_)) => {}
+                (Some(msg), Err(f)) => {
+                    assert_eq!(f.code, INVALID_PARAM, "{case}");
+                    assert!(f.message.contains(msg), "{case}: {}", f.message);
+                }
+                (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
+            }
         }
     }
 }

@@ -7,10 +7,12 @@ use sha2::Sha256;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "mode", rename_all = "camelCase")]
+#[serde(tag = "mode", rename_all = "camelCase", deny_unknown_fields)]
 pub enum AuthConfig {
     /// Anyone is whoever they say. For development and the embedded demo.
-    None,
+    // An empty struct variant, not a unit one: serde's deny_unknown_fields
+    // then refuses stray keys beside "mode" here too.
+    None {},
     /// account -> token.
     Static { accounts: HashMap<String, String> },
     /// Tokens made by [`hmac_token`] with this secret.
@@ -19,7 +21,7 @@ pub enum AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig::None
+        AuthConfig::None {}
     }
 }
 
@@ -50,7 +52,7 @@ impl AuthConfig {
     /// Whether `token` lets `account` log in at `now_secs`.
     pub fn verify(&self, account: &str, token: &str, now_secs: u64) -> bool {
         match self {
-            AuthConfig::None => true,
+            AuthConfig::None {} => true,
             AuthConfig::Static { accounts } => accounts
                 .get(account)
                 .map(|t| same(t.as_bytes(), token.as_bytes()))

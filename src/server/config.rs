@@ -6,15 +6,32 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::AuthConfig;
 use super::rules::Limits;
+use super::service::Quotas;
+use super::tls::TlsConfig;
 use crate::protocol::codes::INVALID_PARAM;
 use crate::protocol::Failure;
 use crate::store::LogLimits;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
 pub enum StoreConfig {
-    Memory,
-    Redis { url: String },
+    // Empty, not unit: so that deny_unknown_fields applies to it too.
+    Memory {},
+    /// Cluster mode: state in the Redis at `url` (`redis://host:port/db`),
+    /// under keys starting with `prefix` (default "nim"); nodes with the
+    /// same url and prefix form one system.
+    Redis {
+        url: String,
+        #[serde(default = "default_prefix")]
+        prefix: String,
+    },
+}
+
+/// The key prefix of a Redis store whose config names none.
+pub const DEFAULT_REDIS_PREFIX: &str = "nim";
+
+fn default_prefix() -> String {
+    DEFAULT_REDIS_PREFIX.into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,13 +57,30 @@ pub struct ServerConfig {
     pub log_max_events: usize,
     pub log_retention_ms: i64,
     pub store: StoreConfig,
+    /// Rooms one account may be a member of at once.
+    pub max_rooms_per_account: usize,
+    /// Unanswered invitations one account may have ringing at once.
+    pub max_pending_invites_per_account: usize,
+    /// Devices (live sessions) one account may have at once.
+    pub max_devices_per_account: usize,
+    /// Connections from one IP address at once.
+    pub max_connections_per_ip: usize,
+    /// Requests per second one connection may send (bursts up to twice
+    /// that); beyond it requests are answered 416.
+    pub max_requests_per_second: u32,
+    /// Where `/metrics` (Prometheus) and `/healthz` are served; absent: not
+    /// served.
+    pub metrics_listen: Option<String>,
+    /// Terminate TLS (clients connect with `wss://`); absent: plain `ws://`.
+    /// The files are read by `start`, which fails naming a bad one.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            auth: AuthConfig::None,
+            auth: AuthConfig::None {},
             room_ttl_ms: 7_200_000,
             invite_ttl_ms: 120_000,
             member_drop_grace_ms: 60_000,
@@ -58,7 +92,14 @@ impl Default for ServerConfig {
             max_frame_bytes: 64 * 1024,
             log_max_events: 1000,
             log_retention_ms: 120_000,
-            store: StoreConfig::Memory,
+            store: StoreConfig::Memory {},
+            max_rooms_per_account: 100,
+            max_pending_invites_per_account: 100,
+            max_devices_per_account: 16,
+            max_connections_per_ip: 10_000,
+            max_requests_per_second: 100,
+            metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -70,6 +111,10 @@ fn bad(msg: String) -> Failure {
 impl ServerConfig {
     pub fn from_json(text: &str) -> Result<Self, Failure> {
         let text = if text.trim().is_empty() { "{}" } else { text };
+        // serde would also read the struct from a JSON array, by position.
+        if !text.trim_start().starts_with('{') {
+            return Err(bad("server config: must be a JSON object".into()));
+        }
         let c: ServerConfig =
             serde_json::from_str(text).map_err(|e| bad(format!("server config: {e}")))?;
         c.validate()
@@ -93,34 +138,79 @@ impl ServerConfig {
     }
 
     pub fn validate(self) -> Result<Self, Failure> {
-        let positive = [
-            ("roomTtlMs", self.room_ttl_ms),
-            ("inviteTtlMs", self.invite_ttl_ms),
-            ("memberDropGraceMs", self.member_drop_grace_ms),
-            ("logRetentionMs", self.log_retention_ms),
+        const DAY: u64 = 86_400_000;
+        const MONTH: u64 = 30 * DAY;
+        const MIB: u64 = 1 << 20;
+        // (key, value, least, most): every number has an upper bound too,
+        // so that no setting can overflow the arithmetic done with it
+        // (deadlines, buffer sizes, semaphore permits).
+        let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+        let ranges = [
+            ("roomTtlMs", ms(self.room_ttl_ms), 1, MONTH),
+            ("inviteTtlMs", ms(self.invite_ttl_ms), 1, MONTH),
+            ("memberDropGraceMs", ms(self.member_drop_grace_ms), 1, MONTH),
+            ("logRetentionMs", ms(self.log_retention_ms), 1, MONTH),
+            ("heartbeatIntervalMs", self.heartbeat_interval_ms, 1, DAY),
+            ("heartbeatTimeoutMs", self.heartbeat_timeout_ms, 1000, DAY),
+            ("loginTimeoutMs", self.login_timeout_ms, 1, DAY),
+            ("maxFrameBytes", self.max_frame_bytes as u64, 1024, 16 * MIB),
+            ("maxMembers", self.max_members as u64, 1, 100_000),
+            (
+                "maxConnections",
+                self.max_connections as u64,
+                1,
+                100_000_000,
+            ),
+            ("logMaxEvents", self.log_max_events as u64, 1, 1_000_000),
+            (
+                "maxRoomsPerAccount",
+                self.max_rooms_per_account as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "maxPendingInvitesPerAccount",
+                self.max_pending_invites_per_account as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "maxDevicesPerAccount",
+                self.max_devices_per_account as u64,
+                1,
+                100_000,
+            ),
+            (
+                "maxConnectionsPerIp",
+                self.max_connections_per_ip as u64,
+                1,
+                100_000_000,
+            ),
+            (
+                "maxRequestsPerSecond",
+                u64::from(self.max_requests_per_second),
+                1,
+                10_000_000,
+            ),
         ];
-        for (k, v) in positive {
-            if v <= 0 {
-                return Err(bad(format!("server config: {k} must be > 0")));
+        for (k, v, least, most) in ranges {
+            if !(least..=most).contains(&v) {
+                return Err(bad(format!(
+                    "server config: {k} must be between {least} and {most}"
+                )));
             }
         }
-        if self.max_members == 0 || self.max_connections == 0 || self.log_max_events == 0 {
-            return Err(bad(
-                "server config: maxMembers, maxConnections and logMaxEvents must be > 0".into(),
-            ));
-        }
-        if self.heartbeat_timeout_ms < 1000 || self.login_timeout_ms == 0 {
-            return Err(bad(
-                "server config: heartbeatTimeoutMs must be >= 1000 and loginTimeoutMs > 0".into(),
-            ));
-        }
-        if self.max_frame_bytes < 1024 {
-            return Err(bad("server config: maxFrameBytes must be >= 1024".into()));
-        }
-        if let StoreConfig::Redis { .. } = self.store {
-            return Err(bad(
-                "server config: store kind \"redis\" is not available in this build yet".into(),
-            ));
+        if let StoreConfig::Redis { url, prefix } = &self.store {
+            if !url.starts_with("redis://") && !url.starts_with("unix://") {
+                return Err(bad(format!(
+                    "server config: store.url must start with redis:// or unix://, not {url:?}"
+                )));
+            }
+            if prefix.is_empty() || prefix.len() > 64 || prefix.chars().any(char::is_whitespace) {
+                return Err(bad(
+                    "server config: store.prefix must be 1 to 64 characters without spaces".into(),
+                ));
+            }
         }
         Ok(self)
     }
@@ -133,10 +223,70 @@ impl ServerConfig {
         }
     }
 
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            rooms_per_account: self.max_rooms_per_account,
+            pending_invites_per_account: self.max_pending_invites_per_account,
+        }
+    }
+
     pub fn log_limits(&self) -> LogLimits {
         LogLimits {
             max_events: self.log_max_events,
             retention_ms: self.log_retention_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values fuzzing found accepted and then fatal, and each bound at
+    /// and past its edge: refused up front with the key named.
+    #[test]
+    fn every_number_is_bounded() {
+        #[rustfmt::skip]
+        let refused = [
+            r#"{"heartbeatIntervalMs": 0}"#,
+            r#"{"maxConnections": 2305843009213693952}"#,
+            r#"{"maxFrameBytes": 4611686018427387904}"#,
+            r#"{"roomTtlMs": 9223372036854775807}"#,
+            r#"{"inviteTtlMs": 9223372036854775807}"#,
+            r#"{"memberDropGraceMs": 9223372036854775807}"#,
+            r#"{"roomTtlMs": -1}"#,
+            r#"{"heartbeatTimeoutMs": 999}"#,
+            r#"{"maxFrameBytes": 16777217}"#,
+            r#"{"maxRequestsPerSecond": 0}"#,
+        ];
+        // Stray keys inside nested settings are refused like top-level ones.
+        for (text, key) in [
+            (
+                r#"{"store": {"kind": "memory", "maxConnections": 10}}"#,
+                "maxConnections",
+            ),
+            (r#"{"auth": {"mode": "none", "secret": "x"}}"#, "secret"),
+        ] {
+            let err = ServerConfig::from_json(text).expect_err(text);
+            assert!(err.message.contains(key), "{text}: {}", err.message);
+        }
+        let err = ServerConfig::from_json("[]").expect_err("an array");
+        assert!(err.message.contains("JSON object"), "{}", err.message);
+        for text in refused {
+            let key = text.split('"').nth(1).unwrap();
+            let err = ServerConfig::from_json(text).expect_err(text);
+            assert_eq!(err.code, INVALID_PARAM, "{text}");
+            assert!(err.message.contains(key), "{text}: {}", err.message);
+        }
+        #[rustfmt::skip]
+        let accepted = [
+            r#"{"heartbeatIntervalMs": 1}"#,
+            r#"{"roomTtlMs": 2592000000}"#,
+            r#"{"maxFrameBytes": 16777216}"#,
+            r#"{"maxConnections": 100000000}"#,
+        ];
+        for text in accepted {
+            ServerConfig::from_json(text).expect(text);
         }
     }
 }

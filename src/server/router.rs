@@ -17,6 +17,21 @@ pub struct SessionLink {
     pub wake: Notify,
     /// Set when a newer login of the same device replaced this session.
     pub kicked: AtomicBool,
+    /// Set when the store lost its state: the session ends so that its
+    /// client logs in again and is told to resync.
+    pub lost: AtomicBool,
+}
+
+impl SessionLink {
+    pub fn new(id: u64, device: String) -> Self {
+        SessionLink {
+            id,
+            device,
+            wake: Notify::new(),
+            kicked: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -55,6 +70,39 @@ impl Hub {
                 l.kicked.store(true, Ordering::SeqCst);
                 l.wake.notify_one();
             }
+        }
+    }
+
+    /// Wakes every session in this process.
+    pub fn wake_all(&self) {
+        for e in self.sessions.iter() {
+            for l in e.value() {
+                l.wake.notify_one();
+            }
+        }
+    }
+
+    /// Ends every session in this process, for a resync (see
+    /// [`SessionLink::lost`]).
+    pub fn lose_all(&self) {
+        for e in self.sessions.iter() {
+            for l in e.value() {
+                l.lost.store(true, Ordering::SeqCst);
+                l.wake.notify_one();
+            }
+        }
+    }
+
+    /// Acts on what the store says (other nodes, or the store itself).
+    pub fn on_signal(&self, signal: crate::store::Signal) {
+        use crate::store::Signal;
+        match signal {
+            Signal::Wake(account) => self.wake(&account),
+            Signal::WakeAll => self.wake_all(),
+            Signal::Kick { account, session } => self.kick(&account, session),
+            Signal::StateLost => self.lose_all(),
+            // The service's business (see `server::run`).
+            Signal::DeviceGone { .. } => {}
         }
     }
 

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::protocol::codes::*;
 use crate::protocol::params::*;
-use crate::protocol::{Event, EventType, Failure, NotifyKind};
-use crate::store::{Invitation, InviteState, LogBody, NewEntry, Room, RoomMember};
+use crate::protocol::{ChannelInfo, Event, EventType, Failure, NotifyKind};
+use crate::store::{Invitation, InviteState, LogBody, NewEntry, Room, RoomMember, Timer};
 
 /// The server settings the rules depend on.
 #[derive(Debug, Clone)]
@@ -59,6 +59,22 @@ pub struct Outcome {
     /// The reply's data (an object; `{}` when there is none).
     pub data: Value,
     pub deliveries: Vec<Delivery>,
+    /// Work for later, at the given times (see [`Timer`]).
+    pub timers: Vec<(i64, Timer)>,
+}
+
+impl Outcome {
+    /// The common case: the room changed (or not), 200 with no data, no
+    /// timers.
+    fn plain(room: Room, deliveries: Vec<Delivery>) -> Outcome {
+        Outcome {
+            room,
+            code: OK,
+            data: json!({}),
+            deliveries,
+            timers: Vec::new(),
+        }
+    }
 }
 
 pub type RuleResult = Result<Outcome, Failure>;
@@ -169,6 +185,7 @@ pub fn create(holder: Option<&Room>, ctx: &Ctx, p: &CreateParams, new_id: &str) 
         room,
         code: OK,
         deliveries: Vec::new(),
+        timers: Vec::new(),
     })
 }
 
@@ -182,6 +199,9 @@ pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
     let mut room = old.clone();
     room.closed = true;
     room.members.clear();
+    // Answered invitations of a closed room serve nobody (anything asked of
+    // the room is 10404 now); pending ones stay for their timeout events.
+    room.invites.retain(|i| i.state == InviteState::Pending);
     room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
     let to = old.accounts().filter(|a| *a != me);
     let deliveries = to_each(
@@ -192,12 +212,7 @@ pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
         &p.ext,
         p.offline_enabled,
     );
-    Ok(Outcome {
-        room,
-        code: OK,
-        data: json!({}),
-        deliveries,
-    })
+    Ok(Outcome::plain(room, deliveries))
 }
 
 /// Adds the actor to `room`: the checks and uid choice shared by join,
@@ -276,6 +291,7 @@ pub fn join(room: Option<&Room>, ctx: &Ctx, p: &JoinParams, uid_seed: u64) -> Ru
         room,
         code: OK,
         deliveries,
+        timers: Vec::new(),
     })
 }
 
@@ -298,12 +314,7 @@ pub fn leave(room: Option<&Room>, ctx: &Ctx, p: &LeaveParams) -> RuleResult {
         &p.attach_ext,
         p.offline_enabled,
     );
-    Ok(Outcome {
-        room,
-        code: OK,
-        data: json!({}),
-        deliveries,
-    })
+    Ok(Outcome::plain(room, deliveries))
 }
 
 /// Whether invitations can ring somewhere: the invitee's presence and
@@ -315,13 +326,13 @@ pub struct Reach {
 }
 
 /// Records an invitation in `room` and makes the INVITE; returns the code
-/// (200 rings now, 10201/10202 it cannot).
+/// (200 rings now, 10201/10202 it cannot) and the timer that expires it.
 fn ask(
     room: &mut Room,
     ctx: &Ctx,
     p: &InviteParams,
     reach: Reach,
-) -> Result<(i32, Delivery), Failure> {
+) -> Result<(i32, Delivery, (i64, Timer)), Failure> {
     let me = ctx.actor.account;
     if room.creator != me && room.member(me).is_none() {
         return Err(fail(NOT_IN_ROOM));
@@ -335,16 +346,27 @@ fn ask(
     room.invites
         .retain(|i| !(i.request_id == p.request_id && i.from == me && i.to == p.account));
     // Invitations past their time answer 10408 whatever their state, so
-    // keeping them serves nobody; dropping them bounds the room's size.
-    room.invites.retain(|i| i.expire_at > ctx.now);
+    // keeping them serves nobody; dropping them bounds the room's size. A
+    // pending one stays until its timer has told both sides it timed out.
+    room.invites
+        .retain(|i| i.expire_at > ctx.now || i.state == InviteState::Pending);
+    let expire_at = ctx.now + ctx.limits.invite_ttl_ms;
     room.invites.push(Invitation {
         request_id: p.request_id.clone(),
         from: me.to_string(),
         to: p.account.clone(),
         state: InviteState::Pending,
         created_at: ctx.now,
-        expire_at: ctx.now + ctx.limits.invite_ttl_ms,
+        expire_at,
+        device: ctx.actor.device.to_string(),
+        offline: p.offline_enabled.unwrap_or(false),
     });
+    let timer = (
+        expire_at,
+        Timer::InviteExpiry {
+            channel_id: room.channel_id.clone(),
+        },
+    );
     let mut ev = Event::new(
         EventType::Invite,
         room.channel_info(ctx.now),
@@ -363,18 +385,19 @@ fn ask(
     } else {
         PEER_OFFLINE
     };
-    Ok((code, notify(&p.account, p.offline_enabled, ev)))
+    Ok((code, notify(&p.account, p.offline_enabled, ev), timer))
 }
 
 /// signalingInvite.
 pub fn invite(room: Option<&Room>, ctx: &Ctx, p: &InviteParams, reach: Reach) -> RuleResult {
     let mut room = valid(room, ctx.now)?.clone();
-    let (code, d) = ask(&mut room, ctx, p, reach)?;
+    let (code, d, timer) = ask(&mut room, ctx, p, reach)?;
     Ok(Outcome {
         room,
         code,
         data: json!({}),
         deliveries: vec![d],
+        timers: vec![timer],
     })
 }
 
@@ -399,7 +422,7 @@ fn answerable(
     match inv.state {
         InviteState::Accepted => Err(fail(INVITE_ACCEPTED)),
         InviteState::Rejected => Err(fail(INVITE_REJECTED)),
-        InviteState::Cancelled => Err(fail(INVITE_NOT_EXIST)),
+        InviteState::Cancelled | InviteState::Expired => Err(fail(INVITE_NOT_EXIST)),
         InviteState::Pending => Ok(i),
     }
 }
@@ -439,12 +462,7 @@ pub fn cancel(room: Option<&Room>, ctx: &Ctx, p: &InviteReplyParams) -> RuleResu
         &p.attach_ext,
     );
     let deliveries = vec![notify(&p.account, p.offline_enabled, ev)];
-    Ok(Outcome {
-        room,
-        code: OK,
-        data: json!({}),
-        deliveries,
-    })
+    Ok(Outcome::plain(room, deliveries))
 }
 
 /// The answer of the invitee: ACCEPT or REJECT to the inviter, the same to
@@ -513,6 +531,7 @@ pub fn accept(
         code,
         data,
         deliveries,
+        timers: Vec::new(),
     })
 }
 
@@ -530,6 +549,7 @@ pub fn reject(
         code,
         data: json!({}),
         deliveries,
+        timers: Vec::new(),
     })
 }
 
@@ -551,12 +571,7 @@ pub fn control(room: Option<&Room>, ctx: &Ctx, p: &ControlParams) -> RuleResult 
         &p.attach_ext,
         Some(false),
     );
-    Ok(Outcome {
-        room: room.clone(),
-        code: OK,
-        data: json!({}),
-        deliveries,
-    })
+    Ok(Outcome::plain(room.clone(), deliveries))
 }
 
 /// signalingCall: create + join + invite as one step. Any failure (other
@@ -582,45 +597,91 @@ pub fn call(
         attach_ext: p.attach_ext.clone(),
         push_info: p.push_info.clone(),
     };
-    let (code, d) = ask(&mut room, ctx, &inv, reach)?;
+    let (code, d, timer) = ask(&mut room, ctx, &inv, reach)?;
     Ok(Outcome {
         data: room_and_members(&room, ctx.now),
         room,
         code,
         deliveries: vec![d],
+        timers: vec![timer],
     })
 }
 
-/// A member whose joining device stayed away past the grace period leaves
-/// without a LEAVE event; the others get the members sync.
-pub fn drop_member(
+/// An event the server makes about invitation `inv` by itself (no request
+/// behind it): from the inviter, to the invitee, no attachExt.
+fn server_made(kind: EventType, info: &ChannelInfo, inv: &Invitation, now: i64) -> Event {
+    let mut ev = Event::new(kind, info.clone(), &inv.from, "", now);
+    ev.to_account = Some(inv.to.clone());
+    ev.request_id = Some(inv.request_id.clone());
+    ev
+}
+
+/// A device stayed away past the grace period: if it had joined the room
+/// its account leaves without a LEAVE event (the others get the members
+/// sync), and the invitations it sent that are still ringing are cancelled
+/// (each invitee gets CANCEL_INVITE), so nobody rings for a caller who is
+/// gone. 10406 when the device has neither in this room.
+pub fn device_gone(
     room: Option<&Room>,
     account: &str,
     device: &str,
     now: i64,
     limits: &Limits,
 ) -> RuleResult {
-    let mut room = valid(room, now)?.clone();
-    let Some(i) = room
+    let mut room = room.ok_or_else(|| fail(ROOM_NOT_EXIST))?.clone();
+    let mut deliveries = Vec::new();
+    let info = room.channel_info(now);
+    for inv in room
+        .invites
+        .iter_mut()
+        .filter(|i| i.from == account && i.device == device && i.is_ringing(now))
+    {
+        inv.state = InviteState::Cancelled;
+        let ev = server_made(EventType::CancelInvite, &info, inv, now);
+        deliveries.push(notify(&inv.to, Some(inv.offline), ev));
+    }
+    let member = room
         .members
         .iter()
         .position(|m| m.account == account && m.device_id == device)
-    else {
+        .filter(|_| room.is_valid(now));
+    let cancelled = !deliveries.is_empty();
+    if let Some(i) = member {
+        room.members.remove(i);
+        if room.members.is_empty() {
+            room.expire_at = now + limits.room_ttl_ms;
+        }
+        deliveries.extend(members_sync(&room, now));
+    } else if !cancelled {
         return Err(fail(NOT_IN_ROOM));
-    };
-    room.members.remove(i);
-    if room.members.is_empty() {
-        room.expire_at = now + limits.room_ttl_ms;
     }
-    let deliveries = members_sync(&room, now);
-    Ok(Outcome {
-        room,
-        code: OK,
-        data: json!({}),
-        deliveries,
-    })
+    Ok(Outcome::plain(room, deliveries))
+}
+
+/// Invitations of the room still pending past their expiry become expired,
+/// and both sides are told with INVITE_TIMEOUT: every device of the inviter
+/// and of the invitee (kept offline when the invitation was). 10408 when
+/// none has run out.
+pub fn expire_invites(room: Option<&Room>, now: i64) -> RuleResult {
+    let mut room = room.ok_or_else(|| fail(ROOM_NOT_EXIST))?.clone();
+    let info = room.channel_info(now);
+    let mut deliveries = Vec::new();
+    for inv in room.invites.iter_mut().filter(|i| i.is_overdue(now)) {
+        inv.state = InviteState::Expired;
+        let ev = server_made(EventType::InviteTimeout, &info, inv, now);
+        deliveries.push(notify(&inv.from, Some(inv.offline), ev.clone()));
+        deliveries.push(notify(&inv.to, Some(inv.offline), ev));
+    }
+    if deliveries.is_empty() {
+        return Err(fail(INVITE_NOT_EXIST));
+    }
+    Ok(Outcome::plain(room, deliveries))
 }
 
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rules_props.rs"]
+mod props;

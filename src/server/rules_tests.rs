@@ -12,7 +12,7 @@
 
 use super::*;
 use crate::protocol::PushInfo;
-use crate::store::InviteState::{Accepted, Cancelled, Pending, Rejected};
+use crate::store::InviteState::{Accepted, Cancelled, Expired, Pending, Rejected};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -147,6 +147,8 @@ fn inv(request_id: &str, from: &str, to: &str, state: InviteState) -> Invitation
         state,
         created_at: INVITED,
         expire_at: INVITED + INVITE_TTL,
+        device: "d1".into(),
+        offline: false,
     }
 }
 
@@ -155,6 +157,7 @@ fn new_inv(request_id: &str, from: &str, to: &str) -> Invitation {
     Invitation {
         created_at: NOW,
         expire_at: NOW + INVITE_TTL,
+        offline: true,
         ..inv(request_id, from, to, Pending)
     }
 }
@@ -353,7 +356,7 @@ fn with_members(r: &Room) -> Value {
 /// An event at NOW in room `r` (shown invalid only if `r` is closed), plus
 /// the optional fields in `extra`.
 fn event(ty: &str, r: &Room, from: &str, attach: &str, extra: Value) -> Value {
-    const TYPES: [&str; 8] = [
+    const TYPES: [&str; 9] = [
         "ROOM_CLOSE",
         "ROOM_JOIN",
         "INVITE",
@@ -362,6 +365,7 @@ fn event(ty: &str, r: &Room, from: &str, attach: &str, extra: Value) -> Value {
         "ACCEPT",
         "LEAVE",
         "CONTROL",
+        "INVITE_TIMEOUT",
     ];
     let code = TYPES.iter().position(|t| *t == ty).expect("event type") + 1;
     let mut ev = json!({
@@ -563,7 +567,7 @@ fn close_table() {
         ("member; offline absent",       room(),    "bob",   None,        &["carol"]),
         ("member; offline false",        room(),    "carol", Some(false), &["bob"]),
         ("creator of an emptied room",   emptied,   "alice", Some(true),  &[]),
-        ("invitations stay as they are", invited(), "bob",   Some(true),  &["carol"]),
+        ("pending invitations stay",     invited(), "bob",   Some(true),  &["carol"]),
     ];
     for (case, before, who, offline, told) in rows {
         let p = CloseParams {
@@ -574,10 +578,22 @@ fn close_table() {
         let mut want = before.clone();
         want.closed = true;
         want.members.clear();
+        // Answered invitations go (nothing can be asked of a closed room);
+        // pending ones stay for their INVITE_TIMEOUT.
+        want.invites.retain(|i| i.state == Pending);
         want.expire_at = NOW + TTL;
         assert_eq!(o.code, OK, "{case}");
         assert_eq!(o.data, json!({}), "{case}");
         assert_eq!(o.room, want, "{case}");
+        if case == "pending invitations stay" {
+            let left: Vec<&str> = o
+                .room
+                .invites
+                .iter()
+                .map(|i| i.request_id.as_str())
+                .collect();
+            assert_eq!(left, ["r1", "r5", "r6"], "{case}");
+        }
         let ev = event("ROOM_CLOSE", &want, who, "bye", json!({}));
         assert_eq!(ev["channelInfo"]["invalid"], 1, "{case}");
         let want_seen: Vec<Seen> = told
@@ -801,7 +817,12 @@ fn invite_by_the_creator_outside_the_room() {
         ..invite_p("dave")
     };
     let o = succeeded("invite", invite(Some(&room()), &ctx("alice"), &p, ONLINE));
-    let want = room_with(|r| r.invites.push(new_inv("r1", "alice", "dave")));
+    let want = room_with(|r| {
+        r.invites.push(Invitation {
+            offline: false,
+            ..new_inv("r1", "alice", "dave")
+        })
+    });
     assert_eq!(o.code, OK);
     assert_eq!(o.room, want);
     let extra = json!({"toAccount": "dave", "requestId": "r1"});
@@ -838,7 +859,7 @@ fn invite_again_replaces_the_same_request() {
 }
 
 #[test]
-fn invite_forgets_invitations_past_their_expiry() {
+fn invite_forgets_invitations_past_their_expiry_once_told() {
     let expired = |rid, state| Invitation {
         expire_at: NOW,
         ..inv(rid, "carol", "erin", state)
@@ -856,12 +877,23 @@ fn invite_forgets_invitations_past_their_expiry() {
         "invite",
         invite(Some(&before), &ctx("bob"), &invite_p("dave"), ONLINE),
     );
+    // The pending one stays until its timer has sent INVITE_TIMEOUT.
     assert_eq!(
         o.room.invites,
         vec![
+            expired("d", Pending),
             inv("e", "carol", "erin", Accepted),
             new_inv("r1", "bob", "dave")
         ]
+    );
+    assert_eq!(
+        o.timers,
+        vec![(
+            NOW + INVITE_TTL,
+            Timer::InviteExpiry {
+                channel_id: "c1".into()
+            }
+        )]
     );
 }
 
@@ -1216,28 +1248,30 @@ fn call_with_name_and_uid() {
     assert_eq!(o.data["members"][0]["uid"], 7);
 }
 
-// ---------------------------------------------------------------- drop_member
+// ---------------------------------------------------------------- device_gone
 
 #[test]
-fn drop_member_failures() {
+fn device_gone_failures() {
     // (case, room, account, device, code)
     #[rustfmt::skip]
     let rows = [
-        ("member joined on another device", Some(room()), "bob",  "d2", NOT_IN_ROOM),
-        ("not a member",                    Some(room()), "dave", "d1", NOT_IN_ROOM),
+        ("no such room",                    None,                  "bob",  "d1", ROOM_NOT_EXIST),
+        ("member joined on another device", Some(room()),          "bob",  "d2", NOT_IN_ROOM),
+        ("not a member",                    Some(room()),          "dave", "d1", NOT_IN_ROOM),
+        ("closed room, no invitation",      gone_rooms()[1].1.clone(), "bob", "d1", NOT_IN_ROOM),
+        ("invitations from another device", Some(invited()),       "carol", "d2", NOT_IN_ROOM),
     ];
-    let gone_rows = gone(|c, r| (c, r, "bob", "d1", ROOM_NOT_EXIST));
-    for (case, r, account, device, code) in gone_rows.chain(rows) {
-        let res = drop_member(r.as_ref(), account, device, NOW, &LIMITS);
+    for (case, r, account, device, code) in rows {
+        let res = device_gone(r.as_ref(), account, device, NOW, &LIMITS);
         assert_fails(case, res, code);
     }
 }
 
 #[test]
-fn drop_member_syncs_the_others() {
+fn device_gone_drops_the_member_and_syncs_the_others() {
     let o = succeeded(
         "drop",
-        drop_member(Some(&room()), "bob", "d1", NOW, &LIMITS),
+        device_gone(Some(&room()), "bob", "d1", NOW, &LIMITS),
     );
     let want = room_with(|r| {
         r.members.remove(0);
@@ -1261,7 +1295,7 @@ fn dropping_the_last_member_starts_the_ttl() {
         r.members.truncate(1);
         r.expire_at = NOW - TTL;
     });
-    let o = succeeded("drop", drop_member(Some(&lone), "bob", "d1", NOW, &LIMITS));
+    let o = succeeded("drop", device_gone(Some(&lone), "bob", "d1", NOW, &LIMITS));
     let want = room_with(|r| {
         r.members.clear();
         r.expire_at = NOW + TTL;
@@ -1270,4 +1304,126 @@ fn dropping_the_last_member_starts_the_ttl() {
     assert!(o.deliveries.is_empty());
     assert!(o.room.is_valid(NOW + TTL - 1));
     assert!(!o.room.is_valid(NOW + TTL));
+}
+
+#[test]
+fn device_gone_cancels_its_ringing_invitations() {
+    // bob (on d1) has r1 pending to dave, r5 pending but past its time, and
+    // answered ones; carol's r6 is not his.
+    let before = room_with(|r| {
+        r.invites = invited().invites;
+        r.invites.push(Invitation {
+            device: "d2".into(),
+            ..inv("r7", "bob", "erin", Pending)
+        });
+        r.invites[0].offline = true;
+    });
+    let o = succeeded(
+        "gone",
+        device_gone(Some(&before), "bob", "d1", NOW, &LIMITS),
+    );
+    let mut want = before.clone();
+    want.invites[0].state = Cancelled;
+    want.members.remove(0);
+    assert_eq!(o.room, want, "only r1 is cancelled; r7 came from bob's d2");
+    let ev = event(
+        "CANCEL_INVITE",
+        &want,
+        "bob",
+        "",
+        json!({"toAccount": "dave", "requestId": "r1"}),
+    );
+    assert_eq!(
+        seen(&o),
+        vec![
+            notified("dave", true, ev),
+            members_synced("carol", with_members(&want)),
+        ]
+    );
+    // The cancelled invitation answers 10408 like any cancelled one.
+    let late = accept(Some(&o.room), &ctx("dave"), &accept_p("bob", "r1"), true, 1);
+    assert_fails("accept after the caller vanished", late, INVITE_NOT_EXIST);
+}
+
+#[test]
+fn device_gone_in_a_room_it_only_invited_into() {
+    // alice created c1 without joining and invited dave from d1.
+    let before = room_with(|r| r.invites = vec![inv("r1", "alice", "dave", Pending)]);
+    let o = succeeded(
+        "gone",
+        device_gone(Some(&before), "alice", "d1", NOW, &LIMITS),
+    );
+    let want = room_with(|r| r.invites = vec![inv("r1", "alice", "dave", Cancelled)]);
+    assert_eq!(o.room, want);
+    let ev = event(
+        "CANCEL_INVITE",
+        &want,
+        "alice",
+        "",
+        json!({"toAccount": "dave", "requestId": "r1"}),
+    );
+    assert_eq!(seen(&o), vec![notified("dave", false, ev)]);
+}
+
+// ---------------------------------------------------------------- expire_invites
+
+#[test]
+fn expire_invites_tells_both_sides() {
+    // r5 (bob -> hank) ran out at NOW; the others are answered or still
+    // within their time.
+    let before = invited();
+    let o = succeeded("expire", expire_invites(Some(&before), NOW));
+    let mut want = before.clone();
+    want.invites[4].state = Expired;
+    assert_eq!(o.code, OK);
+    assert_eq!(o.room, want);
+    let ev = event(
+        "INVITE_TIMEOUT",
+        &want,
+        "bob",
+        "",
+        json!({"toAccount": "hank", "requestId": "r5"}),
+    );
+    assert_eq!(ev["eventTypeCode"], 9);
+    assert_eq!(
+        seen(&o),
+        vec![
+            notified("bob", false, ev.clone()),
+            notified("hank", false, ev)
+        ]
+    );
+    // Told once: a second run finds nothing, and the answer stays 10408.
+    assert_fails(
+        "again",
+        expire_invites(Some(&o.room), NOW + 1),
+        INVITE_NOT_EXIST,
+    );
+    let late = accept(Some(&o.room), &ctx("hank"), &accept_p("bob", "r5"), true, 1);
+    assert_fails("accept after timeout", late, INVITE_NOT_EXIST);
+}
+
+#[test]
+fn expire_invites_failures_and_offline_flag() {
+    assert_fails("no room", expire_invites(None, NOW), ROOM_NOT_EXIST);
+    assert_fails(
+        "nothing due yet",
+        expire_invites(Some(&invited()), NOW - 1),
+        INVITE_NOT_EXIST,
+    );
+    // An offline-enabled invitation's timeout is kept for offline devices,
+    // also in a room closed since.
+    let closed = room_with(|r| {
+        r.closed = true;
+        r.members.clear();
+        r.invites = vec![Invitation {
+            offline: true,
+            ..inv("r1", "bob", "dave", Pending)
+        }];
+    });
+    let o = succeeded(
+        "expire",
+        expire_invites(Some(&closed), INVITED + INVITE_TTL),
+    );
+    assert!(seen(&o).iter().all(|d| d.offline_enabled));
+    assert_eq!(seen(&o)[0].body["channelInfo"]["invalid"], 1);
 }

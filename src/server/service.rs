@@ -9,13 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::Metrics;
 use super::router::Hub;
 use super::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
-use crate::protocol::codes::{INTERNAL, OK, ROOM_NOT_EXIST};
+use super::ServerConfig;
+use crate::protocol::codes::{FORBIDDEN, INTERNAL, OK, ROOM_NOT_EXIST};
 use crate::protocol::frames::result_object;
 use crate::protocol::params::QueryParams;
 use crate::protocol::{Failure, Request};
-use crate::store::{LogBody, LogEntry, Room, RoomKey, Store, Tx};
+use crate::store::{LogBody, LogEntry, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx};
+
+type Timers = Vec<(i64, Timer)>;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -35,16 +39,37 @@ pub struct SessionInfo {
     pub offline_from: u64,
     /// The log head at login: the offline list ends there.
     pub offline_to: u64,
+    /// The client instance (login's `instance`): its requests are applied
+    /// at most once per id.
+    pub instance: Option<String>,
+}
+
+/// How long a repeated request waits for the first copy's answer.
+const REPEAT_WAIT: Duration = Duration::from_secs(5);
+
+/// Per-account bounds that span rooms. A rule sees one room, so these are
+/// checked by the service before the rule runs; two requests racing at the
+/// bound may both pass (they are a defence against abuse, not an invariant).
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    pub rooms_per_account: usize,
+    pub pending_invites_per_account: usize,
 }
 
 pub struct Service {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
     pub limits: Limits,
+    pub quotas: Quotas,
+    pub metrics: Arc<Metrics>,
     /// Grace before a vanished device's memberships are dropped.
     pub member_drop_grace: Duration,
     /// Whether a push provider is configured (decides 10201 vs 10202).
     pub push_available: bool,
+    /// Draining: new connections are refused (HTTP 503) and `/healthz`
+    /// says so, while the sessions here go on; see
+    /// [`super::ServerHandle::set_draining`].
+    pub draining: std::sync::atomic::AtomicBool,
     /// Makes channelIds unique within this process run.
     id_counter: AtomicU64,
     /// Random per process, so that ids of two runs (or nodes) differ.
@@ -55,13 +80,16 @@ pub struct Service {
 pub const MAX_OFFLINE_EVENTS: usize = 1000;
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, limits: Limits, member_drop_grace: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, cfg: &ServerConfig) -> Self {
         Service {
             store,
             hub: Hub::default(),
-            limits,
-            member_drop_grace,
+            limits: cfg.limits(),
+            quotas: cfg.quotas(),
+            metrics: Metrics::new(),
+            member_drop_grace: Duration::from_millis(cfg.member_drop_grace_ms as u64),
             push_available: false,
+            draining: Default::default(),
             id_counter: AtomicU64::new(1),
             id_salt: rand::random(),
         }
@@ -90,11 +118,11 @@ impl Service {
         now: i64,
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
-        let mut result: Option<Result<(i32, Value, Vec<Delivery>), Failure>> = None;
+        let mut result: Option<Result<(i32, Value, Vec<Delivery>, Timers), Failure>> = None;
         self.store
             .update_room(key, now, &mut |room| match rule(room) {
                 Ok(o) => {
-                    result = Some(Ok((o.code, o.data, o.deliveries)));
+                    result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
                     Tx::Write(o.room)
                 }
                 Err(f) => {
@@ -103,8 +131,11 @@ impl Service {
                 }
             })
             .await?;
-        let (code, data, deliveries) =
+        let (code, data, deliveries, timers) =
             result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
+        for (at, t) in timers {
+            self.store.schedule(at, t).await;
+        }
         self.deliver(deliveries, now).await;
         Ok((code, data))
     }
@@ -115,6 +146,59 @@ impl Service {
             match self.store.append(&d.to, d.entry, now).await {
                 Ok(_) => self.hub.wake(&d.to),
                 Err(e) => tracing::error!(account = %d.to, error = %e, "event not stored"),
+            }
+        }
+    }
+
+    /// Handles request `id` of a session at most once: a copy sent again
+    /// after a reconnect (same instance, same id) gets the first answer.
+    /// Returns the code and the result object's JSON text.
+    pub async fn handle_once(
+        &self,
+        s: &SessionInfo,
+        id: u64,
+        ack: Option<u64>,
+        req: Request,
+    ) -> (i32, Arc<str>) {
+        let fresh = |v: Value| {
+            let code = v["code"].as_i64().unwrap_or(INTERNAL as i64) as i32;
+            (code, Arc::<str>::from(v.to_string()))
+        };
+        let Some(instance) = s.instance.as_deref() else {
+            return fresh(self.handle(s, req).await);
+        };
+        let key = RequestKey {
+            account: &s.account,
+            device: &s.device,
+            instance,
+            id,
+        };
+        let give_up = tokio::time::Instant::now() + REPEAT_WAIT;
+        loop {
+            match self.store.request_begin(&key, ack, now_ms()).await {
+                RequestSlot::Fresh => {
+                    let (code, answer) = fresh(self.handle(s, req).await);
+                    self.store.request_end(&key, answer.clone()).await;
+                    return (code, answer);
+                }
+                RequestSlot::Done(answer) => {
+                    self.metrics
+                        .repeats_answered
+                        .fetch_add(1, Ordering::Relaxed);
+                    let code = serde_json::from_str::<Value>(&answer)
+                        .ok()
+                        .and_then(|v| v["code"].as_i64())
+                        .unwrap_or(INTERNAL as i64) as i32;
+                    return (code, answer);
+                }
+                RequestSlot::Running if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                RequestSlot::Running => {
+                    let f =
+                        Failure::new(INTERNAL, "an earlier copy of this request is still running");
+                    return fresh(result_object(f.code, Some(&f.message), None));
+                }
             }
         }
     }
@@ -171,6 +255,8 @@ impl Service {
                 .await
             }
             Request::Join(p) => {
+                self.room_quota(&s.account, Some(&p.channel_id), now)
+                    .await?;
                 let seed = Self::uid_seed();
                 self.apply(RoomKey::Id(&p.channel_id), now, |r| {
                     rules::join(r, &ctx, &p, seed)
@@ -184,6 +270,7 @@ impl Service {
                 .await
             }
             Request::Invite(p) => {
+                self.invite_quota(&s.account, now).await?;
                 let reach = self.reach(&p.account).await;
                 self.apply(RoomKey::Id(&p.channel_id), now, |r| {
                     rules::invite(r, &ctx, &p, reach)
@@ -197,6 +284,10 @@ impl Service {
                 .await
             }
             Request::Accept(p) => {
+                if p.auto_join.unwrap_or(false) {
+                    self.room_quota(&s.account, Some(&p.channel_id), now)
+                        .await?;
+                }
                 let online = self.store.account_online(&p.account).await;
                 let seed = Self::uid_seed();
                 self.apply(RoomKey::Id(&p.channel_id), now, |r| {
@@ -220,6 +311,8 @@ impl Service {
                 Ok((o.code, o.data))
             }
             Request::Call(p) => {
+                self.room_quota(&s.account, None, now).await?;
+                self.invite_quota(&s.account, now).await?;
                 let id = self.new_channel_id();
                 let name = p
                     .channel_name
@@ -246,6 +339,46 @@ impl Service {
                 "login/logout are session operations",
             )),
         }
+    }
+
+    /// 403 when joining one more room would put `account` in more than
+    /// maxRoomsPerAccount rooms (`joining` is the room it asks for: already
+    /// being in it is the rule's 10407, not a quota matter).
+    async fn room_quota(
+        &self,
+        account: &str,
+        joining: Option<&str>,
+        now: i64,
+    ) -> Result<(), Failure> {
+        let rooms = self.store.rooms_of(account, now).await?;
+        let max = self.quotas.rooms_per_account;
+        let already = joining.is_some_and(|id| rooms.iter().any(|r| r.channel_id == id));
+        if rooms.len() >= max && !already {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!("this account is already in {max} rooms (maxRoomsPerAccount)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// 403 when `account` already has maxPendingInvitesPerAccount
+    /// invitations ringing.
+    async fn invite_quota(&self, account: &str, now: i64) -> Result<(), Failure> {
+        let rooms = self.store.rooms_involving(account).await?;
+        let ringing = rooms
+            .iter()
+            .flat_map(|r| &r.invites)
+            .filter(|i| i.from == account && i.is_ringing(now))
+            .count();
+        let max = self.quotas.pending_invites_per_account;
+        if ringing >= max {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!("this account already has {max} invitations ringing (maxPendingInvitesPerAccount)"),
+            ));
+        }
+        Ok(())
     }
 
     async fn query(&self, p: &QueryParams, now: i64) -> Result<(i32, Value), Failure> {
@@ -311,7 +444,7 @@ impl Service {
         rooms: &mut HashMap<String, Option<Room>>,
         now: i64,
     ) -> Result<Option<Value>, Failure> {
-        let LogBody::Event(ev) = &e.body else {
+        let Some(LogBody::Event(ev)) = &e.body else {
             return Ok(None);
         };
         let id = &ev.channel_info.channel_id;
@@ -327,32 +460,74 @@ impl Service {
         Ok(serde_json::to_value(ev).ok())
     }
 
-    /// After a device has been gone for the grace period, removes it from
-    /// the rooms it joined (unless it came back).
-    pub fn schedule_member_drop(self: &Arc<Self>, account: String, device: String) {
-        let svc = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(svc.member_drop_grace).await;
-            if svc.store.device_online(&account, &device).await {
-                return;
+    /// A device's session ended at `now`: after the grace period, if it is
+    /// still away, its memberships and ringing invitations go.
+    pub async fn device_went_away(&self, account: &str, device: &str, now: i64) {
+        let at = now + self.member_drop_grace.as_millis() as i64;
+        let timer = Timer::DeviceGone {
+            account: account.to_string(),
+            device: device.to_string(),
+        };
+        self.store.schedule(at, timer).await;
+    }
+
+    /// Runs the timers that are due; returns how many ran.
+    pub async fn run_due_timers(&self, now: i64) -> usize {
+        let mut ran = 0;
+        loop {
+            let due = self.store.take_due(now, 256).await;
+            if due.is_empty() {
+                return ran;
             }
-            let now = now_ms();
-            let Ok(rooms) = svc.store.rooms_of(&account, now).await else {
-                return;
-            };
-            // drop_member decides (rooms the account joined from another
-            // device answer 10406 and are left alone).
-            let limits = &svc.limits;
-            for room in rooms {
-                let r = svc
-                    .apply(RoomKey::Id(&room.channel_id), now, |r| {
-                        rules::drop_member(r, &account, &device, now, limits)
+            ran += due.len();
+            self.metrics
+                .timers_run
+                .fetch_add(due.len() as u64, Ordering::Relaxed);
+            for (at, t) in due {
+                self.run_timer(t.clone(), now).await;
+                self.store.timer_done(at, &t).await;
+            }
+        }
+    }
+
+    async fn run_timer(&self, timer: Timer, now: i64) {
+        match timer {
+            Timer::InviteExpiry { channel_id } => {
+                let r = self
+                    .apply(RoomKey::Id(&channel_id), now, |r| {
+                        rules::expire_invites(r, now)
                     })
                     .await;
                 if let Err(e) = r {
-                    tracing::debug!(%account, channel = %room.channel_id, error = %e, "member drop skipped");
+                    tracing::trace!(channel = %channel_id, error = %e, "no invitation expired");
                 }
             }
-        });
+            Timer::DeviceGone { account, device } => {
+                let grace = self.member_drop_grace.as_millis() as i64;
+                // Came back, or went away again later (a later timer covers
+                // that absence): nothing to do now.
+                match self.store.device_gone_since(&account, &device).await {
+                    Some(since) if now - since >= grace => {}
+                    _ => return,
+                }
+                let Ok(rooms) = self.store.rooms_involving(&account).await else {
+                    return;
+                };
+                let limits = &self.limits;
+                for room in rooms {
+                    // device_gone decides (a room the account joined from
+                    // another device, with no invitation from this one,
+                    // answers 10406 and is left alone).
+                    let r = self
+                        .apply(RoomKey::Id(&room.channel_id), now, |r| {
+                            rules::device_gone(r, &account, &device, now, limits)
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::trace!(%account, channel = %room.channel_id, error = %e, "nothing to drop");
+                    }
+                }
+            }
+        }
     }
 }

@@ -2,17 +2,19 @@
 //! operations on different rooms or accounts never wait for each other.
 //!
 //! Lock order (to rule out deadlock): names -> rooms -> account_rooms, and
-//! logs -> presence. No code holds a shard of one map while locking a map
+//! logs -> presence -> gone. `timers` is a leaf (nothing is locked under it). No code holds a shard of one map while locking a map
 //! earlier in its order.
 
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use super::model::{LogEntry, NewEntry, Room};
-use super::{LogLimits, RoomFn, RoomKey, Store, Tx};
+use super::model::{LogEntry, NewEntry, Room, Timer};
+use super::{
+    LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Store, StoreStats, Tx,
+};
 use crate::protocol::Failure;
 
 #[derive(Default)]
@@ -24,17 +26,32 @@ struct AccountLog {
     cursors: HashMap<String, u64>,
 }
 
+/// The retry record of one device: answers of its current client instance.
+struct DeviceRequests {
+    instance: String,
+    /// id -> (when claimed, answer once there is one).
+    answers: BTreeMap<u64, (i64, Option<Arc<str>>)>,
+}
+
 pub struct MemoryStore {
     rooms: DashMap<String, Room>,
     /// channelName -> channelId of the room that last took the name. The
     /// name is free when that room is no longer valid.
     names: DashMap<String, String>,
-    /// account -> channelIds of rooms it is a member of.
+    /// account -> channelIds of rooms it is involved in (see `involved`).
     account_rooms: DashMap<String, HashSet<String>>,
     /// account -> live (device, session id) pairs.
     presence: DashMap<String, Vec<(String, u64)>>,
+    /// (account, device) -> when its last session ended, while it has none.
+    gone: DashMap<(String, String), i64>,
+    timers: Mutex<BTreeSet<(i64, Timer)>>,
     logs: DashMap<String, AccountLog>,
+    /// (account, device) -> retry record.
+    requests: DashMap<(String, String), DeviceRequests>,
     limits: LogLimits,
+    /// Every log of this store shares one epoch: they are all lost together
+    /// when the process ends.
+    epoch: String,
 }
 
 impl MemoryStore {
@@ -44,8 +61,12 @@ impl MemoryStore {
             names: DashMap::new(),
             account_rooms: DashMap::new(),
             presence: DashMap::new(),
+            gone: DashMap::new(),
+            timers: Mutex::new(BTreeSet::new()),
             logs: DashMap::new(),
+            requests: DashMap::new(),
             limits,
+            epoch: format!("{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -56,14 +77,11 @@ impl MemoryStore {
             .unwrap_or(false)
     }
 
-    /// Keeps account -> rooms in step with a room's member list.
+    /// Keeps account -> rooms in step with a room's member list and pending
+    /// invitations.
     fn reindex(&self, old: Option<&Room>, new: &Room) {
-        let before: HashSet<&str> = old.map(|r| r.accounts().collect()).unwrap_or_default();
-        let after: HashSet<&str> = if new.closed {
-            HashSet::new()
-        } else {
-            new.accounts().collect()
-        };
+        let before = old.map(Room::involved).unwrap_or_default();
+        let after = new.involved();
         for gone in before.difference(&after) {
             if let Some(mut set) = self.account_rooms.get_mut(*gone) {
                 set.remove(&new.channel_id);
@@ -132,22 +150,26 @@ impl Store for MemoryStore {
     }
 
     async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure> {
-        let ids: Vec<String> = self
-            .account_rooms
-            .get(account)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        let mut rooms: Vec<Room> = ids
-            .iter()
-            .filter_map(|id| self.rooms.get(id).map(|r| r.clone()))
-            .filter(|r| r.is_valid(now) && r.member(account).is_some())
-            .collect();
+        let mut rooms = self.rooms_involving(account).await?;
+        rooms.retain(|r| r.is_valid(now) && r.member(account).is_some());
         rooms.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
                 .then(a.channel_id.cmp(&b.channel_id))
         });
         Ok(rooms)
+    }
+
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure> {
+        let ids: Vec<String> = self
+            .account_rooms
+            .get(account)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.clone()))
+            .collect())
     }
 
     async fn sweep(&self, now: i64) -> Result<usize, Failure> {
@@ -160,9 +182,15 @@ impl Store for MemoryStore {
                 true
             }
         });
+        // Retry records outlive their use by the log retention at most.
+        let horizon = now - self.limits.retention_ms;
+        self.requests.retain(|_, rec| {
+            rec.answers.retain(|_, (at, _)| *at >= horizon);
+            !rec.answers.is_empty()
+        });
         for r in &gone {
             self.names.remove_if(&r.name, |_, id| *id == r.channel_id);
-            for account in r.accounts() {
+            for account in r.involved() {
                 if let Some(mut set) = self.account_rooms.get_mut(account) {
                     set.remove(&r.channel_id);
                 }
@@ -179,25 +207,37 @@ impl Store for MemoryStore {
             .position(|(d, _)| d == device)
             .map(|i| list.remove(i).1);
         list.push((device.to_string(), session));
+        self.gone.remove(&(account.to_string(), device.to_string()));
         replaced
     }
 
-    async fn session_down(&self, account: &str, device: &str, session: u64) {
+    async fn session_down(&self, account: &str, device: &str, session: u64, now: i64) {
         if let Some(mut list) = self.presence.get_mut(account) {
+            let before = list.len();
             list.retain(|(d, s)| !(d == device && *s == session));
+            if list.len() < before {
+                self.gone
+                    .insert((account.to_string(), device.to_string()), now);
+            }
         }
         self.presence.remove_if(account, |_, l| l.is_empty());
     }
 
-    async fn account_online(&self, account: &str) -> bool {
-        self.online(account)
-    }
-
-    async fn device_online(&self, account: &str, device: &str) -> bool {
+    async fn devices_of(&self, account: &str) -> Vec<String> {
         self.presence
             .get(account)
-            .map(|l| l.iter().any(|(d, _)| d == device))
-            .unwrap_or(false)
+            .map(|l| l.iter().map(|(d, _)| d.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
+        self.gone
+            .get(&(account.to_string(), device.to_string()))
+            .map(|t| *t)
+    }
+
+    async fn account_online(&self, account: &str) -> bool {
+        self.online(account)
     }
 
     async fn append(
@@ -221,7 +261,7 @@ impl Store for MemoryStore {
             exclude_device: entry.exclude_device,
             offline,
             time: now,
-            body: entry.body,
+            body: offline.then_some(entry.body),
             encoded,
         });
         log.entries.push_back(e.clone());
@@ -254,14 +294,19 @@ impl Store for MemoryStore {
         Ok(log.entries.iter().skip(skip).take(max).cloned().collect())
     }
 
-    async fn log_bounds(&self, account: &str) -> (u64, u64) {
-        match self.logs.get(account) {
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure> {
+        let (first, head) = match self.logs.get(account) {
             Some(log) => (
                 log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1),
                 log.head,
             ),
             None => (1, 0),
-        }
+        };
+        Ok(LogBounds {
+            epoch: self.epoch.clone(),
+            first,
+            head,
+        })
     }
 
     async fn cursor(&self, account: &str, device: &str) -> u64 {
@@ -275,5 +320,72 @@ impl Store for MemoryStore {
         let mut log = self.logs.entry(account.to_string()).or_default();
         let c = log.cursors.entry(device.to_string()).or_insert(0);
         *c = (*c).max(seq);
+    }
+
+    async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot {
+        let mut rec = self
+            .requests
+            .entry((key.account.to_string(), key.device.to_string()))
+            .or_insert_with(|| DeviceRequests {
+                instance: key.instance.to_string(),
+                answers: BTreeMap::new(),
+            });
+        if rec.instance != key.instance {
+            rec.instance = key.instance.to_string();
+            rec.answers.clear();
+        }
+        if let Some(ack) = ack {
+            rec.answers = rec.answers.split_off(&(ack.saturating_add(1)));
+        }
+        let horizon = now - self.limits.retention_ms;
+        rec.answers.retain(|_, (at, _)| *at >= horizon);
+        while rec.answers.len() >= self.limits.max_events {
+            rec.answers.pop_first();
+        }
+        match rec.answers.get(&key.id) {
+            Some((_, Some(answer))) => RequestSlot::Done(answer.clone()),
+            Some((_, None)) => RequestSlot::Running,
+            None => {
+                rec.answers.insert(key.id, (now, None));
+                RequestSlot::Fresh
+            }
+        }
+    }
+
+    async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
+        let k = (key.account.to_string(), key.device.to_string());
+        if let Some(mut rec) = self.requests.get_mut(&k) {
+            if rec.instance == key.instance {
+                if let Some(slot) = rec.answers.get_mut(&key.id) {
+                    slot.1 = Some(result);
+                }
+            }
+        }
+    }
+
+    async fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.rooms.len(),
+            log_entries: self.logs.iter().map(|l| l.entries.len()).sum(),
+            timers: self.timers.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+
+    async fn schedule(&self, at: i64, timer: Timer) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((at, timer));
+    }
+
+    async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)> {
+        let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Vec::new();
+        while due.len() < max && timers.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some(t) = timers.pop_first() {
+                due.push(t);
+            }
+        }
+        due
     }
 }

@@ -4,12 +4,13 @@
 
 pub mod memory;
 pub mod model;
+pub mod redis;
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::protocol::Failure;
-pub use model::{Invitation, InviteState, LogBody, LogEntry, NewEntry, Room, RoomMember};
+pub use model::{Invitation, InviteState, LogBody, LogEntry, NewEntry, Room, RoomMember, Timer};
 
 /// How a room is addressed in an update.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,89 @@ impl Default for LogLimits {
     }
 }
 
+/// Where an account's log stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBounds {
+    /// Names this incarnation of the log. Sequence numbers only compare
+    /// within one epoch: a store that lost its state (a restarted memory
+    /// store, a flushed Redis) starts a new epoch, so a device asking to
+    /// resume from an old one is told to resync instead of being handed
+    /// unrelated events that happen to have larger numbers.
+    pub epoch: String,
+    /// The oldest seq still kept; `head + 1` when nothing is kept.
+    pub first: u64,
+    /// The last seq handed out.
+    pub head: u64,
+}
+
+impl LogBounds {
+    /// Why a device that last saw `seq` of `epoch` cannot resume from it,
+    /// or None when every event after it is still here.
+    pub fn resume_gap(&self, epoch: &str, seq: u64) -> Option<ResyncReason> {
+        if epoch != self.epoch || seq > self.head {
+            Some(ResyncReason::StateLost)
+        } else if seq + 1 < self.first {
+            Some(ResyncReason::Trimmed)
+        } else {
+            None
+        }
+    }
+}
+
+/// One request of one client instance, as the retry record knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub account: &'a str,
+    pub device: &'a str,
+    /// The client instance (login's `instance`); a new instance of the same
+    /// device starts a fresh record.
+    pub instance: &'a str,
+    pub id: u64,
+}
+
+/// What the retry record says about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestSlot {
+    /// First time seen: now claimed; apply it, then [`Store::request_end`].
+    Fresh,
+    /// An earlier copy is being applied right now (its connection died
+    /// while it ran); its answer will be recorded.
+    Running,
+    /// Already applied; this was its answer.
+    Done(Arc<str>),
+}
+
+/// Sizes of what a store holds (gauges for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Rooms remembered, valid or not.
+    pub rooms: usize,
+    /// Events held in all accounts' logs: queued for devices that have not
+    /// taken them yet, kept for offline delivery or for resume.
+    pub log_entries: usize,
+    /// Timers waiting to run.
+    pub timers: usize,
+}
+
+/// Why a session could not continue its event stream where it left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncReason {
+    /// Events after the device's last seq were dropped from the log
+    /// (retention or the count cap) before it came back for them.
+    Trimmed,
+    /// The server no longer has the log the device's seq belongs to.
+    StateLost,
+}
+
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Trimmed => "trimmed",
+            ResyncReason::StateLost => "stateLost",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Runs `f` atomically on one room: nobody else changes that room (or,
@@ -60,18 +144,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure>;
     /// The valid rooms `account` is a member of.
     async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure>;
+    /// The rooms (any state, until forgotten) `account` is a member of or
+    /// has a pending invitation from.
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
     /// Deletes forgettable rooms; returns how many.
     async fn sweep(&self, now: i64) -> Result<usize, Failure>;
 
     /// Marks a session of a device live. Returns the id of a session of the
     /// same device it replaced, if any.
     async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64>;
-    /// Marks a session gone (no-op when a newer session replaced it).
-    async fn session_down(&self, account: &str, device: &str, session: u64);
+    /// Marks a session gone at `now` (no-op when a newer session replaced it).
+    async fn session_down(&self, account: &str, device: &str, session: u64, now: i64);
+    /// Since when the device has had no live session; None while it has one
+    /// (or when it was never seen).
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64>;
     /// Whether any device of the account is live.
     async fn account_online(&self, account: &str) -> bool;
-    /// Whether this device of the account is live.
-    async fn device_online(&self, account: &str, device: &str) -> bool;
+    /// The account's live devices.
+    async fn devices_of(&self, account: &str) -> Vec<String>;
 
     /// Appends to the account's log; returns the entry with its sequence.
     async fn append(
@@ -87,9 +177,71 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         max: usize,
     ) -> Result<Vec<Arc<LogEntry>>, Failure>;
-    /// (first retained seq, last seq); (head+1, head) when the log is empty.
-    async fn log_bounds(&self, account: &str) -> (u64, u64);
+    /// Where the account's log stands; see [`LogBounds`].
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure>;
     /// The last seq this device was given (0 when never seen).
     async fn cursor(&self, account: &str, device: &str) -> u64;
+
+    /// Claims a request for applying, or returns the record of an earlier
+    /// copy of it. `ack`: the client has every answer up to this id, so
+    /// their records may go. Records also go after the log retention.
+    async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot;
+    /// Records the answer of a request claimed by `request_begin`.
+    async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>);
+
+    /// What the store holds now, for the metrics.
+    async fn stats(&self) -> StoreStats;
+
+    /// Asks for `timer` to run at `at` (ms). Scheduling one that is already
+    /// waiting for the same time is a no-op.
+    async fn schedule(&self, at: i64, timer: Timer);
+    /// Hands out up to `max` timers due at `now`, soonest first, with the
+    /// time each was scheduled for. A timer is handed out once, unless its
+    /// taker fails to report it done ([`Store::timer_done`]) within a lease
+    /// (a store shared by nodes hands it to another node then: a timer
+    /// whose node died still runs; handlers re-check state, so a second run
+    /// changes nothing).
+    async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)>;
+    /// The timer handed out by `take_due` has run.
+    async fn timer_done(&self, _at: i64, _timer: &Timer) {}
     async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+
+    /// Tells the other nodes sharing this store (none for the memory store).
+    async fn broadcast(&self, _signal: Signal) {}
+    /// What other nodes tell this one, and what this node must do about the
+    /// store itself; handed out once, to the server (None: nothing ever
+    /// comes).
+    fn signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+        None
+    }
+    /// Whether this node can serve: Err says what is broken (for
+    /// `/healthz`).
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What nodes sharing a store tell each other, and what a store tells its
+/// own node. Delivery never rests on these: a lost wake-up delays an event
+/// until the next one, it never loses it (sessions read their logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// The account's log grew: its sessions here should read it.
+    Wake(String),
+    /// Signals may have been missed (the subscription was re-made): every
+    /// session here should read its log.
+    WakeAll,
+    /// A newer login of the device replaced this session.
+    Kick { account: String, session: u64 },
+    /// The store lost its state (a flushed or restarted Redis): every
+    /// session here must end so that its client resyncs.
+    StateLost,
+    /// The session of this device ended at `at` on a node that died: its
+    /// memberships and invitations are reviewed after the grace, as for a
+    /// session that ended here.
+    DeviceGone {
+        account: String,
+        device: String,
+        at: i64,
+    },
 }

@@ -42,6 +42,8 @@ pub enum InviteState {
     Accepted,
     Rejected,
     Cancelled,
+    /// Unanswered past `expire_at`; both sides were told (INVITE_TIMEOUT).
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +55,41 @@ pub struct Invitation {
     pub created_at: i64,
     /// After this the invitation can no longer be answered (10408).
     pub expire_at: i64,
+    /// The inviter's device: when it stays away past the member drop grace,
+    /// its pending invitations are cancelled.
+    #[serde(default)]
+    pub device: String,
+    /// The invitation was sent with `offlineEnabled`: the events that end it
+    /// (timeout, cancel) are kept for an offline invitee too.
+    #[serde(default)]
+    pub offline: bool,
+}
+
+impl Invitation {
+    /// Still ringing: unanswered and within its time. What the invitee may
+    /// still answer, what a vanished caller's device cancels, and what the
+    /// per-account quota counts.
+    pub fn is_ringing(&self, now: i64) -> bool {
+        self.state == InviteState::Pending && now < self.expire_at
+    }
+
+    /// Unanswered and out of time: its INVITE_TIMEOUT is due.
+    pub fn is_overdue(&self, now: i64) -> bool {
+        self.state == InviteState::Pending && now >= self.expire_at
+    }
+}
+
+/// Work the server must do at a later time. Timers are kept by the store
+/// (so that in a cluster whichever node is alive runs them, once) and are
+/// only hints: each handler re-checks the state it acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Timer {
+    /// Pending invitations of this room may have run out: expire them and
+    /// tell both sides.
+    InviteExpiry { channel_id: String },
+    /// This device went away: if it is still away after the grace, drop its
+    /// memberships and cancel its pending invitations.
+    DeviceGone { account: String, device: String },
 }
 
 impl Room {
@@ -64,11 +101,28 @@ impl Room {
     /// Whether the sweeper may delete it: invalid, and a closed room only
     /// once its grace period (kept in `expire_at`) has passed.
     pub fn is_forgettable(&self, now: i64) -> bool {
-        if self.closed {
-            now >= self.expire_at
-        } else {
-            !self.is_valid(now)
-        }
+        self.forget_at().is_some_and(|at| now >= at)
+    }
+
+    /// From when the room may be deleted, as things stand: a closed room
+    /// after its grace, an empty one once its TTL runs out; a room with
+    /// members is kept whatever the time (None).
+    pub fn forget_at(&self) -> Option<i64> {
+        (self.closed || self.members.is_empty()).then_some(self.expire_at)
+    }
+
+    /// The accounts a store indexes this room under (to find the rooms an
+    /// account is in, and those whose invitations its vanished device
+    /// cancels): its members while it is open, and the senders of its
+    /// pending invitations.
+    pub fn involved(&self) -> std::collections::HashSet<&str> {
+        let members = self.accounts().filter(|_| !self.closed);
+        let inviters = self
+            .invites
+            .iter()
+            .filter(|i| i.state == InviteState::Pending)
+            .map(|i| i.from.as_str());
+        members.chain(inviters).collect()
     }
 
     pub fn channel_info(&self, now: i64) -> ChannelInfo {
@@ -150,7 +204,11 @@ pub struct LogEntry {
     /// account was online when it was appended.
     pub offline: bool,
     pub time: i64,
-    pub body: LogBody,
+    /// The body, kept only for an entry kept for offline delivery (whose
+    /// channelInfo is re-rendered at delivery time); every other entry is
+    /// only ever sent as `encoded`, and memory per event counts at
+    /// thousands of calls a second.
+    pub body: Option<LogBody>,
     /// The body encoded once, shared by every session that sends it.
     pub encoded: Arc<str>,
 }

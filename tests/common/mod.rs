@@ -1,9 +1,14 @@
 //! Shared test helpers: an embedded server on 127.0.0.1:0 and logged-in
 //! clients whose notifications arrive on a channel.
 #![allow(dead_code)]
+pub mod cluster;
+pub mod keep;
+pub mod proxy;
+pub use cluster::TestServer;
 
-use nim_signaling::client::{channel_sink, Client, ClientConfig, ConnState, Notification};
-use nim_signaling::server::{self, ServerConfig, ServerHandle};
+use nim_signaling::client::{
+    channel_sink, Client, ClientConfig, ConnState, Notification, StateChange,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -11,9 +16,19 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-pub async fn start_server(cfg: Value) -> ServerHandle {
-    let cfg = ServerConfig::from_json(&cfg.to_string()).expect("server config");
-    server::start(cfg).await.expect("server start")
+/// The server a test talks to: one node, or three on Redis in the cluster
+/// suites (see [`cluster`]).
+pub async fn start_server(cfg: Value) -> TestServer {
+    TestServer::start(unthrottled(cfg)).await
+}
+
+/// Test servers take requests as fast as tests pipeline them, unless the
+/// test is about the rate limit and sets `maxRequestsPerSecond` itself.
+pub fn unthrottled(mut cfg: Value) -> Value {
+    if let Some(c) = cfg.as_object_mut() {
+        c.entry("maxRequestsPerSecond").or_insert(json!(1_000_000));
+    }
+    cfg
 }
 
 pub struct TestClient {
@@ -123,16 +138,21 @@ impl TestClient {
         }
     }
 
-    /// The next connection state change.
+    /// Skips notifications up to the next change to state `want`; its code.
     pub async fn expect_state(&mut self, want: ConnState) -> i32 {
+        self.expect_change(want).await.code
+    }
+
+    /// Skips notifications up to the next change to state `want`.
+    pub async fn expect_change(&mut self, want: ConnState) -> StateChange {
         loop {
             let n = tokio::time::timeout(WAIT, self.rx.recv())
                 .await
-                .expect("state change")
+                .unwrap_or_else(|_| panic!("{}: no {want:?} within {WAIT:?}", self.account))
                 .expect("open");
-            if let Notification::ConnectionState(s, code) = n {
-                if s == want {
-                    return code;
+            if let Notification::ConnectionState(change) = n {
+                if change.state == want {
+                    return change;
                 }
             }
         }
@@ -222,7 +242,7 @@ where
 }
 
 /// Waits until the server no longer has a live session of `account`.
-pub async fn wait_offline(srv: &ServerHandle, account: &str) {
+pub async fn wait_offline(srv: &TestServer, account: &str) {
     let store = srv.service().store.clone();
     wait_until(&format!("{account} to be offline"), || {
         let store = store.clone();
@@ -263,6 +283,18 @@ pub async fn login_full(
     (c, offline, channels)
 }
 
+/// `control` params: a CONTROL to `to`'s account in `room`, carrying `attach`.
+pub fn control_to(room: &str, to: &str, attach: impl Into<Value>) -> Value {
+    json!({"channelId": room, "account": to, "attachExt": attach.into()})
+}
+
+/// Params naming an invitation: its `room`, the other side's `account` (the
+/// invitee to invite or cancel, the inviter to accept or reject) and its
+/// `request_id`.
+pub fn invitation(room: &str, account: &str, request_id: &str) -> Value {
+    json!({"channelId": room, "account": account, "requestId": request_id})
+}
+
 static FENCE: AtomicU64 = AtomicU64::new(1);
 
 /// Proves that nothing is queued for `to` before this point: `from` sends a
@@ -272,12 +304,8 @@ static FENCE: AtomicU64 = AtomicU64::new(1);
 /// anything sent to it earlier would show up first.
 pub async fn fence(from: &TestClient, cid: &str, to: &mut [&mut TestClient]) {
     let tag = format!("fence-{}", FENCE.fetch_add(1, Ordering::Relaxed));
-    let account = to[0].account.clone();
-    from.ok(
-        "control",
-        json!({"channelId": cid, "account": account, "attachExt": tag}),
-    )
-    .await;
+    from.ok("control", control_to(cid, &to[0].account, tag.as_str()))
+        .await;
     for c in to.iter_mut() {
         let ev = c.expect_event("CONTROL").await;
         assert_eq!(ev["attachExt"], tag.as_str(), "{}: {ev}", c.account);
@@ -328,6 +356,43 @@ impl TestClient {
         assert_eq!(ev["fromAccountId"], from, "{}: {ev}", self.account);
         ev
     }
+
+    /// The next event, which must be an INVITE into `room` from `from` with
+    /// requestId `request_id`.
+    pub async fn expect_invite(&mut self, room: &str, from: &str, request_id: &str) -> Value {
+        let ev = self.expect_event_from("INVITE", room, from).await;
+        assert_eq!(ev["requestId"], request_id, "{}: {ev}", self.account);
+        ev
+    }
+
+    /// Invites `to`'s account into `room` as `request_id` (answered 200); the
+    /// next event of `to` must be that INVITE, from this account. Returns it.
+    pub async fn invite_rings(&self, to: &mut TestClient, room: &str, request_id: &str) -> Value {
+        self.ok("invite", invitation(room, &to.account, request_id))
+            .await;
+        to.expect_invite(room, &self.account, request_id).await
+    }
+
+    /// Calls `to`'s account (a new room of type 1, requestId `request_id`,
+    /// answered 200); the next event of `to` must be that INVITE, from this
+    /// account. Returns the new room's channelId.
+    pub async fn call_rings(&self, to: &mut TestClient, request_id: &str) -> String {
+        let p = json!({"type": 1, "account": to.account, "requestId": request_id});
+        let room = cid(&self.ok("call", p).await);
+        to.expect_invite(&room, &self.account, request_id).await;
+        room
+    }
+
+    /// Sends `to`'s account a CONTROL in `room` carrying `attach` (answered
+    /// 200); the next event of `to` must be that CONTROL, from this account,
+    /// with that attachExt. Returns it.
+    pub async fn control_reaches(&self, to: &mut TestClient, room: &str, attach: &str) -> Value {
+        self.ok("control", control_to(room, &to.account, attach))
+            .await;
+        let ev = to.expect_event_from("CONTROL", room, &self.account).await;
+        assert_eq!(ev["attachExt"], attach, "{}: {ev}", to.account);
+        ev
+    }
 }
 
 // Raw WebSocket access, for what the client library does not let one send.
@@ -345,8 +410,18 @@ pub async fn raw_connect(url: &str) -> RawWs {
 /// Sends a request frame and returns the `result` of its reply (None if the
 /// connection closed first). Event frames in between are skipped.
 pub async fn raw_request(ws: &mut RawWs, id: u64, op: &str, params: Value) -> Option<Value> {
-    let frame = json!({"t": "req", "id": id, "op": op, "params": params}).to_string();
-    ws.send(Message::Text(frame)).await.ok()?;
+    raw_request_frame(
+        ws,
+        json!({"t": "req", "id": id, "op": op, "params": params}),
+    )
+    .await
+}
+
+/// Like `raw_request`, for a whole request frame (whose `id` the reply
+/// names), e.g. one with extra keys.
+pub async fn raw_request_frame(ws: &mut RawWs, frame: Value) -> Option<Value> {
+    let id = frame["id"].clone();
+    ws.send(Message::text(frame.to_string())).await.ok()?;
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -362,4 +437,55 @@ pub async fn raw_request(ws: &mut RawWs, id: u64, op: &str, params: Value) -> Op
             Ok(_) => {}
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The standalone server binary.
+
+/// The `nim-signaling-server` binary cargo built for these tests.
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_nim-signaling-server");
+
+/// A running `nim-signaling-server` and the URL it printed; killed on drop.
+pub struct ServerProcess(pub std::process::Child, pub String);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary with `args` and waits for its "listening on URL" line.
+pub fn spawn_server(args: &[&str]) -> ServerProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(SERVER_BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nim-signaling-server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("nim-signaling-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    ServerProcess(child, url)
+}
+
+/// GETs `path` from `base` (`http://IP:PORT`); returns (status line, body).
+pub async fn http_get(base: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    (head.lines().next().unwrap().to_string(), body.to_string())
 }

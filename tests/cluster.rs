@@ -1,0 +1,22 @@
+//! The integration suites again, each test on three nodes sharing one Redis
+//! with its clients spread across the nodes (see `common::cluster`). Needs
+//! Redis at `NIM_TEST_REDIS_URL` (default redis://127.0.0.1:6379): without
+//! it every test here fails, saying so.
+//!
+//! Left out, because they test one node's own bookkeeping rather than what
+//! the system does: `limits` (connections per IP and per node are counted
+//! by each node) and `metrics` (each node counts its own). Cluster-only
+//! tests (races, node loss, Redis loss) are in `cluster_faults.rs`.
+
+#[path = "authorization.rs"]
+mod authorization;
+#[path = "delivery.rs"]
+mod delivery;
+#[path = "scenarios.rs"]
+mod scenarios;
+#[path = "slow_app.rs"]
+mod slow_app;
+#[path = "smoke.rs"]
+mod smoke;
+#[path = "tls.rs"]
+mod tls;

@@ -1,0 +1,416 @@
+//! What only a cluster can get wrong: nodes racing on one room, a node
+//! killed mid-call, Redis restarted under running nodes, a lost
+//! subscription, a draining node. Needs `redis-server` on the PATH (tests
+//! that restart Redis run their own) and Redis at `NIM_TEST_REDIS_URL`
+//! (default redis://127.0.0.1:6379) for the others; without them every
+//! test here fails, saying so.
+
+mod common;
+
+use common::cluster::{redis_store, redis_url};
+use common::*;
+use futures_util::future::join_all;
+use nim_signaling::client::ConnState;
+use nim_signaling::server::{self, ServerConfig, ServerHandle};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts a node on `store` with `extra` settings and /healthz served.
+async fn node(store: &Value, extra: Value) -> ServerHandle {
+    let mut cfg = unthrottled(extra);
+    cfg["store"] = store.clone();
+    cfg["metricsListen"] = json!("127.0.0.1:0");
+    let cfg = ServerConfig::from_json(&cfg.to_string()).expect("config");
+    server::start(cfg).await.unwrap_or_else(|e| {
+        panic!(
+            "a cluster node needs Redis ({}): {}",
+            store["url"], e.message
+        )
+    })
+}
+
+/// A Redis server of the test's own, on a free loopback port, without
+/// persistence: killing and restarting it loses its state, as a crashed
+/// cache would.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("these tests need redis-server on the PATH (apt-get install redis-server)");
+        self.child = Some(child);
+        // Ready when it answers.
+        let end = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < end,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The status line of the node's /healthz.
+async fn health(n: &ServerHandle) -> String {
+    http_get(&n.metrics_url().unwrap(), "/healthz").await.0
+}
+
+/// Waits (up to `within`) for /healthz to start with `status`; returns how
+/// long it took.
+async fn health_becomes(n: &ServerHandle, status: &str, within: Duration) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let now = health(n).await;
+        if now.contains(status) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "/healthz still {now:?} after {within:?}, want {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Races
+
+/// Twenty accounts join one room at once through two nodes, round after
+/// round: never more than maxMembers get in, the rest get 10419, and uids
+/// stay unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_through_two_nodes_never_overfill_a_room() {
+    const MAX: usize = 5;
+    let store = redis_store();
+    let nodes = [
+        node(&store, json!({"maxMembers": MAX})).await,
+        node(&store, json!({"maxMembers": MAX})).await,
+    ];
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push(login(nodes[i % 2].url(), &format!("u{i}"), "d").await);
+    }
+    for round in 0..5 {
+        let room = cid(&clients[0]
+            .ok(
+                "create",
+                json!({"type": 1, "channelName": format!("race-{round}")}),
+            )
+            .await);
+        let joins = clients
+            .iter()
+            .map(|c| c.req("join", json!({"channelId": room})));
+        let codes: Vec<i32> = join_all(joins).await.into_iter().map(|(c, _)| c).collect();
+        let admitted = codes.iter().filter(|c| **c == 200).count();
+        assert_eq!(admitted, MAX, "round {round}: {codes:?}");
+        assert!(
+            codes.iter().all(|c| *c == 200 || *c == 10419),
+            "round {round}: {codes:?}"
+        );
+        let info = clients[1]
+            .ok("queryChannelInfo", json!({"channelId": room}))
+            .await;
+        let members = info["members"].as_array().unwrap();
+        assert_eq!(members.len(), MAX, "{info}");
+        let uids: HashSet<u64> = members.iter().map(|m| m["uid"].as_u64().unwrap()).collect();
+        assert_eq!(uids.len(), MAX, "uids unique: {info}");
+    }
+}
+
+/// Ten accounts ask for the same uid at once through two nodes: one gets
+/// it, the others 10417.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_asked_for_through_two_nodes_goes_to_one_member() {
+    let store = redis_store();
+    let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        clients.push(login(nodes[i % 2].url(), &format!("u{i}"), "d").await);
+    }
+    for round in 0..5 {
+        let room = clients[0].create(None).await;
+        let joins = clients
+            .iter()
+            .map(|c| c.req("join", json!({"channelId": room, "uid": 7})));
+        let codes: Vec<i32> = join_all(joins).await.into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 200).count(),
+            1,
+            "round {round}: {codes:?}"
+        );
+        assert!(codes.iter().all(|c| *c == 200 || *c == 10417), "{codes:?}");
+    }
+}
+
+/// Bob's two devices, on two nodes, answer one invitation at the same
+/// moment — one accepts, the other rejects: exactly one answer wins, and
+/// alice hears exactly that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_answered_on_two_nodes_at_once_has_one_outcome() {
+    let store = redis_store();
+    let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
+    let mut alice = login(nodes[0].url(), "alice", "a1").await;
+    let mut b1 = login(nodes[0].url(), "bob", "b1").await;
+    let mut b2 = login(nodes[1].url(), "bob", "b2").await;
+    let room = alice.create_joined(None).await;
+    for round in 0..10 {
+        let rid = format!("r{round}");
+        alice.invite_rings(&mut b1, &room, &rid).await;
+        b2.expect_invite(&room, "alice", &rid).await;
+        let ((c1, _), (c2, _)) = tokio::join!(
+            b1.req("accept", invitation(&room, "alice", &rid)),
+            b2.req("reject", invitation(&room, "alice", &rid)),
+        );
+        let won = match (c1, c2) {
+            (200, 10410) => "ACCEPT",
+            (10409, 200) => "REJECT",
+            other => panic!("round {round}: one answer must win, got {other:?}"),
+        };
+        let heard = alice.next().await;
+        let text = format!("{heard:?}");
+        assert!(text.contains(won), "round {round}: alice heard {text}");
+        // Each device hears the other's winning answer, or nothing.
+        let loser = if won == "ACCEPT" { &mut b2 } else { &mut b1 };
+        loser.expect_sync(won).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A node dies
+
+/// Bob's node is killed (SIGKILL: no goodbye) while alice, on another node,
+/// keeps sending him controls. Bob's client reconnects to his second server
+/// URL and resumes: every control arrives, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled() {
+    let url = redis_url();
+    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
+    let args = [
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut a = spawn_server(&args);
+    let b = spawn_server(&args);
+    let mut alice = login(&b.1, "alice", "a1").await;
+    let mut bob = login_with(&a.1, "bob", "b1", json!({"serverUrls": [b.1]})).await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.expect_event("ROOM_JOIN").await;
+    alice.control_reaches(&mut bob, &room, "before").await;
+
+    a.0.kill().expect("kill node a");
+    let sends = (0..20).map(|i| alice.req("control", control_to(&room, "bob", i.to_string())));
+    for (code, v) in join_all(sends).await {
+        assert_eq!(code, 200, "{v}");
+    }
+    let back = bob.expect_change(ConnState::Connected).await;
+    assert_eq!(back.resync, None, "resumed from the shared log: {back:?}");
+    bob.expect_channels().await;
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let ev = bob.expect_event("CONTROL").await;
+        got.push(ev["attachExt"].as_str().unwrap().to_string());
+    }
+    let want: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "every control once, in order");
+    bob.expect_silence(Duration::from_millis(500)).await;
+    // And the system goes on through the surviving node.
+    alice.control_reaches(&mut bob, &room, "after").await;
+}
+
+/// Bob's device leaves for good and his node dies; a surviving node drops
+/// him from his room after the grace. `leaves_first`: his client closes
+/// before the node dies (the node scheduled the drop timer itself, and a
+/// survivor runs it); otherwise the node dies under his live session (a
+/// survivor finds the dead node's sessions and ends them).
+async fn a_device_gone_with_its_node_is_dropped(leaves_first: bool) {
+    let url = redis_url();
+    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
+    let args = [
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--listen",
+        "127.0.0.1:0",
+        "--member-drop-grace-ms",
+        "300",
+    ];
+    let mut a = spawn_server(&args);
+    let b = spawn_server(&args);
+    let mut alice = login(&b.1, "alice", "a1").await;
+    let bob = login(&a.1, "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.expect_event("ROOM_JOIN").await;
+    if leaves_first {
+        // Answered once the node has recorded him gone.
+        let (code, body) = bob.client.logout().await;
+        assert_eq!(code, 200, "{body}");
+    }
+    a.0.kill().expect("kill node a");
+    bob.client.shutdown();
+    // Within the node TTL (5 s) plus the grace, a survivor drops him:
+    // alice gets the room's members without him.
+    let m = alice.expect_members_sync().await;
+    assert_eq!(m["channelInfo"]["channelId"], room, "{m}");
+    assert_eq!(accounts(&m["members"]), vec!["alice"], "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_left_before_its_node_died_is_dropped_by_a_survivor() {
+    a_device_gone_with_its_node_is_dropped(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_node_died_under_it_is_dropped_by_a_survivor() {
+    a_device_gone_with_its_node_is_dropped(false).await;
+}
+
+// ---------------------------------------------------------------------------
+// Redis goes away
+
+/// Redis dies: /healthz turns red within 5 s. It comes back empty: health
+/// turns green again, and a logged-in client is told to resync (its state
+/// is gone) instead of silently missing what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_turns_health_red_then_clients_resync() {
+    let mut redis = OwnRedis::start();
+    let store = json!({"kind": "redis", "url": redis.url(), "prefix": "nim"});
+    let n = node(&store, json!({})).await;
+    health_becomes(&n, "200", WAIT).await;
+    let mut alice = login(n.url(), "alice", "a1").await;
+    alice.create_joined(Some("before")).await;
+
+    redis.kill();
+    let took = health_becomes(&n, "503", Duration::from_secs(6)).await;
+    assert!(took <= Duration::from_secs(5), "red after {took:?}");
+    // Requests fail with a clear error meanwhile, not silently.
+    let (code, v) = alice.req("create", json!({})).await;
+    assert_ne!(code, 200, "{v}");
+
+    redis.restart();
+    health_becomes(&n, "200", WAIT).await;
+    let back = alice.expect_change(ConnState::Connected).await;
+    assert_eq!(back.resync.as_deref(), Some("stateLost"), "{back:?}");
+    // Working again, on the new state.
+    alice.create_joined(Some("after")).await;
+}
+
+/// The node's subscription is cut (Redis drops it): the node subscribes
+/// again and events between nodes flow again, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_subscription_is_made_again_and_nothing_is_lost() {
+    let redis = OwnRedis::start();
+    let store = json!({"kind": "redis", "url": redis.url(), "prefix": "nim"});
+    let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
+    let alice = login(nodes[0].url(), "alice", "a1").await;
+    let mut bob = login(nodes[1].url(), "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.control_reaches(&mut bob, &room, "before").await;
+
+    let killed = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .expect("redis-cli (comes with redis-server)");
+    assert!(killed.status.success(), "{killed:?}");
+    // Sent while the subscriptions may be down: still delivered.
+    for i in 0..5 {
+        alice
+            .ok("control", control_to(&room, "bob", i.to_string()))
+            .await;
+    }
+    for i in 0..5 {
+        let ev = bob.expect_event("CONTROL").await;
+        assert_eq!(ev["attachExt"], i.to_string(), "{ev}");
+    }
+    alice.control_reaches(&mut bob, &room, "after").await;
+}
+
+// ---------------------------------------------------------------------------
+// Draining
+
+/// A draining node refuses new connections (its client moves on to the
+/// next server URL) and says so on /healthz, while its sessions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_takes_no_new_sessions_and_keeps_its_own() {
+    let store = redis_store();
+    let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
+    let alice = login(nodes[0].url(), "alice", "a1").await;
+    let room = alice.create_joined(None).await;
+    nodes[0].set_draining(true);
+    health_becomes(&nodes[0], "503", WAIT).await;
+    let (_, body) = http_get(&nodes[0].metrics_url().unwrap(), "/healthz").await;
+    assert!(body.contains("draining"), "{body}");
+
+    // Straight to the draining node: refused.
+    let c = client_for(nodes[0].url(), "carol", "c1", json!({}));
+    let (code, body) = c.client.login().await;
+    assert_ne!(code, 200, "{body}");
+    // With a second URL: lands on the other node.
+    let mut bob = login_with(
+        nodes[0].url(),
+        "bob",
+        "b1",
+        json!({"serverUrls": [nodes[1].url()]}),
+    )
+    .await;
+    assert_eq!(nodes[0].service().hub.session_count(), 1, "only alice here");
+    // Alice's session still works, and reaches bob on the other node.
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.control_reaches(&mut bob, &room, "still here").await;
+
+    nodes[0].set_draining(false);
+    health_becomes(&nodes[0], "200", WAIT).await;
+}

@@ -1,0 +1,193 @@
+//! The test server: one embedded node on the memory store, or — in the
+//! suites built into `tests/cluster.rs` — three nodes sharing one Redis,
+//! behind a front door that hands each new connection to the next node, so
+//! every test's clients are spread across nodes without the test knowing.
+
+use nim_signaling::server::metrics::Metrics;
+use nim_signaling::server::service::Service;
+use nim_signaling::server::{self, ServerConfig, ServerHandle};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Nodes of a test cluster.
+pub const NODES: usize = 3;
+
+/// Where the cluster tests find Redis: `NIM_TEST_REDIS_URL`, or a local
+/// default (`.ci/run` starts one there).
+pub fn redis_url() -> String {
+    std::env::var("NIM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether this test binary runs its suites on a Redis cluster. The suites
+/// are plain files; `tests/cluster.rs` includes them as modules, so their
+/// helpers sit under the `cluster` crate there.
+pub fn on_cluster() -> bool {
+    module_path!().starts_with("cluster::")
+}
+
+/// A store config for one test system: its own key prefix, so that tests
+/// running at once on one Redis never see each other's rooms.
+pub fn redis_store() -> Value {
+    let prefix = format!("nimtest-{:016x}", rand::random::<u64>());
+    json!({"kind": "redis", "url": redis_url(), "prefix": prefix})
+}
+
+pub struct TestServer {
+    nodes: Vec<ServerHandle>,
+    /// The Redis key prefix of a cluster, deleted at shutdown.
+    prefix: Option<String>,
+    door: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    url: String,
+}
+
+impl TestServer {
+    /// Starts the system for `cfg` (already a full server config).
+    pub async fn start(cfg: Value) -> TestServer {
+        if !on_cluster() {
+            let node = start_node(&cfg).await;
+            let url = node.url().to_string();
+            return TestServer {
+                nodes: vec![node],
+                prefix: None,
+                door: None,
+                url,
+            };
+        }
+        let mut cfg = cfg;
+        cfg["store"] = redis_store();
+        let prefix = cfg["store"]["prefix"].as_str().map(String::from);
+        let mut nodes = Vec::new();
+        for _ in 0..NODES {
+            nodes.push(start_node(&cfg).await);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind door");
+        let addr = listener.local_addr().expect("door address");
+        let targets: Vec<SocketAddr> = nodes.iter().map(|n| n.local_addr()).collect();
+        let scheme = if nodes[0].url().starts_with("wss") {
+            "wss"
+        } else {
+            "ws"
+        };
+        TestServer {
+            nodes,
+            prefix,
+            door: Some((addr, tokio::spawn(spread(listener, targets)))),
+            url: format!("{scheme}://{addr}"),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address clients connect to (the door in cluster mode).
+    pub fn local_addr(&self) -> SocketAddr {
+        match &self.door {
+            Some((addr, _)) => *addr,
+            None => self.nodes[0].local_addr(),
+        }
+    }
+
+    /// The first node's service. Its store is every node's store; its
+    /// metrics and sessions are its own.
+    pub fn service(&self) -> &Arc<Service> {
+        self.nodes[0].service()
+    }
+
+    pub fn metrics_url(&self) -> Option<String> {
+        self.nodes[0].metrics_url()
+    }
+
+    /// Events written to sessions, by all nodes.
+    pub fn events_sent(&self) -> EventsSent {
+        EventsSent(
+            self.nodes
+                .iter()
+                .map(|n| n.service().metrics.clone())
+                .collect(),
+        )
+    }
+
+    pub fn nodes(&self) -> &[ServerHandle] {
+        &self.nodes
+    }
+
+    /// Shuts every node down gracefully, as one: no node hands its sessions
+    /// their last events before every node has applied its requests.
+    pub async fn shutdown(mut self) {
+        if let Some((_, door)) = self.door.take() {
+            door.abort();
+        }
+        futures_util::future::join_all(self.nodes.iter().map(|n| n.quiesce())).await;
+        futures_util::future::join_all(self.nodes.drain(..).map(|n| n.shutdown())).await;
+        if let Some(p) = self.prefix.take() {
+            forget(&p).await;
+        }
+    }
+}
+
+async fn start_node(cfg: &Value) -> ServerHandle {
+    let cfg = ServerConfig::from_json(&cfg.to_string()).expect("server config");
+    match server::start(cfg).await {
+        Ok(node) => node,
+        Err(e) if on_cluster() => panic!(
+            "the cluster tests need Redis at {} (set NIM_TEST_REDIS_URL, or install \
+             redis-server and start it; .ci/run does): {}",
+            redis_url(),
+            e.message
+        ),
+        Err(e) => panic!("server start: {}", e.message),
+    }
+}
+
+/// Hands each accepted connection to the next node in turn.
+async fn spread(listener: TcpListener, targets: Vec<SocketAddr>) {
+    let next = AtomicUsize::new(0);
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let to = targets[next.fetch_add(1, Ordering::Relaxed) % targets.len()];
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = TcpStream::connect(to).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// Reads the count of events written to sessions across a system's nodes.
+#[derive(Clone)]
+pub struct EventsSent(Vec<Arc<Metrics>>);
+
+impl EventsSent {
+    pub fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|m| m.events_sent.load(Ordering::SeqCst))
+            .sum()
+    }
+}
+
+/// Deletes a test system's keys, so that a developer's Redis does not fill
+/// up with them (best effort: a test that fails before its shutdown leaves
+/// its keys behind).
+async fn forget(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut con) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = match redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut con)
+        .await
+    {
+        Ok(k) => k,
+        Err(_) => return,
+    };
+    for chunk in keys.chunks(500) {
+        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query_async(&mut con).await;
+    }
+}

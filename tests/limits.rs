@@ -1,0 +1,136 @@
+//! Per-account and per-connection limits: each refusal has a clear code and
+//! a message naming the setting, and the account recovers once it is back
+//! under the limit.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn rooms_per_account() {
+    let srv = start_server(json!({"maxRoomsPerAccount": 2})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let first = alice.create_joined(None).await;
+    alice.create_joined(None).await;
+    let third = alice.create(None).await;
+    let v = alice.fails("join", json!({"channelId": third}), 403).await;
+    names_setting(&v, "maxRoomsPerAccount");
+    let v = alice
+        .fails(
+            "call",
+            json!({"type": 1, "account": "bob", "requestId": "r1"}),
+            403,
+        )
+        .await;
+    names_setting(&v, "maxRoomsPerAccount");
+    // Already in the room: that is the rule's answer, not the quota's.
+    alice
+        .fails("join", json!({"channelId": first}), 10407)
+        .await;
+    // Back under the limit.
+    alice.ok("leave", json!({"channelId": first})).await;
+    alice.ok("join", json!({"channelId": third})).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn accept_with_auto_join_counts_as_joining() {
+    let srv = start_server(json!({"maxRoomsPerAccount": 1})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    bob.create_joined(None).await;
+    let room = alice.create_joined(None).await;
+    alice.invite_rings(&mut bob, &room, "r1").await;
+    let answer =
+        json!({"channelId": room, "account": "alice", "requestId": "r1", "autoJoin": true});
+    bob.fails("accept", answer, 403).await;
+    // Refused as a whole: the invitation is still there to answer.
+    bob.ok("accept", invitation(&room, "alice", "r1")).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn pending_invitations_per_account() {
+    let srv = start_server(json!({"maxPendingInvitesPerAccount": 2})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let room = alice.create_joined(None).await;
+    alice.invite_offline(&room, "bob", "r1").await;
+    alice.invite_offline(&room, "carol", "r2").await;
+    let v = alice
+        .fails("invite", invitation(&room, "dave", "r3"), 403)
+        .await;
+    names_setting(&v, "maxPendingInvitesPerAccount");
+    // A cancelled invitation no longer rings, so there is room for one more.
+    alice.ok("cancel", invitation(&room, "bob", "r1")).await;
+    alice.invite_offline(&room, "dave", "r3").await;
+    srv.shutdown().await;
+}
+
+/// A refusal whose message names the setting behind it.
+fn names_setting(v: &serde_json::Value, setting: &str) {
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(msg.contains(setting), "names {setting}: {v}");
+}
+
+/// A login refused with 416 by the limit named `setting`.
+async fn login_refused(url: &str, account: &str, device: &str, setting: &str) {
+    let c = client_for(url, account, device, json!({"reconnect": false}));
+    let (code, body) = c.client.login().await;
+    assert_eq!(code, 416, "{body}");
+    assert!(body.contains(setting), "names {setting}: {body}");
+}
+
+#[tokio::test]
+async fn devices_per_account() {
+    let srv = start_server(json!({"maxDevicesPerAccount": 2})).await;
+    let _a1 = login(srv.url(), "alice", "a1").await;
+    let a2 = login(srv.url(), "alice", "a2").await;
+    login_refused(srv.url(), "alice", "a3", "maxDevicesPerAccount").await;
+    // A device already online may log in again (it replaces itself).
+    let _a1_again = login(srv.url(), "alice", "a1").await;
+    // One leaves: there is room for the third.
+    assert_eq!(a2.client.logout().await.0, 200);
+    login(srv.url(), "alice", "a3").await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_per_ip_address() {
+    let srv = start_server(json!({"maxConnectionsPerIp": 2})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let _bob = login(srv.url(), "bob", "b1").await;
+    login_refused(srv.url(), "carol", "c1", "maxConnectionsPerIp").await;
+    // When a connection from the address closes, its place is free again.
+    assert_eq!(alice.client.logout().await.0, 200);
+    let mut admitted = false;
+    for _ in 0..50 {
+        let c = client_for(srv.url(), "carol", "c1", json!({"reconnect": false}));
+        if c.client.login().await.0 == 200 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "carol gets in once alice's connection is gone");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_per_second_per_connection() {
+    let srv = start_server(json!({"maxRequestsPerSecond": 5})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let burst = (0..30).map(|_| alice.req("sync", json!({})));
+    let replies = futures_util::future::join_all(burst).await;
+    let ok = replies.iter().filter(|(c, _)| *c == 200).count();
+    let refused: Vec<_> = replies.iter().filter(|(c, _)| *c == 416).collect();
+    assert_eq!(ok + refused.len(), 30, "only 200 or 416: {replies:?}");
+    assert!(ok >= 10, "a burst of twice the rate passes: {ok}");
+    assert!(!refused.is_empty(), "the rest is refused");
+    let msg = refused[0].1["message"].as_str().unwrap();
+    assert!(msg.contains("maxRequestsPerSecond"), "{msg}");
+    // The bucket refills: after a pause requests pass again.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    alice.ok("sync", json!({})).await;
+    srv.shutdown().await;
+}
