@@ -115,6 +115,29 @@ typedef int32_t nim_signaling_event_type;
 #endif // __cplusplus
 
 /*
+ Log levels of `nim_signaling_set_log_cb`, most severe first; a level
+ lets through its own messages and the more severe ones.
+ */
+enum nim_signaling_log_level
+#ifdef __cplusplus
+  : int32_t
+#endif // __cplusplus
+ {
+  /*
+   Nothing is logged.
+   */
+  NIM_SIGNALING_LOG_OFF = 0,
+  NIM_SIGNALING_LOG_ERROR = 1,
+  NIM_SIGNALING_LOG_WARN = 2,
+  NIM_SIGNALING_LOG_INFO = 3,
+  NIM_SIGNALING_LOG_DEBUG = 4,
+  NIM_SIGNALING_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+typedef int32_t nim_signaling_log_level;
+#endif // __cplusplus
+
+/*
  A signaling client: one account on one device. Made by
  `nim_signaling_client_new`, freed by `nim_signaling_client_free`.
  */
@@ -142,6 +165,17 @@ typedef void (*nim_signaling_result_cb)(int32_t code,
  */
 typedef void (*nim_signaling_event_cb)(const char *event_json,
                                        void *user_data);
+
+/*
+ A log line: `level` (1 error … 5 trace), `target` (the module that
+ logged, e.g. `"nim_signaling::server::session"`) and `message` (the
+ text, then its fields as ` key=value`). Both strings are owned by the
+ library and valid only until the callback returns.
+ */
+typedef void (*nim_signaling_log_cb)(int32_t level,
+                                     const char *target,
+                                     const char *message,
+                                     void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -381,6 +415,28 @@ int32_t nim_signaling_reg_channels_sync_cb(struct nim_signaling_client *client,
 int32_t nim_signaling_reg_connection_state_cb(struct nim_signaling_client *client,
                                               nim_signaling_event_cb cb,
                                               void *user_data);
+
+/*
+ Routes the library's logs to `cb` from now on: messages at `level` (an
+ `nim_signaling_log_level`) and more severe. `cb` NULL or level 0 turns
+ logging off; logging is off until this is first called, and the library
+ never writes to stdout or stderr itself.
+
+ `cb` is called on whatever thread logged (library threads, or the
+ caller's own thread during a call such as `nim_signaling_server_start`),
+ possibly from several threads at once; it should return quickly. It may
+ call other `nim_signaling_` functions, but what they log meanwhile is
+ dropped. `user_data` is passed back as is and must stay valid until a
+ later call of this function has replaced it: once that call returns,
+ the previous callback is not running and is never called again.
+
+ Returns 200; 414 for a level outside 0-5; 403 when called from inside
+ the log callback (nothing changed); 500 when the process already has
+ another global `tracing` subscriber (a Rust host's: the logs go there).
+ */
+int32_t nim_signaling_set_log_cb(int32_t level,
+                                 nim_signaling_log_cb cb,
+                                 void *user_data);
 
 /*
  Starts a signaling server inside this process.

@@ -179,6 +179,9 @@ const CALL_DEMO_LINES: &[&str] = &[
 fn call_demo() {
     let r = run(&built().join("call_demo"), &[], &[]);
     r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
+    // The demo writes only to stdout, and the library writes nothing of its
+    // own unless a log callback asks for it (nim_signaling_set_log_cb).
+    assert!(r.stderr.is_empty(), "stderr not empty\n{}", r.describe());
 }
 
 const GROUP_CALL_LINES: &[&str] = &[

@@ -7,11 +7,13 @@
 //! - `dispatch`: the callback thread pool with per-client order.
 //! - `client`: client lifecycle, requests, notification registration.
 //! - `server`: the embedded server and the version string.
+//! - `log`: the library's logs routed to a C callback.
 
 #![allow(non_camel_case_types)]
 
 pub mod client;
 pub mod dispatch;
+pub mod log;
 pub mod server;
 pub mod types;
 
