@@ -142,8 +142,18 @@ pub trait Store: Send + Sync + 'static {
     async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure>;
     /// One room by id (any state until forgotten) or by name (valid only).
     async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure>;
-    /// The valid rooms `account` is a member of.
-    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure>;
+    /// The valid rooms `account` is a member of, oldest first (ties by id,
+    /// so every store and every node lists them in one order).
+    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure> {
+        let mut rooms = self.rooms_involving(account).await?;
+        rooms.retain(|r| r.is_valid(now) && r.member(account).is_some());
+        rooms.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.channel_id.cmp(&b.channel_id))
+        });
+        Ok(rooms)
+    }
     /// The rooms (any state, until forgotten) `account` is a member of or
     /// has a pending invitation from.
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;

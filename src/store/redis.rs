@@ -730,17 +730,6 @@ impl Store for RedisStore {
         })
     }
 
-    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure> {
-        let mut rooms = self.rooms_involving(account).await?;
-        rooms.retain(|r| r.is_valid(now) && r.member(account).is_some());
-        rooms.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then(a.channel_id.cmp(&b.channel_id))
-        });
-        Ok(rooms)
-    }
-
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure> {
         let ids: Vec<String> = self
             .con()
