@@ -5,14 +5,13 @@
 
 mod common;
 
+use common::c_server::Server;
 use common::keep::keep;
 use common::proxy::FaultProxy;
 use common::{cid, WAIT};
 use nim_signaling::ffi::client::*;
 use nim_signaling::ffi::server::*;
-use nim_signaling::ffi::types::{
-    nim_signaling_client, nim_signaling_event_cb, nim_signaling_server,
-};
+use nim_signaling::ffi::types::{nim_signaling_client, nim_signaling_event_cb};
 use serde_json::{json, Value};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::net::SocketAddr;
@@ -61,33 +60,6 @@ unsafe extern "C" fn count(_code: i32, _json: *const c_char, ud: *mut c_void) {
 
 fn ud<T>(b: &T) -> *mut c_void {
     b as *const T as *mut c_void
-}
-
-struct Server(*mut nim_signaling_server);
-impl Server {
-    fn start(cfg: &str) -> Server {
-        let cfg = common::unthrottled(serde_json::from_str(cfg).unwrap()).to_string();
-        let mut s = null_mut();
-        assert_eq!(
-            unsafe { nim_signaling_server_start(cs(&cfg).as_ptr(), &mut s) },
-            200
-        );
-        assert!(!s.is_null());
-        Server(s)
-    }
-    fn url(&self) -> String {
-        unsafe {
-            CStr::from_ptr(nim_signaling_server_url(self.0))
-                .to_str()
-                .unwrap()
-                .to_string()
-        }
-    }
-}
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { nim_signaling_server_stop(self.0) }
-    }
 }
 
 fn new_client(cfg: Value) -> *mut nim_signaling_client {

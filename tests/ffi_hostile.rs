@@ -9,14 +9,14 @@
 //! The limits asserted are those of `protocol::params` (`MAX_NAME_LEN`,
 //! `MAX_EXT_LEN`) and `ffi::MAX_JSON_BYTES`.
 
-#[path = "common/keep.rs"]
-mod keep;
+mod common;
 
-use keep::keep;
+use common::c_server::Server;
+use common::keep::keep;
 use nim_signaling::ffi::client::*;
 use nim_signaling::ffi::server::*;
 use nim_signaling::ffi::types::{
-    nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb, nim_signaling_server,
+    nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb,
 };
 use nim_signaling::ffi::MAX_JSON_BYTES;
 use nim_signaling::protocol::params::{MAX_EXT_LEN, MAX_NAME_LEN};
@@ -86,31 +86,6 @@ unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) 
 }
 
 // ---------------------------------------------------------------- handles
-
-struct Server(*mut nim_signaling_server);
-
-impl Server {
-    fn start() -> Server {
-        let mut s = null_mut();
-        assert_eq!(
-            unsafe { nim_signaling_server_start(cs("{}").as_ptr(), &mut s) },
-            200
-        );
-        Server(s)
-    }
-    fn url(&self) -> String {
-        unsafe { CStr::from_ptr(nim_signaling_server_url(self.0)) }
-            .to_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { nim_signaling_server_stop(self.0) }
-    }
-}
 
 struct Client(*mut nim_signaling_client);
 
@@ -923,7 +898,7 @@ fn numbers_out_of_range() {
 /// hold control or invisible characters.
 #[test]
 fn logged_in_client_refuses_hostile_values_up_front() {
-    let srv = Server::start();
+    let srv = Server::start("{}");
     let c = Client::logged_in(&srv.url(), "hostile");
     let refused = counter();
     let name = |n: usize| "n".repeat(n);
@@ -1203,7 +1178,7 @@ fn logged_in_client_refuses_hostile_values_up_front() {
 /// (414), never a callback, never 200.
 #[test]
 fn logged_in_client_refuses_random_bytes() {
-    let srv = Server::start();
+    let srv = Server::start("{}");
     let c = Client::logged_in(&srv.url(), "fuzzed");
     let calls = counter();
     let mut rng = StdRng::seed_from_u64(0x5eed_0006);

@@ -1,6 +1,7 @@
 //! Shared test helpers: an embedded server on 127.0.0.1:0 and logged-in
 //! clients whose notifications arrive on a channel.
 #![allow(dead_code)]
+pub mod c_server;
 pub mod cluster;
 pub mod keep;
 pub mod proxy;
