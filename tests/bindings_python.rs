@@ -1,0 +1,330 @@
+//! Runs the Python binding's pytest suite (`bindings/python/tests`) against
+//! the library cargo just built (`<target>/debug/deps/libnim_signaling.so`,
+//! where this test binary is).
+//!
+//! Needs `python3` (or `$NIM_SIGNALING_PYTHON`) with the `venv` module
+//! (Debian/Ubuntu: `apt-get install python3-venv`) and PyPI reachable the
+//! first time: a venv is made in `<target>/python-venv` (reused later),
+//! pytest is installed into it, and the package is installed from a copy of
+//! `bindings/python` (so that setuptools' build/ and egg-info never land in
+//! the source tree). Without Python, venv or pip this test fails, saying
+//! which; it never passes without running the suite.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Longest pip may take for one install (downloads included).
+const PIP_LIMIT: Duration = Duration::from_secs(600);
+/// Longest the pytest suite may run (each wait inside it is at most 10 s).
+const PYTEST_LIMIT: Duration = Duration::from_secs(300);
+
+/// `<target>/debug/deps`, which holds this binary and the cdylib cargo
+/// built with it (see tests/c_examples.rs).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .expect("test binary has a directory")
+        .to_path_buf();
+    assert!(
+        dir.join("libnim_signaling.so").exists(),
+        "{} has no libnim_signaling.so (the cdylib cargo builds with the package)",
+        dir.display()
+    );
+    dir
+}
+
+/// `<target>`: the parent of `<target>/<profile>/deps`.
+fn target_dir() -> PathBuf {
+    lib_dir()
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn binding_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bindings/python")
+}
+
+struct Output {
+    ok: bool,
+    status: String,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        format!(
+            "{}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command to its end or `limit` (then kills it and panics).
+/// Panics, naming `what`, when it cannot be started.
+fn run(cmd: &mut Command, what: &str, limit: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for child") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().expect("wait for killed child");
+            panic!(
+                "{what}: {shown} still running after {limit:?}, killed ({s})\n--- stdout\n{}\n--- stderr\n{}",
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        ok: status.success(),
+        status: format!("{shown}: {status}"),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// A lock on `<target>/python-venv.lock` (a directory: made atomically)
+/// so that concurrent `cargo test` runs do not install into the venv at
+/// once. A lock older than the longest install is taken as stale.
+struct VenvLock(PathBuf);
+
+impl VenvLock {
+    fn take(path: PathBuf) -> VenvLock {
+        let stale = PIP_LIMIT * 2 + PYTEST_LIMIT;
+        let give_up = Instant::now() + stale + Duration::from_secs(60);
+        loop {
+            match fs::create_dir(&path) {
+                Ok(()) => return VenvLock(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok());
+                    if age.is_some_and(|a| a > stale) {
+                        let _ = fs::remove_dir(&path);
+                        continue;
+                    }
+                    assert!(
+                        Instant::now() < give_up,
+                        "{} held for too long",
+                        path.display()
+                    );
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("cannot make {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for VenvLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// The venv's python, making the venv first if it is missing or broken.
+fn venv_python(venv: &Path) -> PathBuf {
+    let py = venv.join("bin/python");
+    if py.exists()
+        && run(
+            Command::new(&py).args(["-c", "import sys, pip"]),
+            "check the venv",
+            Duration::from_secs(60),
+        )
+        .ok
+    {
+        return py;
+    }
+    let _ = fs::remove_dir_all(venv);
+    let base = std::env::var("NIM_SIGNALING_PYTHON").unwrap_or_else(|_| "python3".into());
+    let made = run(
+        Command::new(&base).arg("-m").arg("venv").arg(venv),
+        "create the Python venv (is python3 installed? python3-venv on Debian/Ubuntu)",
+        Duration::from_secs(120),
+    );
+    assert!(
+        made.ok && py.exists(),
+        "`{base} -m venv {}` failed: Python with the venv module (and ensurepip) is needed \
+         (Debian/Ubuntu: apt-get install python3-venv)\n{}",
+        venv.display(),
+        made.describe()
+    );
+    py
+}
+
+fn pip(py: &Path, args: &[&str], what: &str) {
+    let out = run(
+        Command::new(py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(args),
+        what,
+        PIP_LIMIT,
+    );
+    assert!(
+        out.ok,
+        "{what} failed (pip needs PyPI, or a local index, for pytest and setuptools)\n{}",
+        out.describe()
+    );
+}
+
+/// Copies what pip needs to build the package (pyproject.toml, README.md,
+/// src/) into `to`, fresh.
+fn copy_package(to: &Path) {
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+        for entry in fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display())) {
+            let entry = entry.expect("dir entry");
+            let name = entry.file_name();
+            if name == "__pycache__" || name.to_string_lossy().ends_with(".egg-info") {
+                continue;
+            }
+            let (src, dst) = (entry.path(), to.join(&name));
+            if entry.file_type().expect("file type").is_dir() {
+                copy_tree(&src, &dst);
+            } else {
+                fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to).expect("mkdir package copy");
+    let from = binding_dir();
+    for f in ["pyproject.toml", "README.md"] {
+        fs::copy(from.join(f), to.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    copy_tree(&from.join("src"), &to.join("src"));
+}
+
+/// How many `def test_` functions the suite has: all of them must pass.
+fn test_count() -> usize {
+    let dir = binding_dir().join("tests");
+    fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("test_"))
+                && p.extension().is_some_and(|x| x == "py")
+        })
+        .map(|p| {
+            fs::read_to_string(&p)
+                .expect("read test file")
+                .lines()
+                .filter(|l| l.starts_with("def test_") || l.starts_with("async def test_"))
+                .count()
+        })
+        .sum()
+}
+
+/// The N of pytest's "N passed" summary, and whether the summary names
+/// anything else (failed, error, skipped, xfailed...).
+fn summary(stdout: &str) -> Option<(usize, bool)> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed") || l.contains(" failed") || l.contains(" error"))?;
+    let words: Vec<&str> = line
+        .split(|c: char| c == ',' || c.is_whitespace() || c == '=')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut passed = None;
+    let mut other = false;
+    for pair in words.windows(2) {
+        if let Ok(n) = pair[0].parse::<usize>() {
+            if pair[1] == "passed" {
+                passed = Some(n);
+            } else if n > 0 && !pair[1].starts_with("warning") {
+                other = true;
+            }
+        }
+    }
+    passed.map(|n| (n, other))
+}
+
+#[test]
+fn python_binding_pytest() {
+    let lib = lib_dir().join("libnim_signaling.so");
+    let target = target_dir();
+    let _lock = VenvLock::take(target.join("python-venv.lock"));
+
+    let venv = target.join("python-venv");
+    let py = venv_python(&venv);
+    let has_pytest = run(
+        Command::new(&py).args(["-c", "import pytest"]),
+        "look for pytest",
+        Duration::from_secs(60),
+    )
+    .ok;
+    if !has_pytest {
+        pip(&py, &["pytest"], "pip install pytest");
+    }
+    let copy = target.join("python-binding-src");
+    copy_package(&copy);
+    pip(
+        &py,
+        &[
+            "--force-reinstall",
+            "--no-deps",
+            copy.to_str().expect("UTF-8 path"),
+        ],
+        "pip install bindings/python",
+    );
+
+    let tests = binding_dir().join("tests");
+    let out = run(
+        Command::new(&py)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg(&tests)
+            .current_dir(&target)
+            .env("NIM_SIGNALING_LIB", &lib)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("PYTHONPATH"),
+        "pytest",
+        PYTEST_LIMIT,
+    );
+    assert!(out.ok, "pytest failed\n{}", out.describe());
+    let (passed, other) = summary(&out.stdout)
+        .unwrap_or_else(|| panic!("no \"N passed\" in pytest's output\n{}", out.describe()));
+    let wanted = test_count();
+    assert!(
+        passed > 0 && passed == wanted && !other,
+        "{passed} passed, {wanted} test functions in {}\n{}",
+        tests.display(),
+        out.describe()
+    );
+    eprintln!("python binding: {passed} passed");
+}
