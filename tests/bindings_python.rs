@@ -10,10 +10,13 @@
 //! the source tree). Without Python, venv or pip this test fails, saying
 //! which; it never passes without running the suite.
 
+#[path = "common/child.rs"]
+mod child;
+
+use child::run;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,65 +52,6 @@ fn target_dir() -> PathBuf {
 
 fn binding_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bindings/python")
-}
-
-struct Output {
-    ok: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self) -> String {
-        format!(
-            "{}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a command to its end or `limit` (then kills it and panics).
-/// Panics, naming `what`, when it cannot be started.
-fn run(cmd: &mut Command, what: &str, limit: Duration) -> Output {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for child") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let s = child.wait().expect("wait for killed child");
-            panic!(
-                "{what}: {shown} still running after {limit:?}, killed ({s})\n--- stdout\n{}\n--- stderr\n{}",
-                out.join().unwrap(),
-                err.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        ok: status.success(),
-        status: format!("{shown}: {status}"),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
 }
 
 /// A lock on `<target>/python-venv.lock` (a directory: made atomically)
@@ -159,7 +103,8 @@ fn venv_python(venv: &Path) -> PathBuf {
             "check the venv",
             Duration::from_secs(60),
         )
-        .ok
+        .status
+        .success()
     {
         return py;
     }
@@ -171,7 +116,7 @@ fn venv_python(venv: &Path) -> PathBuf {
         Duration::from_secs(120),
     );
     assert!(
-        made.ok && py.exists(),
+        made.status.success() && py.exists(),
         "`{base} -m venv {}` failed: Python with the venv module (and ensurepip) is needed \
          (Debian/Ubuntu: apt-get install python3-venv)\n{}",
         venv.display(),
@@ -195,7 +140,7 @@ fn pip(py: &Path, args: &[&str], what: &str) {
         PIP_LIMIT,
     );
     assert!(
-        out.ok,
+        out.status.success(),
         "{what} failed (pip needs PyPI, or a local index, for pytest and setuptools)\n{}",
         out.describe()
     );
@@ -288,7 +233,8 @@ fn python_binding_pytest() {
         "look for pytest",
         Duration::from_secs(60),
     )
-    .ok;
+    .status
+    .success();
     if !has_pytest {
         pip(&py, &["pytest"], "pip install pytest");
     }
@@ -316,7 +262,7 @@ fn python_binding_pytest() {
         "pytest",
         PYTEST_LIMIT,
     );
-    assert!(out.ok, "pytest failed\n{}", out.describe());
+    assert!(out.status.success(), "pytest failed\n{}", out.describe());
     let (passed, other) = summary(&out.stdout)
         .unwrap_or_else(|| panic!("no \"N passed\" in pytest's output\n{}", out.describe()));
     let wanted = test_count();

@@ -9,12 +9,18 @@
 //! findings fatal) and LeakSanitizer (`NIM_SIGNALING_ASAN=0` skips that,
 //! for compilers without ASan).
 
-use std::io::Read;
+#[path = "common/call_demo.rs"]
+mod call_demo;
+#[path = "common/child.rs"]
+mod child;
+
+use call_demo::CALL_DEMO_LINES;
+
+use child::Run;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest any example may run: each of its steps gives up after 10 s.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -81,99 +87,12 @@ fn built() -> &'static Path {
     })
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit status {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    fn assert_lines(&self, wanted: &[&str]) {
-        for w in wanted {
-            assert!(
-                self.stdout.lines().any(|l| l.contains(w)),
-                "no line with {w:?}\n{}",
-                self.describe()
-            );
-        }
-    }
-
-    /// Exit 0, every wanted line printed, and `last` as the final line.
-    fn assert_passed(&self, wanted: &[&str], last: &str) {
-        assert!(self.status.success(), "{}", self.describe());
-        self.assert_lines(wanted);
-        assert_eq!(
-            self.stdout.lines().last(),
-            Some(last),
-            "{}",
-            self.describe()
-        );
-    }
-}
-
-/// Runs a built example, killing it after RUN_LIMIT (a hang is a failure,
-/// not a stuck test run).
+/// Runs a built example, killing it after RUN_LIMIT.
 fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(exe)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for example") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let s = child.wait().expect("wait for killed example");
-            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-            panic!(
-                "{} still running after {RUN_LIMIT:?}, killed ({s})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-                exe.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    let mut cmd = Command::new(exe);
+    cmd.args(args).envs(env.iter().copied());
+    child::run(&mut cmd, "example", RUN_LIMIT)
 }
-
-const CALL_DEMO_LINES: &[&str] = &[
-    "[alice] login -> 200",
-    "[bob] login -> 200",
-    "[alice] call -> 200",
-    "[bob] event INVITE",
-    "[bob] accept -> 200",
-    "[alice] event ACCEPT",
-    "[alice] event ROOM_JOIN",
-    "[alice] control -> 200",
-    "[bob] event CONTROL",
-    "[alice] close -> 200",
-    "[bob] event ROOM_CLOSE",
-];
 
 #[test]
 fn call_demo() {

@@ -1,0 +1,91 @@
+#![allow(dead_code)] // each test binary uses part of it
+//! Runs a program the tests built or need (an example, make, cmake, pip,
+//! pytest, node) to its end, with a time limit: a hang is a failure, not a
+//! stuck test run. Its stdout and stderr are read as it runs.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub struct Run {
+    /// The command line, for messages.
+    pub shown: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: exit status {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.shown, self.status, self.stdout, self.stderr
+        )
+    }
+
+    pub fn assert_lines(&self, wanted: &[&str]) {
+        for w in wanted {
+            assert!(
+                self.stdout.lines().any(|l| l.contains(w)),
+                "no line with {w:?}\n{}",
+                self.describe()
+            );
+        }
+    }
+
+    /// Exit 0, every wanted line printed, and `last` as the final line.
+    pub fn assert_passed(&self, wanted: &[&str], last: &str) {
+        assert!(self.status.success(), "{}", self.describe());
+        self.assert_lines(wanted);
+        assert_eq!(
+            self.stdout.lines().last(),
+            Some(last),
+            "{}",
+            self.describe()
+        );
+    }
+}
+
+/// Runs `cmd` (stdin closed) to its end; past `limit` kills it and panics.
+/// Panics, naming `what`, when it cannot be started.
+pub fn run(cmd: &mut Command, what: &str, limit: Duration) -> Run {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for child") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().expect("wait for killed child");
+            panic!(
+                "{what}: {shown} still running after {limit:?}, killed ({s})\n--- stdout\n{}\n--- stderr\n{}",
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        shown,
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}

@@ -1,0 +1,461 @@
+//! The library as a C or C++ developer gets it: `scripts/install.sh` into a
+//! prefix, then the examples built against that installed copy with the
+//! Makefile's pkg-config mode and with CMake (`find_package(NimSignaling)`),
+//! and the C++17 wrapper `include/nim_signaling.hpp` under ASan + UBSan and
+//! without exceptions.
+//!
+//! Installs the library cargo just built (`<target>/debug/deps`, where this
+//! test binary is) into `<target>/debug/packaging/prefix`; everything else
+//! goes under `<target>/debug/packaging/` too. Needs make, cc, c++,
+//! pkg-config and cmake; a missing cmake fails the CMake test, saying so.
+//! `NIM_SIGNALING_ASAN=0` skips the sanitizer build (as in c_examples.rs).
+
+#[path = "common/call_demo.rs"]
+mod call_demo;
+#[path = "common/child.rs"]
+mod child;
+
+use call_demo::CALL_DEMO_LINES;
+
+use child::Run;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Longest an example may run: each of its steps gives up after 10 s.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `<target>/debug/deps`: the directory of this test binary, where cargo
+/// builds libnim_signaling.so and libnim_signaling.a with the package.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .expect("test binary has a directory")
+        .to_path_buf();
+    for lib in ["libnim_signaling.so", "libnim_signaling.a"] {
+        assert!(
+            dir.join(lib).exists(),
+            "{} has no {lib} (cargo builds it with the package)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `<target>/debug/packaging`, emptied once per run of this binary.
+fn work_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = lib_dir()
+            .parent()
+            .expect("<target>/<profile>/deps")
+            .join("packaging");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the packaging work dir");
+        dir
+    })
+}
+
+fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a build or setup command to completion; panics with its output on
+/// failure, returns its stdout otherwise.
+fn check(what: &str, cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(out.status.success(), "{}", describe(what, &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `scripts/install.sh --prefix <work>/prefix --libdir-from <deps>`, once.
+fn installed() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let prefix = work_dir().join("prefix");
+        let out = check(
+            "scripts/install.sh",
+            Command::new("bash")
+                .arg(repo().join("scripts/install.sh"))
+                .arg("--prefix")
+                .arg(&prefix)
+                .arg("--libdir-from")
+                .arg(lib_dir()),
+        );
+        assert!(
+            out.contains(&format!(
+                "nim-signaling {VERSION} installed in {}",
+                prefix.display()
+            )),
+            "install.sh did not say where it installed:\n{out}"
+        );
+        prefix
+    })
+}
+
+fn pkg_config(args: &[&str]) -> String {
+    let pc = installed().join("lib/pkgconfig");
+    check(
+        "pkg-config",
+        Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", &pc)
+            .args(args)
+            .arg("nim-signaling"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// `make -C examples-c USE_PKG_CONFIG=1 ...` against the installed copy;
+/// returns make's stdout (the command lines it ran).
+fn make_pkg_config(build: &Path, extra: &[&str], goal: &str) -> String {
+    check(
+        "make (pkg-config mode)",
+        Command::new("make")
+            .arg("-C")
+            .arg(repo().join("examples-c"))
+            .arg("USE_PKG_CONFIG=1")
+            .arg(format!(
+                "PKG_CONFIG_PATH={}",
+                installed().join("lib/pkgconfig").display()
+            ))
+            .arg(format!("BUILD={}", build.display()))
+            .args(extra)
+            .arg(goal),
+    )
+}
+
+/// Runs a built example as a user would: without the LD_LIBRARY_PATH cargo
+/// sets for tests (it names `<target>/debug`, and would win over the
+/// binary's rpath to the prefix). A hang past RUN_LIMIT is killed and fails.
+fn run(exe: &Path, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("LD_LIBRARY_PATH").envs(env.iter().copied());
+    child::run(&mut cmd, "example", RUN_LIMIT)
+}
+
+/// What only the C++ demo prints: the wrapper's answer to a request that
+/// cannot start (not logged in), both ways, without throwing.
+const CPP_LINES: &[&str] = &[
+    "[alice] call before login -> 415 {\"code\":415,\"message\":",
+    "[alice] call before login (callback) -> 415",
+];
+
+fn assert_call_demo_c(r: &Run) {
+    r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
+}
+
+fn assert_call_demo_cpp(r: &Run) {
+    r.assert_passed(CALL_DEMO_LINES, "call demo (C++): OK");
+    r.assert_passed(CPP_LINES, "call demo (C++): OK");
+}
+
+/// The binary loads libnim_signaling.so from the prefix, not from the tree.
+fn assert_uses_installed_lib(exe: &Path) {
+    let ldd = check(
+        "ldd",
+        Command::new("ldd").env_remove("LD_LIBRARY_PATH").arg(exe),
+    );
+    let want = installed().join("lib/libnim_signaling.so");
+    assert!(
+        ldd.lines()
+            .any(|l| l.contains("libnim_signaling.so => ") && l.contains(&*want.to_string_lossy())),
+        "{} does not load {}:\n{ldd}",
+        exe.display(),
+        want.display()
+    );
+}
+
+#[test]
+fn install_lays_out_the_prefix() {
+    let prefix = installed();
+    for (installed_file, source) in [
+        (
+            "include/nim_signaling.h",
+            repo().join("include/nim_signaling.h"),
+        ),
+        (
+            "include/nim_signaling.hpp",
+            repo().join("include/nim_signaling.hpp"),
+        ),
+        (
+            "lib/libnim_signaling.so",
+            lib_dir().join("libnim_signaling.so"),
+        ),
+        (
+            "lib/libnim_signaling.a",
+            lib_dir().join("libnim_signaling.a"),
+        ),
+    ] {
+        let got = std::fs::read(prefix.join(installed_file))
+            .unwrap_or_else(|e| panic!("{installed_file} not installed: {e}"));
+        let want = std::fs::read(&source).expect("read the source file");
+        assert!(
+            got == want,
+            "{installed_file} differs from {}",
+            source.display()
+        );
+    }
+
+    assert_eq!(pkg_config(&["--modversion"]), VERSION);
+    assert_eq!(
+        pkg_config(&["--cflags"]),
+        format!("-I{}/include", prefix.display())
+    );
+    assert_eq!(
+        pkg_config(&["--libs"]),
+        format!("-L{}/lib -lnim_signaling", prefix.display())
+    );
+    let static_libs = pkg_config(&["--static", "--libs"]);
+    for flag in ["-lnim_signaling", "-lpthread", "-ldl", "-lm"] {
+        assert!(
+            static_libs.split_whitespace().any(|f| f == flag),
+            "no {flag} in `pkg-config --static --libs`: {static_libs}"
+        );
+    }
+
+    let cmake_dir = prefix.join("lib/cmake/NimSignaling");
+    let config = std::fs::read_to_string(cmake_dir.join("NimSignalingConfig.cmake"))
+        .expect("NimSignalingConfig.cmake installed");
+    for target in [
+        "NimSignaling::nim_signaling",
+        "NimSignaling::nim_signaling_static",
+    ] {
+        assert!(
+            config.contains(target),
+            "no {target} in NimSignalingConfig.cmake"
+        );
+    }
+    let version = std::fs::read_to_string(cmake_dir.join("NimSignalingConfigVersion.cmake"))
+        .expect("NimSignalingConfigVersion.cmake installed");
+    assert!(
+        version.contains(&format!("set(PACKAGE_VERSION \"{VERSION}\")")),
+        "NimSignalingConfigVersion.cmake does not say {VERSION}:\n{version}"
+    );
+    for f in [&config, &version] {
+        assert!(!f.contains('@'), "a template placeholder left:\n{f}");
+    }
+}
+
+#[test]
+fn install_without_a_built_library_fails_and_says_so() {
+    let empty = work_dir().join("no-library");
+    std::fs::create_dir_all(&empty).unwrap();
+    let prefix = work_dir().join("prefix-never");
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--libdir-from")
+        .arg(&empty)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install.sh");
+    assert!(!out.status.success(), "{}", describe("install.sh", &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("libnim_signaling.so not found"),
+        "{}",
+        describe("install.sh", &out)
+    );
+    assert!(
+        !prefix.exists(),
+        "install.sh created {} anyway",
+        prefix.display()
+    );
+
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/install.sh"))
+        .arg("--no-such-option")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install.sh");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        describe("install.sh", &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("usage: "),
+        "{}",
+        describe("install.sh", &out)
+    );
+}
+
+/// `make USE_PKG_CONFIG=1`: header and library from the prefix only.
+#[test]
+fn make_with_pkg_config_builds_and_runs_the_demos() {
+    let build = work_dir().join("make-pkg-config");
+    let log = make_pkg_config(&build, &[], "all");
+    let include = format!("-I{}/include", installed().display());
+    assert!(log.contains(&include), "make did not use {include}:\n{log}");
+    assert!(
+        !log.contains("-I../include") && !log.contains(&*lib_dir().to_string_lossy()),
+        "make used the source tree:\n{log}"
+    );
+
+    for exe in ["call_demo", "call_demo_cpp"] {
+        assert_uses_installed_lib(&build.join(exe));
+    }
+    assert_call_demo_c(&run(&build.join("call_demo"), &[]));
+    let r = run(&build.join("call_demo_cpp"), &[]);
+    assert_call_demo_cpp(&r);
+    assert!(r.stderr.is_empty(), "stderr not empty\n{}", r.describe());
+}
+
+/// `find_package(NimSignaling)` in examples-c/CMakeLists.txt.
+#[test]
+fn cmake_find_package_builds_and_runs_the_demos() {
+    if Command::new("cmake").arg("--version").output().is_err() {
+        panic!("cmake not found (apt-get install cmake)");
+    }
+    let build = work_dir().join("cmake-build");
+    check(
+        "cmake configure",
+        Command::new("cmake")
+            .arg("-S")
+            .arg(repo().join("examples-c"))
+            .arg("-B")
+            .arg(&build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", installed().display()))
+            .arg("-DCMAKE_BUILD_TYPE=Debug"),
+    );
+    check(
+        "cmake --build",
+        Command::new("cmake").arg("--build").arg(&build).arg("-j2"),
+    );
+
+    assert_uses_installed_lib(&build.join("call_demo_cpp"));
+    assert_call_demo_cpp(&run(&build.join("call_demo_cpp"), &[]));
+    assert_uses_installed_lib(&build.join("call_demo"));
+    assert_call_demo_c(&run(&build.join("call_demo"), &[]));
+    // NimSignaling::nim_signaling_static: no libnim_signaling.so at run time.
+    let ldd = check(
+        "ldd",
+        Command::new("ldd").arg(build.join("call_demo_static")),
+    );
+    assert!(
+        !ldd.contains("libnim_signaling"),
+        "call_demo_static loads it:\n{ldd}"
+    );
+    assert_call_demo_c(&run(&build.join("call_demo_static"), &[]));
+}
+
+/// call_demo_cpp with -fsanitize=address,undefined (UBSan fatal) and leak
+/// detection, against the installed copy.
+#[test]
+fn call_demo_cpp_asan() {
+    if std::env::var("NIM_SIGNALING_ASAN").as_deref() == Ok("0") {
+        eprintln!("skipped: NIM_SIGNALING_ASAN=0");
+        return;
+    }
+    let build = work_dir().join("make-pkg-config-san");
+    let exe = build.join("call_demo_cpp");
+    let log = make_pkg_config(
+        &build,
+        &["SANITIZE=address,undefined"],
+        &exe.to_string_lossy(),
+    );
+    assert!(
+        log.contains("-fsanitize=address,undefined"),
+        "not a sanitizer build:\n{log}"
+    );
+    let r = run(
+        &exe,
+        &[
+            ("ASAN_OPTIONS", "detect_leaks=1"),
+            ("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
+        ],
+    );
+    for bad in ["ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"] {
+        assert!(!r.stderr.contains(bad), "{bad} reported\n{}", r.describe());
+    }
+    assert_call_demo_cpp(&r);
+}
+
+/// The wrapper with -fno-exceptions -fno-rtti: the whole demo (futures
+/// included) builds and runs, and the callback-only form
+/// (NIM_SIGNALING_HPP_NO_FUTURES) compiles.
+#[test]
+fn wrapper_works_without_exceptions() {
+    let prefix = installed();
+    let dir = work_dir().join("no-exceptions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cxx = |args: &[&str]| {
+        check(
+            "c++ -fno-exceptions",
+            Command::new("c++")
+                .args([
+                    "-std=c++17",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    "-pedantic",
+                    "-fno-exceptions",
+                    "-fno-rtti",
+                ])
+                .arg(format!("-I{}/include", prefix.display()))
+                .args(args),
+        )
+    };
+
+    let exe = dir.join("call_demo_cpp");
+    let lib = format!("{}/lib", prefix.display());
+    cxx(&[
+        "-o",
+        &exe.to_string_lossy(),
+        &repo().join("examples-c/call_demo.cpp").to_string_lossy(),
+        &format!("-L{lib}"),
+        &format!("-Wl,-rpath,{lib}"),
+        "-lnim_signaling",
+        "-lpthread",
+    ]);
+    assert_call_demo_cpp(&run(&exe, &[]));
+
+    let src = dir.join("callbacks_only.cpp");
+    std::fs::write(
+        &src,
+        r#"#define NIM_SIGNALING_HPP_NO_FUTURES
+#include "nim_signaling.hpp"
+#ifdef _GLIBCXX_FUTURE
+#error "<future> included despite NIM_SIGNALING_HPP_NO_FUTURES"
+#endif
+int main()
+{
+    nim_signaling::Client c; // empty: every request answers 414
+    int32_t rc = c.login([](int, std::string) {});
+    rc += c.sync("{}", nullptr);
+    rc += c.on_online([](std::string) {});
+    return rc == 3 * NIM_SIGNALING_INVALID_PARAM ? 0 : 1;
+}
+"#,
+    )
+    .unwrap();
+    let small = dir.join("callbacks_only");
+    cxx(&[
+        "-o",
+        &small.to_string_lossy(),
+        &src.to_string_lossy(),
+        &format!("-L{lib}"),
+        &format!("-Wl,-rpath,{lib}"),
+        "-lnim_signaling",
+    ]);
+    let r = run(&small, &[]);
+    assert!(r.status.success(), "{}", r.describe());
+}
