@@ -10,9 +10,12 @@
 //! the source tree). Without Python, venv or pip this test fails, saying
 //! which; it never passes without running the suite.
 
+#[path = "common/built.rs"]
+mod built;
 #[path = "common/child.rs"]
 mod child;
 
+use built::lib_dir;
 use child::run;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,22 +27,6 @@ use std::time::{Duration, Instant, SystemTime};
 const PIP_LIMIT: Duration = Duration::from_secs(600);
 /// Longest the pytest suite may run (each wait inside it is at most 10 s).
 const PYTEST_LIMIT: Duration = Duration::from_secs(300);
-
-/// `<target>/debug/deps`, which holds this binary and the cdylib cargo
-/// built with it (see tests/c_examples.rs).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .expect("test binary has a directory")
-        .to_path_buf();
-    assert!(
-        dir.join("libnim_signaling.so").exists(),
-        "{} has no libnim_signaling.so (the cdylib cargo builds with the package)",
-        dir.display()
-    );
-    dir
-}
 
 /// `<target>`: the parent of `<target>/<profile>/deps`.
 fn target_dir() -> PathBuf {

@@ -9,11 +9,14 @@
 //! findings fatal) and LeakSanitizer (`NIM_SIGNALING_ASAN=0` skips that,
 //! for compilers without ASan).
 
+#[path = "common/built.rs"]
+mod built;
 #[path = "common/call_demo.rs"]
 mod call_demo;
 #[path = "common/child.rs"]
 mod child;
 
+use built::{lib_dir, profile_dir};
 use call_demo::CALL_DEMO_LINES;
 
 use child::Run;
@@ -24,33 +27,6 @@ use std::time::Duration;
 
 /// Longest any example may run: each of its steps gives up after 10 s.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The directory holding the library this test was built with:
-/// `<target>/debug/deps`, where the test binary itself is
-/// (`<target>/debug/deps/c_examples-*`). `cargo test` compiles the cdylib
-/// there with the rlib, but only `cargo build` copies it up to
-/// `<target>/debug`, where it may therefore be missing or stale.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .expect("test binary has a directory")
-        .to_path_buf();
-    assert!(
-        dir.join("libnim_signaling.so").exists(),
-        "{} has no libnim_signaling.so (the cdylib cargo builds with the package)",
-        dir.display()
-    );
-    dir
-}
-
-/// `<target>/debug`, for the examples' build directories.
-fn profile_dir() -> PathBuf {
-    lib_dir()
-        .parent()
-        .expect("<target>/<profile>/deps")
-        .to_path_buf()
-}
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples-c")

@@ -10,11 +10,14 @@
 //! pkg-config and cmake; a missing cmake fails the CMake test, saying so.
 //! `NIM_SIGNALING_ASAN=0` skips the sanitizer build (as in c_examples.rs).
 
+#[path = "common/built.rs"]
+mod built;
 #[path = "common/call_demo.rs"]
 mod call_demo;
 #[path = "common/child.rs"]
 mod child;
 
+use built::lib_dir;
 use call_demo::CALL_DEMO_LINES;
 
 use child::Run;
@@ -27,24 +30,6 @@ use std::time::Duration;
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// `<target>/debug/deps`: the directory of this test binary, where cargo
-/// builds libnim_signaling.so and libnim_signaling.a with the package.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .expect("test binary has a directory")
-        .to_path_buf();
-    for lib in ["libnim_signaling.so", "libnim_signaling.a"] {
-        assert!(
-            dir.join(lib).exists(),
-            "{} has no {lib} (cargo builds it with the package)",
-            dir.display()
-        );
-    }
-    dir
-}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
