@@ -235,12 +235,7 @@ impl Store for MemoryStore {
         entry: NewEntry,
         now: i64,
     ) -> Result<Arc<LogEntry>, Failure> {
-        let encoded: Arc<str> = match &entry.body {
-            super::LogBody::Event(e) => serde_json::to_string(e),
-            super::LogBody::Members(m) => serde_json::to_string(m),
-        }
-        .map_err(|e| Failure::new(crate::protocol::codes::INTERNAL, e.to_string()))?
-        .into();
+        let encoded: Arc<str> = entry.body.encode()?.into();
         let mut log = self.logs.entry(account.to_string()).or_default();
         let offline = entry.offline_enabled && !self.online(account);
         log.head += 1;

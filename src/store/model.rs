@@ -175,6 +175,16 @@ pub enum LogBody {
 }
 
 impl LogBody {
+    /// The JSON a session sends for this entry (the stores keep it encoded
+    /// from the append on).
+    pub fn encode(&self) -> Result<String, crate::protocol::Failure> {
+        match self {
+            LogBody::Event(e) => serde_json::to_string(e),
+            LogBody::Members(m) => serde_json::to_string(m),
+        }
+        .map_err(|e| crate::protocol::Failure::new(crate::protocol::codes::INTERNAL, e.to_string()))
+    }
+
     pub fn channel_id(&self) -> &str {
         match self {
             LogBody::Event(e) => &e.channel_info.channel_id,

@@ -838,11 +838,7 @@ impl Store for RedisStore {
         entry: NewEntry,
         now: i64,
     ) -> Result<Arc<LogEntry>, Failure> {
-        let encoded = match &entry.body {
-            LogBody::Event(e) => serde_json::to_string(e),
-            LogBody::Members(m) => serde_json::to_string(m),
-        }
-        .map_err(|e| Failure::new(INTERNAL, e.to_string()))?;
+        let encoded = entry.body.encode()?;
         let tail = |b| {
             tail_json(&StoredTail {
                 k: entry.kind,
