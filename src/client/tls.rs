@@ -37,26 +37,42 @@ impl std::fmt::Debug for CaRoots {
 impl CaRoots {
     /// Reads a PEM file of one or more CA certificates.
     pub(crate) fn load(path: &str) -> Result<CaRoots, Failure> {
-        let bad = |what: String| Failure::new(INVALID_PARAM, format!("client config: {what}"));
-        let pem =
-            std::fs::read(path).map_err(|e| bad(format!("cannot read caFile {path}: {e}")))?;
-        let certs = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("caFile {path} is not valid PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(bad(format!(
-                "no certificate (BEGIN CERTIFICATE) in caFile {path}"
-            )));
-        }
-        let mut roots = RootCertStore::empty();
-        for cert in &certs {
-            roots
-                .add(cert.clone())
-                .map_err(|e| bad(format!("caFile {path}: unusable certificate: {e}")))?;
-        }
-        let config = config_with(roots).map_err(|e| bad(format!("caFile {path}: {e}")))?;
+        let (certs, config) = read_ca_file(std::path::Path::new(path))
+            .map_err(|what| Failure::new(INVALID_PARAM, format!("client config: {what}")))?;
         Ok(CaRoots { certs, config })
     }
+}
+
+/// The certificates of a PEM file of CA certificates, and a client config
+/// trusting only them; Err says what is wrong with the file.
+fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<(Vec<CertificateDer<'static>>, Arc<rustls::ClientConfig>), String> {
+    let path = path.display();
+    let pem =
+        std::fs::read(path.to_string()).map_err(|e| format!("cannot read caFile {path}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("caFile {path} is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate (BEGIN CERTIFICATE) in caFile {path}"
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in &certs {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("caFile {path}: unusable certificate: {e}"))?;
+    }
+    let config = config_with(roots).map_err(|e| format!("caFile {path}: {e}"))?;
+    Ok((certs, config))
+}
+
+/// A client config trusting the CA certificates of a PEM file (the
+/// server's webhook and push-gateway POSTs).
+pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    read_ca_file(path).map(|(_, config)| config)
 }
 
 /// A rustls client config trusting `roots`. The ring provider is named
@@ -73,7 +89,7 @@ fn config_with(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, rustls
 
 /// The system's roots, loaded once per process on the first `wss://`
 /// connect without a caFile (reading them costs a directory scan).
-fn system_roots() -> Result<Arc<rustls::ClientConfig>, Failure> {
+pub(crate) fn system_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
     static SYSTEM: OnceCell<Arc<rustls::ClientConfig>> = OnceCell::new();
     SYSTEM
         .get_or_try_init(|| {
@@ -101,7 +117,7 @@ pub(crate) fn connector(url: &str, ca: Option<&CaRoots>) -> Result<Connector, Fa
     }
     Ok(Connector::Rustls(match ca {
         Some(ca) => ca.config.clone(),
-        None => system_roots()?,
+        None => system_config()?,
     }))
 }
 

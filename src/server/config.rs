@@ -34,6 +34,103 @@ fn default_prefix() -> String {
     DEFAULT_REDIS_PREFIX.into()
 }
 
+/// Where webhooks go and how they are retried (see docs/WEBHOOKS.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Receivers; each gets every event (of `events`), in order per room.
+    pub urls: Vec<String>,
+    /// Signs each POST (the `X-Nim-Signature` header).
+    pub secret: String,
+    /// The event names to send; empty: all of them.
+    pub events: Vec<String>,
+    /// Events waiting per receiver at most; beyond it new ones are dropped
+    /// (and counted).
+    pub queue_size: usize,
+    /// Time allowed for one POST.
+    pub timeout_ms: u64,
+    /// Tries of one event before it is dropped (and counted).
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub retry_base_ms: u64,
+    /// No retry waits longer than this.
+    pub retry_max_ms: u64,
+    /// PEM CA certificates verifying `https://` receivers (absent: the
+    /// system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            urls: Vec::new(),
+            secret: String::new(),
+            events: Vec::new(),
+            queue_size: 10_000,
+            timeout_ms: 5_000,
+            max_attempts: 8,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            ca_file: None,
+        }
+    }
+}
+
+/// The push gateway that rings offline invitees (see docs/PUSH.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Where pushes are POSTed.
+    pub url: String,
+    /// Signs each POST (the `X-Nim-Signature` header); absent: unsigned.
+    pub secret: Option<String>,
+    /// Time allowed for the gateway's answer; no answer counts as refused.
+    pub timeout_ms: u64,
+    /// PEM CA certificates verifying an `https://` gateway.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            url: String::new(),
+            secret: None,
+            timeout_ms: 3_000,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    /// One human-readable line per record.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The standalone binary's logs (a library logs through
+/// `nim_signaling_set_log_cb` instead).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// Levels by module, `tracing` filter syntax:
+    /// `"info,nim_signaling::server::session=debug"`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -74,6 +171,16 @@ pub struct ServerConfig {
     /// Terminate TLS (clients connect with `wss://`); absent: plain `ws://`.
     /// The files are read by `start`, which fails naming a bad one.
     pub tls: Option<TlsConfig>,
+    /// Where the admin HTTP API is served (docs/ADMIN.md); absent: not
+    /// served. Needs `admin_token`.
+    pub admin_listen: Option<String>,
+    /// The bearer token every admin request must carry.
+    pub admin_token: Option<String>,
+    /// Absent: no webhooks.
+    pub webhooks: Option<WebhooksConfig>,
+    /// Absent: no push gateway (offline invitees wanting a push get 10202).
+    pub push: Option<PushConfig>,
+    pub logging: LoggingConfig,
 }
 
 impl Default for ServerConfig {
@@ -100,12 +207,29 @@ impl Default for ServerConfig {
             max_requests_per_second: 100,
             metrics_listen: None,
             tls: None,
+            admin_listen: None,
+            admin_token: None,
+            webhooks: None,
+            push: None,
+            logging: LoggingConfig::default(),
         }
     }
 }
 
 fn bad(msg: String) -> Failure {
     Failure::new(INVALID_PARAM, msg)
+}
+
+/// Refuses the first (key, value, least, most) whose value is out of range.
+fn in_ranges(ranges: &[(&str, u64, u64, u64)]) -> Result<(), Failure> {
+    for &(k, v, least, most) in ranges {
+        if !(least..=most).contains(&v) {
+            return Err(bad(format!(
+                "server config: {k} must be between {least} and {most}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl ServerConfig {
@@ -193,13 +317,8 @@ impl ServerConfig {
                 10_000_000,
             ),
         ];
-        for (k, v, least, most) in ranges {
-            if !(least..=most).contains(&v) {
-                return Err(bad(format!(
-                    "server config: {k} must be between {least} and {most}"
-                )));
-            }
-        }
+        in_ranges(&ranges)?;
+        self.validate_operator_side()?;
         if let StoreConfig::Redis { url, prefix } = &self.store {
             if !url.starts_with("redis://") && !url.starts_with("unix://") {
                 return Err(bad(format!(
@@ -213,6 +332,67 @@ impl ServerConfig {
             }
         }
         Ok(self)
+    }
+
+    /// The admin API, webhooks, push gateway and logging keys.
+    fn validate_operator_side(&self) -> Result<(), Failure> {
+        const MIN_ADMIN_TOKEN: usize = 16;
+        match (&self.admin_listen, &self.admin_token) {
+            (Some(_), None) => return Err(bad(
+                "server config: adminListen needs adminToken (the bearer token of the admin API)"
+                    .into(),
+            )),
+            (_, Some(t)) if t.len() < MIN_ADMIN_TOKEN => {
+                return Err(bad(format!(
+                    "server config: adminToken must be at least {MIN_ADMIN_TOKEN} characters"
+                )))
+            }
+            _ => {}
+        }
+        if let Some(w) = &self.webhooks {
+            if w.urls.is_empty() {
+                return Err(bad(
+                    "server config: webhooks.urls must name at least one receiver".into(),
+                ));
+            }
+            for u in &w.urls {
+                super::http::check_url(u)
+                    .map_err(|e| bad(format!("server config: webhooks.urls: {e}")))?;
+            }
+            if w.secret.is_empty() {
+                return Err(bad(
+                    "server config: webhooks.secret must not be empty (it signs every POST)".into(),
+                ));
+            }
+            for e in &w.events {
+                if !super::webhooks::EVENTS.contains(&e.as_str()) {
+                    return Err(bad(format!(
+                        "server config: webhooks.events: no event named {e:?} (known: {})",
+                        super::webhooks::EVENTS.join(", ")
+                    )));
+                }
+            }
+            let ranges = [
+                ("webhooks.queueSize", w.queue_size as u64, 1, 10_000_000),
+                ("webhooks.timeoutMs", w.timeout_ms, 1, 600_000),
+                ("webhooks.maxAttempts", u64::from(w.max_attempts), 1, 1_000),
+                ("webhooks.retryBaseMs", w.retry_base_ms, 1, 86_400_000),
+                ("webhooks.retryMaxMs", w.retry_max_ms, 1, 86_400_000),
+            ];
+            in_ranges(&ranges)?;
+        }
+        if let Some(p) = &self.push {
+            super::http::check_url(&p.url)
+                .map_err(|e| bad(format!("server config: push.url: {e}")))?;
+            in_ranges(&[("push.timeoutMs", p.timeout_ms, 1, 600_000)])?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
+            bad(format!(
+                "server config: logging.level {:?} is not a level filter: {e}",
+                self.logging.level
+            ))
+        })?;
+        Ok(())
     }
 
     pub fn limits(&self) -> Limits {

@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use super::http::{self, HttpRequest, HttpResponse};
 
 use super::service::Service;
 use crate::protocol::codes;
@@ -248,67 +249,33 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is
-/// dropped. One short request per connection; anything else is 404.
+/// dropped; anything else is 404.
 pub async fn serve_http(listener: TcpListener, service: Arc<Service>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    http::serve(listener, move |req| {
         let service = service.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &service)).await;
-        });
-    }
+        async move { answer(&req, &service).await }
+    })
+    .await
 }
 
-/// Reads one HTTP request head (at most 8 KiB) and answers it.
-async fn answer(mut stream: TcpStream, service: &Service) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+async fn answer(req: &HttpRequest, service: &Service) -> HttpResponse {
+    if req.method != hyper::Method::GET {
+        return HttpResponse::text(404, "not found\n");
     }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, kind, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            service.metrics.render(service.store.stats().await),
-        ),
-        ("GET", "/healthz") if service.draining.load(Relaxed) => (
-            "503 Service Unavailable",
-            "text/plain; charset=utf-8",
-            "draining\n".to_string(),
-        ),
-        ("GET", "/healthz") => match service.store.health().await {
-            Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
-            // A load balancer takes the node out; the body says why.
-            Err(why) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                format!("{why}\n"),
-            ),
+    match req.path.as_str() {
+        "/metrics" => HttpResponse {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: service.metrics.render(service.store.stats().await),
         },
-        _ => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_string(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+        "/healthz" if service.draining.load(Relaxed) => HttpResponse::text(503, "draining\n"),
+        "/healthz" => match service.store.health().await {
+            Ok(()) => HttpResponse::text(200, "ok\n"),
+            // A load balancer takes the node out; the body says why.
+            Err(why) => HttpResponse::text(503, format!("{why}\n")),
+        },
+        _ => HttpResponse::text(404, "not found\n"),
+    }
 }
 
 #[cfg(test)]

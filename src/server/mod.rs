@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod router;
@@ -17,6 +18,7 @@ pub mod rules;
 pub mod service;
 pub mod session;
 pub mod tls;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
