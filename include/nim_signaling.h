@@ -357,6 +357,21 @@ int32_t nim_signaling_query_channel_info(struct nim_signaling_client *client,
                                          void *user_data);
 
 /*
+ Registers this device's push token (an addition to NIM's API):
+ `{"token", "provider"?}` → `{}`. When an invitation with
+ `pushInfo.needPush` reaches this account while none of its devices is
+ online, the server's push gateway gets the tokens of all its devices
+ (docs/PUSH.md). The token stays until replaced; an empty token removes
+ it. `token`: at most 4096 bytes, no control characters; `provider`
+ ("apns", "fcm", …): free text for the gateway, at most 128 bytes. 414 for
+ bad params. Calling convention as `nim_signaling_create`.
+ */
+int32_t nim_signaling_register_push_token(struct nim_signaling_client *client,
+                                          const char *params_json,
+                                          nim_signaling_result_cb cb,
+                                          void *user_data);
+
+/*
  Registers the signalingNotify callback: one event (JSON) per call.
 
  Every registration function: a later call replaces the earlier

@@ -339,6 +339,7 @@ public:
     NIM_SIGNALING_HPP_REQUEST(call)
     NIM_SIGNALING_HPP_REQUEST(sync)
     NIM_SIGNALING_HPP_REQUEST(query_channel_info)
+    NIM_SIGNALING_HPP_REQUEST(register_push_token)
 #undef NIM_SIGNALING_HPP_REQUEST
 
 #ifndef NIM_SIGNALING_HPP_NO_FUTURES
@@ -361,6 +362,7 @@ public:
     NIM_SIGNALING_HPP_REQUEST(control)
     NIM_SIGNALING_HPP_REQUEST(call)
     NIM_SIGNALING_HPP_REQUEST(query_channel_info)
+    NIM_SIGNALING_HPP_REQUEST(register_push_token)
 #undef NIM_SIGNALING_HPP_REQUEST
     /* signalingSync takes `{}`. */
     std::future<Result> sync(const std::string &params_json = "{}")

@@ -12,6 +12,8 @@
 mod authorization;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "push.rs"]
+mod push;
 #[path = "scenarios.rs"]
 mod scenarios;
 #[path = "slow_app.rs"]

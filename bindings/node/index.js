@@ -89,6 +89,8 @@ function loadNative() {
       signalingCall: req('nim_signaling_call'),
       signalingSync: req('nim_signaling_sync'),
       signalingGetChannelInfo: req('nim_signaling_query_channel_info'),
+      // Ours, not the Web SDK's: this device's push token (docs/PUSH.md).
+      signalingRegisterPushToken: req('nim_signaling_register_push_token'),
     },
     reg: {
       online: reg('nim_signaling_reg_online_notify_cb'),
@@ -388,6 +390,8 @@ class NIM extends EventEmitter {
   signalingSync(param) { return this._op('signalingSync', param); }
   /** NIM native room query: {channelId} or {channelName} → {channelInfo, members}. */
   signalingGetChannelInfo(param) { return this._op('signalingGetChannelInfo', param); }
+  /** Ours, not the Web SDK's: `{token, provider?}` for the server's push gateway (docs/PUSH.md). */
+  signalingRegisterPushToken(param) { return this._op('signalingRegisterPushToken', param); }
 
   /** Logs out (no reconnect); the instance stays usable only for destroy(). */
   logout() {

@@ -4,14 +4,17 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use nim_signaling::server::auth::{hmac_token, AuthConfig};
-use nim_signaling::server::config::DEFAULT_REDIS_PREFIX;
+use nim_signaling::server::config::{LogFormat, LoggingConfig, DEFAULT_REDIS_PREFIX};
 use nim_signaling::server::{self, ServerConfig, StoreConfig, TlsConfig};
 
 /// nim-signaling-server: a self-hosted call signaling server speaking the
 /// NIM independent call signaling API over WebSocket.
 ///
 /// Settings come from --config FILE (JSON, or TOML when the name ends in
-/// .toml; keys as in docs/CONFIG.md), then the flags below override them.
+/// .toml; keys as in docs/CONFIG.md), then environment variables
+/// NIM_SIGNALING_<KEY> (NIM_SIGNALING_ROOM_TTL_MS=60000,
+/// NIM_SIGNALING_AUTH__SECRET=...: `__` steps into a table), then the flags
+/// below.
 /// With no settings at all it listens on 127.0.0.1:7800 without
 /// authentication, for development; without authentication it refuses any
 /// address other than loopback unless --insecure is given.
@@ -69,9 +72,16 @@ struct Cli {
     /// Key prefix in Redis (default "nim"): separates systems sharing one Redis.
     #[arg(long, value_name = "PREFIX", requires = "redis")]
     redis_prefix: Option<String>,
-    /// Print the effective settings as JSON and exit.
+    /// Print the effective settings as JSON (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Log format: text (default) or json (one object per line).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Log levels by module, e.g. info or
+    /// info,nim_signaling::server::session=debug.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
     /// Allow authentication mode "none" on an address other than loopback
     /// (anyone could then log in as anyone; for closed test networks only).
     #[arg(long)]
@@ -93,13 +103,11 @@ enum Command {
 }
 
 fn settings(cli: &Cli) -> Result<ServerConfig, String> {
-    let mut cfg = match &cli.config {
-        Some(path) => ServerConfig::from_file(path).map_err(|f| f.message)?,
-        None => ServerConfig {
-            listen: "127.0.0.1:7800".into(),
-            ..ServerConfig::default()
-        },
-    };
+    // The binary's own default address (a library server picks a free port).
+    let mut base = serde_json::Map::new();
+    base.insert("listen".into(), "127.0.0.1:7800".into());
+    let mut cfg =
+        ServerConfig::load(base, cli.config.as_deref(), std::env::vars()).map_err(|f| f.message)?;
     if let Some(l) = &cli.listen {
         cfg.listen = l.clone();
     }
@@ -139,6 +147,16 @@ fn settings(cli: &Cli) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &cli.metrics_listen {
         cfg.metrics_listen = Some(v.clone());
+    }
+    if let Some(f) = &cli.log_format {
+        cfg.logging.format = if f == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+    }
+    if let Some(l) = &cli.log_level {
+        cfg.logging.level = l.clone();
     }
     if let (Some(cert_file), Some(key_file)) = (&cli.tls_cert, &cli.tls_key) {
         cfg.tls = Some(TlsConfig {
@@ -187,13 +205,6 @@ fn main() {
         println!("{}", hmac_token(secret, account, now + ttl));
         return;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIM_SIGNALING_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cfg = match settings(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -202,16 +213,11 @@ fn main() {
         }
     };
     if cli.print_config {
-        let mut shown = serde_json::to_value(&cfg).unwrap_or_default();
-        if let Some(auth) = shown.get_mut("auth") {
-            mask_secrets(auth);
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&shown).unwrap_or_default()
-        );
+        let shown = serde_json::to_string_pretty(&cfg.masked()).unwrap_or_default();
+        println!("{shown}");
         return;
     }
+    init_logs(&cfg.logging);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async move {
         let handle = match server::start(cfg).await {
@@ -280,14 +286,22 @@ async fn stop_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Replaces secrets and tokens with "***" for display.
-fn mask_secrets(v: &mut serde_json::Value) {
-    if let Some(s) = v.get_mut("secret") {
-        *s = "***".into();
-    }
-    if let Some(serde_json::Value::Object(accounts)) = v.get_mut("accounts") {
-        for t in accounts.values_mut() {
-            *t = "***".into();
-        }
+/// Logs to stderr as text or JSON lines, filtered by module (validated
+/// with the config, so the filter parses).
+fn init_logs(cfg: &LoggingConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.format {
+        // Span fields (the request id `rid`, account, op) go into each
+        // record, so a shipper can follow one request across lines.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs.init(),
     }
 }

@@ -397,6 +397,24 @@ pub unsafe extern "C" fn nim_signaling_query_channel_info(
     start(client, "queryChannelInfo", params_json, cb, user_data)
 }
 
+/// Registers this device's push token (an addition to NIM's API):
+/// `{"token", "provider"?}` → `{}`. When an invitation with
+/// `pushInfo.needPush` reaches this account while none of its devices is
+/// online, the server's push gateway gets the tokens of all its devices
+/// (docs/PUSH.md). The token stays until replaced; an empty token removes
+/// it. `token`: at most 4096 bytes, no control characters; `provider`
+/// ("apns", "fcm", …): free text for the gateway, at most 128 bytes. 414 for
+/// bad params. Calling convention as `nim_signaling_create`.
+#[no_mangle]
+pub unsafe extern "C" fn nim_signaling_register_push_token(
+    client: *mut nim_signaling_client,
+    params_json: *const c_char,
+    cb: nim_signaling_result_cb,
+    user_data: *mut c_void,
+) -> i32 {
+    start(client, "registerPushToken", params_json, cb, user_data)
+}
+
 unsafe fn register(
     client: *mut nim_signaling_client,
     kind: Kind,
@@ -515,4 +533,5 @@ pub const REQUEST_FUNCTIONS: &[(&str, RequestFn)] = &[
     ("call", nim_signaling_call),
     ("sync", nim_signaling_sync),
     ("queryChannelInfo", nim_signaling_query_channel_info),
+    ("registerPushToken", nim_signaling_register_push_token),
 ];

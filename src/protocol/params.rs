@@ -137,6 +137,33 @@ pub struct CallParams {
     pub push_info: Option<PushInfo>,
 }
 
+impl CallParams {
+    /// The invitation part of a call into room `channel_id`.
+    pub fn invitation(&self, channel_id: &str) -> InviteParams {
+        InviteParams {
+            channel_id: channel_id.to_string(),
+            account: self.account.clone(),
+            request_id: self.request_id.clone(),
+            offline_enabled: self.offline_enabled,
+            attach_ext: self.attach_ext.clone(),
+            push_info: self.push_info.clone(),
+        }
+    }
+}
+
+/// registerPushToken (an addition to NIM's operations): the push token of
+/// the calling device, carried to the push gateway when an invitation
+/// reaches its account while it is offline. An empty token removes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PushTokenParams {
+    pub token: String,
+    /// Which push service the token belongs to ("apns", "fcm", …; free
+    /// text, for the gateway).
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryParams {
@@ -185,6 +212,7 @@ pub enum Request {
     Call(CallParams),
     Sync,
     QueryChannelInfo(QueryParams),
+    RegisterPushToken(PushTokenParams),
 }
 
 /// The operation names used on the wire (`"op"` of a request frame).
@@ -203,6 +231,7 @@ pub const OPS: &[&str] = &[
     "call",
     "sync",
     "queryChannelInfo",
+    "registerPushToken",
 ];
 
 fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
@@ -392,6 +421,17 @@ impl Request {
                 opt_name("channelName", &p.channel_name)?;
                 Request::QueryChannelInfo(p)
             }
+            "registerPushToken" => {
+                let p: PushTokenParams = parse(params)?;
+                if p.token.len() > MAX_EXT_LEN {
+                    return Err(bad(format!("token is longer than {MAX_EXT_LEN} bytes")));
+                }
+                if p.token.chars().any(char::is_control) {
+                    return Err(bad("token must not contain control characters"));
+                }
+                opt_name("provider", &p.provider)?;
+                Request::RegisterPushToken(p)
+            }
             other => return Err(bad(format!("unknown operation \"{other}\""))),
         };
         Ok(req)
@@ -414,6 +454,7 @@ impl Request {
             Request::Call(_) => "call",
             Request::Sync => "sync",
             Request::QueryChannelInfo(_) => "queryChannelInfo",
+            Request::RegisterPushToken(_) => "registerPushToken",
         }
     }
 }
@@ -457,6 +498,11 @@ mod tests {
             ("attachExt past",        "invite", invite("attachExt", json!(ext(4097))), Some("attachExt is longer than 4096 bytes")),
             ("pushInfo past",         "invite", invite("pushInfo", json!({"pushContent": ext(4096)})), Some("pushInfo is larger than 4096 bytes")),
             ("deviceId with ESC",     "login",  json!({"account": "a", "deviceId": "d\u{1b}[2J"}), Some("deviceId must not contain control or invisible characters")),
+            ("push token at the limit", "registerPushToken", json!({"token": ext(4096)}), None),
+            ("push token past",     "registerPushToken", json!({"token": ext(4097)}), Some("token is longer than 4096 bytes")),
+            ("push token with a newline", "registerPushToken", json!({"token": "a\nb"}), Some("token must not contain control characters")),
+            ("push token missing",  "registerPushToken", json!({"provider": "fcm"}), Some("missing field `token`")),
+            ("provider with a tab", "registerPushToken", json!({"token": "t", "provider": "f\tcm"}), Some("provider must not contain control")),
             ("instance too long",     "login",  json!({"account": "a", "deviceId": "d", "instance": name(129)}), Some("instance is longer than 128 bytes")),
         ];
         for (case, op, params, want) in rows {

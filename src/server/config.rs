@@ -3,6 +3,7 @@
 //! misspelt setting is an error, not a silent default.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::auth::AuthConfig;
 use super::rules::Limits;
@@ -220,6 +221,134 @@ fn bad(msg: String) -> Failure {
     Failure::new(INVALID_PARAM, msg)
 }
 
+/// Where environment variables name settings: `NIM_SIGNALING_ROOM_TTL_MS`
+/// is `roomTtlMs`, and `__` steps into a table: `NIM_SIGNALING_AUTH__SECRET`
+/// is `auth.secret`.
+pub const ENV_PREFIX: &str = "NIM_SIGNALING_";
+
+/// Variables with [`ENV_PREFIX`] that are not settings: read by our tests,
+/// scripts and bindings, so a server started beside them must not refuse
+/// them. `LOG` is the older name of `logging.level`.
+const ENV_NOT_SETTINGS: &[&str] = &["LIB", "ASAN", "PYTHON", "UPDATE_HEADER"];
+
+/// `ROOM_TTL_MS` -> `roomTtlMs`.
+fn camel(screaming: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in screaming.split('_').filter(|w| !w.is_empty()).enumerate() {
+        let word = word.to_ascii_lowercase();
+        if i == 0 {
+            out.push_str(&word);
+        } else {
+            let mut c = word.chars();
+            if let Some(first) = c.next() {
+                out.push(first.to_ascii_uppercase());
+                out.extend(c);
+            }
+        }
+    }
+    out
+}
+
+/// Every setting with a value, the optional tables filled with their
+/// defaults: what the environment may name, and each value's type.
+fn every_key() -> Value {
+    let mut v = serde_json::to_value(ServerConfig::default()).unwrap_or_default();
+    v["webhooks"] = serde_json::to_value(WebhooksConfig::default()).unwrap_or_default();
+    v["push"] = serde_json::to_value(PushConfig::default()).unwrap_or_default();
+    v["tls"] = serde_json::json!({"certFile": "", "keyFile": ""});
+    v
+}
+
+/// Applies the `NIM_SIGNALING_…` variables of `env` to the settings `into`;
+/// returns the names of those applied. A value is taken as a number or a
+/// boolean where the setting is one, as JSON when it starts with `[` or
+/// `{`, and as a string otherwise (so a token of digits stays a string).
+pub fn env_overrides(
+    into: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, Failure> {
+    let known = every_key();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    let mut named = Vec::new();
+    for (var, text) in vars {
+        let rest = &var[ENV_PREFIX.len()..];
+        if ENV_NOT_SETTINGS.contains(&rest) {
+            continue;
+        }
+        let path: Vec<String> = if rest == "LOG" {
+            vec!["logging".into(), "level".into()]
+        } else {
+            rest.split("__").map(camel).collect()
+        };
+        if path.iter().any(String::is_empty) || known.get(&path[0]).is_none() {
+            return Err(bad(format!(
+                "server config: environment variable {var}: no setting named {:?} (see docs/CONFIG.md)",
+                path.join(".")
+            )));
+        }
+        let sample = path.iter().try_fold(&known, |v, k| v.get(k));
+        let trimmed = text.trim();
+        let value = match sample {
+            _ if trimmed.starts_with('[') || trimmed.starts_with('{') => {
+                serde_json::from_str(trimmed).map_err(|e| {
+                    bad(format!(
+                        "server config: environment variable {var}: not valid JSON: {e}"
+                    ))
+                })?
+            }
+            Some(Value::Number(_)) | Some(Value::Bool(_)) => serde_json::from_str(trimmed)
+                .map_err(|_| {
+                    bad(format!(
+                        "server config: environment variable {var}: {text:?} is not a {}",
+                        if sample.is_some_and(Value::is_boolean) {
+                            "boolean"
+                        } else {
+                            "number"
+                        }
+                    ))
+                })?,
+            _ => Value::String(text.clone()),
+        };
+        let mut at = &mut *into;
+        for k in &path[..path.len() - 1] {
+            if !at.get(k).is_some_and(Value::is_object) {
+                at[k.as_str()] = Value::Object(Default::default());
+            }
+            at = &mut at[k.as_str()];
+        }
+        at[path[path.len() - 1].as_str()] = value;
+        named.push(var);
+    }
+    Ok(named)
+}
+
+/// A config file as JSON: `.toml` files are TOML, anything else JSON; the
+/// top level must be a table.
+fn read_file(path: &std::path::Path) -> Result<serde_json::Map<String, Value>, Failure> {
+    let shown = path.display();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {shown}: {e}")))?;
+    let v: Value = if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+        let t: toml::Table =
+            toml::from_str(&text).map_err(|e| bad(format!("server config: {shown}: {e}")))?;
+        serde_json::to_value(t).map_err(|e| bad(format!("server config: {shown}: {e}")))?
+    } else if text.trim().is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(&text).map_err(|e| bad(format!("server config: {shown}: {e}")))?
+    };
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(bad(format!(
+            "server config: {shown}: must be a JSON object"
+        ))),
+    }
+}
+
 /// Refuses the first (key, value, least, most) whose value is out of range.
 fn in_ranges(ranges: &[(&str, u64, u64, u64)]) -> Result<(), Failure> {
     for &(k, v, least, most) in ranges {
@@ -244,21 +373,69 @@ impl ServerConfig {
         c.validate()
     }
 
-    pub fn from_toml(text: &str) -> Result<Self, Failure> {
+    /// Reads a config file; `.toml` files as TOML, anything else as JSON.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, Failure> {
+        Self::load(serde_json::Map::new(), Some(path), std::iter::empty())
+    }
+
+    /// The settings of the standalone binary, in layers: `base` (its own
+    /// defaults), then the config file, then the environment variables
+    /// `NIM_SIGNALING_<KEY>` (see [`env_overrides`]). Keys the file or the
+    /// environment names that no setting has are refused, naming them.
+    pub fn load(
+        base: serde_json::Map<String, Value>,
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Failure> {
+        let mut merged = base;
+        if let Some(path) = file {
+            merged.extend(read_file(path)?);
+        }
+        let mut merged = Value::Object(merged);
+        let named = env_overrides(&mut merged, env)?;
+        let from = match (file, named.is_empty()) {
+            (Some(p), true) => format!("{}: ", p.display()),
+            (Some(p), false) => format!("{} with {}: ", p.display(), named.join(", ")),
+            (None, false) => format!("{}: ", named.join(", ")),
+            (None, true) => String::new(),
+        };
         let c: ServerConfig =
-            toml::from_str(text).map_err(|e| bad(format!("server config: {e}")))?;
+            serde_json::from_value(merged).map_err(|e| bad(format!("server config: {from}{e}")))?;
         c.validate()
     }
 
-    /// Reads a config file; `.toml` files as TOML, anything else as JSON.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, Failure> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-            Self::from_toml(&text)
-        } else {
-            Self::from_json(&text)
+    /// The settings as JSON with every secret replaced by `"***"`: what
+    /// `--print-config` shows.
+    pub fn masked(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        let hide = |x: &mut Value| {
+            if x.is_string() {
+                *x = "***".into();
+            }
+        };
+        if let Some(auth) = v.get_mut("auth") {
+            auth.get_mut("secret").map(hide);
+            if let Some(Value::Object(accounts)) = auth.get_mut("accounts") {
+                accounts.values_mut().for_each(hide);
+            }
         }
+        v.get_mut("adminToken").map(hide);
+        for section in ["webhooks", "push"] {
+            if let Some(secret) = v.get_mut(section).and_then(|s| s.get_mut("secret")) {
+                hide(secret);
+            }
+        }
+        // A Redis URL may hold a password: redis://user:PASSWORD@host.
+        if let Some(Value::String(url)) = v.get_mut("store").and_then(|s| s.get_mut("url")) {
+            if let Some((scheme, rest)) = url.split_once("://") {
+                if let Some((creds, host)) = rest.rsplit_once('@') {
+                    if let Some((user, _password)) = creds.split_once(':') {
+                        *url = format!("{scheme}://{user}:***@{host}");
+                    }
+                }
+            }
+        }
+        v
     }
 
     pub fn validate(self) -> Result<Self, Failure> {

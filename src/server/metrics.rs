@@ -48,7 +48,7 @@ const BUCKETS_US: &[u64] = &[
 ];
 
 /// Slots per dimension: the known values plus one for "other".
-const OP_SLOTS: usize = 15;
+const OP_SLOTS: usize = 16;
 const CODE_SLOTS: usize = 21;
 const BUCKET_SLOTS: usize = 12;
 const _: () = assert!(OPS.len() + 1 == OP_SLOTS);
@@ -92,6 +92,9 @@ pub struct Metrics {
     /// Requests answered from the retry record instead of being applied.
     pub repeats_answered: AtomicU64,
     pub timers_run: AtomicU64,
+    /// Pushes the push gateway took (2xx) / refused or did not answer.
+    pub pushes_accepted: AtomicU64,
+    pub pushes_refused: AtomicU64,
     requests: [[AtomicU64; CODE_SLOTS]; OP_SLOTS],
     latency: [Histogram; OP_SLOTS],
 }
@@ -173,6 +176,16 @@ impl Metrics {
                 "timers_run_total",
                 "Timers run (invitation expiry, devices gone).",
                 &self.timers_run,
+            ),
+            (
+                "pushes_accepted_total",
+                "Pushes the push gateway took (2xx).",
+                &self.pushes_accepted,
+            ),
+            (
+                "pushes_refused_total",
+                "Pushes the push gateway refused or did not answer in time.",
+                &self.pushes_refused,
             ),
         ];
         for (name, help, v) in counters {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod push;
 pub mod router;
 pub mod rules;
 pub mod service;
@@ -157,7 +158,8 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
             Arc::new(RedisStore::connect(url, prefix, cfg.log_limits()).await?)
         }
     };
-    let service = Arc::new(Service::new(store, &cfg));
+    let push = cfg.push.as_ref().map(push::PushGateway::new).transpose()?;
+    let service = Arc::new(Service::new(store, &cfg).with_push(push));
     let (metrics_addr, metrics_task) = match &cfg.metrics_listen {
         Some(at) => {
             let l = TcpListener::bind(at).await.map_err(|e| {

@@ -589,15 +589,7 @@ pub fn call(
     }
     let mut room = new_room(ctx, new_id, p.kind, &p.channel_name, &p.ext);
     enter(&mut room, ctx, p.uid, uid_seed)?;
-    let inv = InviteParams {
-        channel_id: new_id.to_string(),
-        account: p.account.clone(),
-        request_id: p.request_id.clone(),
-        offline_enabled: p.offline_enabled,
-        attach_ext: p.attach_ext.clone(),
-        push_info: p.push_info.clone(),
-    };
-    let (code, d, timer) = ask(&mut room, ctx, &inv, reach)?;
+    let (code, d, timer) = ask(&mut room, ctx, &p.invitation(new_id), reach)?;
     Ok(Outcome {
         data: room_and_members(&room, ctx.now),
         room,

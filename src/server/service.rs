@@ -10,14 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::metrics::Metrics;
+use super::push::{Push, PushGateway};
 use super::router::Hub;
 use super::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
 use super::ServerConfig;
-use crate::protocol::codes::{FORBIDDEN, INTERNAL, OK, ROOM_NOT_EXIST};
+use crate::protocol::codes::{
+    FORBIDDEN, INTERNAL, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
+};
 use crate::protocol::frames::result_object;
-use crate::protocol::params::QueryParams;
+use crate::protocol::params::{InviteParams, QueryParams};
 use crate::protocol::{Failure, Request};
-use crate::store::{LogBody, LogEntry, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx};
+use crate::store::{
+    LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
+};
 
 type Timers = Vec<(i64, Timer)>;
 
@@ -64,8 +69,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Grace before a vanished device's memberships are dropped.
     pub member_drop_grace: Duration,
-    /// Whether a push provider is configured (decides 10201 vs 10202).
-    pub push_available: bool,
+    /// Where offline invitees' pushes go (absent: 10202 for them).
+    pub push: Option<PushGateway>,
     /// Draining: new connections are refused (HTTP 503) and `/healthz`
     /// says so, while the sessions here go on; see
     /// [`super::ServerHandle::set_draining`].
@@ -88,11 +93,17 @@ impl Service {
             quotas: cfg.quotas(),
             metrics: Metrics::new(),
             member_drop_grace: Duration::from_millis(cfg.member_drop_grace_ms as u64),
-            push_available: false,
+            push: None,
             draining: Default::default(),
             id_counter: AtomicU64::new(1),
             id_salt: rand::random(),
         }
+    }
+
+    /// Sends the pushes of offline invitees to `push` (see [`super::push`]).
+    pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
+        self.push = push;
+        self
     }
 
     fn new_channel_id(&self) -> String {
@@ -220,7 +231,7 @@ impl Service {
     async fn reach(&self, account: &str) -> Reach {
         Reach {
             online: self.store.account_online(account).await,
-            push_available: self.push_available,
+            push_available: self.push.is_some(),
         }
     }
 
@@ -272,10 +283,13 @@ impl Service {
             Request::Invite(p) => {
                 self.invite_quota(&s.account, now).await?;
                 let reach = self.reach(&p.account).await;
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
-                    rules::invite(r, &ctx, &p, reach)
-                })
-                .await
+                let r = self
+                    .apply(RoomKey::Id(&p.channel_id), now, |r| {
+                        rules::invite(r, &ctx, &p, reach)
+                    })
+                    .await;
+                self.push_if_offline(r, &s.account, &p.channel_id, &p, now)
+                    .await
             }
             Request::Cancel(p) => {
                 self.apply(RoomKey::Id(&p.channel_id), now, |r| {
@@ -321,10 +335,13 @@ impl Service {
                     .unwrap_or_else(|| id.clone());
                 let reach = self.reach(&p.account).await;
                 let seed = Self::uid_seed();
-                self.apply(RoomKey::Name(&name), now, |r| {
-                    rules::call(r, &ctx, &p, &id, seed, reach)
-                })
-                .await
+                let r = self
+                    .apply(RoomKey::Name(&name), now, |r| {
+                        rules::call(r, &ctx, &p, &id, seed, reach)
+                    })
+                    .await;
+                self.push_if_offline(r, &s.account, &id, &p.invitation(&id), now)
+                    .await
             }
             Request::Sync => {
                 let events = self
@@ -334,10 +351,71 @@ impl Service {
                 Ok((OK, json!({"eventList": events, "channels": channels})))
             }
             Request::QueryChannelInfo(p) => self.query(&p, now).await,
+            Request::RegisterPushToken(p) => {
+                if p.token.is_empty() {
+                    self.store.remove_push_token(&s.account, &s.device).await?;
+                } else {
+                    let token = PushToken {
+                        device_id: s.device.clone(),
+                        token: p.token,
+                        provider: p.provider,
+                        updated_at: now,
+                    };
+                    self.store.set_push_token(&s.account, token).await?;
+                }
+                Ok((OK, json!({})))
+            }
             Request::Login(_) | Request::Logout => Err(Failure::new(
                 crate::protocol::codes::INVALID_PARAM,
                 "login/logout are session operations",
             )),
+        }
+    }
+
+    /// An invitation that left its invitee unreachable (10201) and asked for
+    /// a push goes to the push gateway; the code turns 10202 when the
+    /// gateway refuses it. Any other outcome passes through.
+    async fn push_if_offline(
+        &self,
+        outcome: Result<(i32, Value), Failure>,
+        from: &str,
+        channel_id: &str,
+        p: &InviteParams,
+        now: i64,
+    ) -> Result<(i32, Value), Failure> {
+        let (code, data) = outcome?;
+        let wanted = p.push_info.as_ref().filter(|i| i.need_push);
+        let (Some(gateway), Some(info), PEER_OFFLINE) = (&self.push, wanted, code) else {
+            return Ok((code, data));
+        };
+        let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
+        let Some(room) = room else {
+            return Ok((code, data));
+        };
+        let tokens = match self.store.push_tokens(&p.account).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The gateway may keep tokens of its own: push without ours.
+                tracing::warn!(account = %p.account, error = %e, "push tokens unreadable");
+                Vec::new()
+            }
+        };
+        let push = Push {
+            account: &p.account,
+            info,
+            channel: &room.channel_info(now),
+            from,
+            request_id: &p.request_id,
+            attach_ext: p.attach_ext.as_deref().unwrap_or(""),
+            tokens: &tokens,
+            at: now,
+        };
+        if gateway.send(&push).await {
+            self.metrics.pushes_accepted.fetch_add(1, Ordering::Relaxed);
+            Ok((PEER_OFFLINE, data))
+        } else {
+            self.metrics.pushes_refused.fetch_add(1, Ordering::Relaxed);
+            Ok((PUSH_UNREACHABLE, data))
         }
     }
 

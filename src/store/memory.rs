@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::model::{LogEntry, NewEntry, Room, Timer};
+use super::model::{push_token_to_evict, LogEntry, NewEntry, PushToken, Room, Timer};
 use super::{
     LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Store, StoreStats, Tx,
 };
@@ -52,6 +52,8 @@ pub struct MemoryStore {
     /// Every log of this store shares one epoch: they are all lost together
     /// when the process ends.
     epoch: String,
+    /// account -> its devices' push tokens.
+    push_tokens: DashMap<String, Vec<PushToken>>,
 }
 
 impl MemoryStore {
@@ -67,6 +69,7 @@ impl MemoryStore {
             requests: DashMap::new(),
             limits,
             epoch: format!("{:016x}", rand::random::<u64>()),
+            push_tokens: DashMap::new(),
         }
     }
 
@@ -210,6 +213,34 @@ impl Store for MemoryStore {
             }
         }
         self.presence.remove_if(account, |_, l| l.is_empty());
+    }
+
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure> {
+        let mut list = self.push_tokens.entry(account.to_string()).or_default();
+        list.retain(|t| t.device_id != token.device_id);
+        list.push(token);
+        if let Some(old) = push_token_to_evict(&list).map(str::to_string) {
+            list.retain(|t| t.device_id != old);
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure> {
+        if let Some(mut list) = self.push_tokens.get_mut(account) {
+            list.retain(|t| t.device_id != device);
+        }
+        self.push_tokens.remove_if(account, |_, l| l.is_empty());
+        Ok(())
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure> {
+        let mut list = self
+            .push_tokens
+            .get(account)
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        list.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(list)
     }
 
     async fn devices_of(&self, account: &str) -> Vec<String> {

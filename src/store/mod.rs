@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::protocol::Failure;
-pub use model::{Invitation, InviteState, LogBody, LogEntry, NewEntry, Room, RoomMember, Timer};
+pub use model::{
+    Invitation, InviteState, LogBody, LogEntry, NewEntry, PushToken, Room, RoomMember, Timer,
+};
 
 /// How a room is addressed in an update.
 #[derive(Debug, Clone, Copy)]
@@ -215,6 +217,14 @@ pub trait Store: Send + Sync + 'static {
     /// The timer handed out by `take_due` has run.
     async fn timer_done(&self, _at: i64, _timer: &Timer) {}
     async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+
+    /// Records the push token of `token.device_id` (replacing that
+    /// device's earlier one), evicting per [`model::push_token_to_evict`].
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure>;
+    /// Removes the push token of a device (no-op when it has none).
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure>;
+    /// The account's push tokens, ordered by deviceId.
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure>;
 
     /// Tells the other nodes sharing this store (none for the memory store).
     async fn broadcast(&self, _signal: Signal) {}

@@ -79,6 +79,36 @@ impl Invitation {
     }
 }
 
+/// A device's push token (registerPushToken), kept until the device
+/// replaces or removes it, or its account registers more than
+/// [`MAX_PUSH_TOKENS`] (the least recently updated goes then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushToken {
+    pub device_id: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Push tokens one account keeps at most. Bounded because every login
+/// may be a new deviceId (apps that make one up per install), and tokens
+/// of reinstalled apps are never removed by their old installs.
+pub const MAX_PUSH_TOKENS: usize = 32;
+
+/// The device whose token goes when an account holds more than
+/// [`MAX_PUSH_TOKENS`]: the least recently updated.
+pub fn push_token_to_evict(tokens: &[PushToken]) -> Option<&str> {
+    if tokens.len() <= MAX_PUSH_TOKENS {
+        return None;
+    }
+    tokens
+        .iter()
+        .min_by_key(|t| (t.updated_at, &t.device_id))
+        .map(|t| t.device_id.as_str())
+}
+
 /// Work the server must do at a later time. Timers are kept by the store
 /// (so that in a cluster whichever node is alive runs them, once) and are
 /// only hints: each handler re-checks the state it acts on.

@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::model::{LogBody, LogEntry, NewEntry, Room, Timer};
+use super::model::{
+    push_token_to_evict, LogBody, LogEntry, NewEntry, PushToken, Room, Timer, MAX_PUSH_TOKENS,
+};
 use super::{
     LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Signal, Store, StoreStats, Tx,
 };
@@ -820,6 +822,47 @@ impl Store for RedisStore {
 
     async fn account_online(&self, account: &str) -> bool {
         !self.devices_of(account).await.is_empty()
+    }
+
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure> {
+        let key = format!("{}push:{account}", self.p());
+        let text =
+            serde_json::to_string(&token).map_err(|e| Failure::new(INTERNAL, e.to_string()))?;
+        // One field per device: two devices registering at once both land.
+        let count: usize = redis::pipe()
+            .hset(&key, &token.device_id, text)
+            .ignore()
+            .hlen(&key)
+            .query_async::<(usize,)>(&mut self.con())
+            .await
+            .map_err(unavailable)?
+            .0;
+        if count > MAX_PUSH_TOKENS {
+            let tokens = self.push_tokens(account).await?;
+            if let Some(old) = push_token_to_evict(&tokens) {
+                let _: () = self.con().hdel(&key, old).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure> {
+        let key = format!("{}push:{account}", self.p());
+        self.con().hdel(key, device).await.map_err(unavailable)
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure> {
+        let all: std::collections::BTreeMap<String, String> = self
+            .con()
+            .hgetall(format!("{}push:{account}", self.p()))
+            .await
+            .map_err(unavailable)?;
+        // A field that does not decode (written by another version) is
+        // skipped rather than failing every invitation to the account.
+        Ok(all
+            .values()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
     }
 
     async fn devices_of(&self, account: &str) -> Vec<String> {

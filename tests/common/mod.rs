@@ -5,6 +5,7 @@ pub mod c_server;
 pub mod cluster;
 pub mod keep;
 pub mod proxy;
+pub mod receiver;
 pub use cluster::TestServer;
 
 use nim_signaling::client::{

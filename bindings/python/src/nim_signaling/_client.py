@@ -415,6 +415,10 @@ class Client:
     query_channel_info = _request_method(
         "query_channel_info", "Room query: channelId or channelName -> {channelInfo, members}."
     )
+    register_push_token = _request_method(
+        "register_push_token",
+        "This device's push token for the server's push gateway: token (empty removes it), provider?.",
+    )
 
 
 class Server:

@@ -34,6 +34,7 @@ REQUEST_FUNCTIONS = (
     "call",
     "sync",
     "query_channel_info",
+    "register_push_token",
 )
 
 # Notification name (Client.on) -> registration function.
