@@ -123,6 +123,38 @@ fn refused_login(url: &str, account: &str) {
     unsafe { nim_signaling_client_free(c) };
 }
 
+/// Logs in as `account` with `token`, sends one room query (answered
+/// 10404) and frees the client.
+fn one_request(url: &str, account: &str, token: &str) {
+    let cfg = format!(
+        r#"{{"serverUrl":"{url}","account":"{account}","token":"{token}","reconnect":false}}"#
+    );
+    let mut c = null_mut();
+    assert_eq!(
+        unsafe { nim_signaling_client_new(cs(&cfg).as_ptr(), &mut c) },
+        200
+    );
+    let (tx, rx) = channel::<i32>();
+    let done = keep(Mutex::new(tx)) as *const Mutex<Sender<i32>> as *mut c_void;
+    unsafe extern "C" fn on_done(code: i32, _: *const c_char, ud: *mut c_void) {
+        let tx = &*(ud as *const Mutex<Sender<i32>>);
+        let _ = tx.lock().unwrap().send(code);
+    }
+    assert_eq!(unsafe { nim_signaling_login(c, Some(on_done), done) }, 200);
+    assert_eq!(rx.recv_timeout(WAIT).expect("login answered"), 200);
+    let q = cs(r#"{"channelName":"no-such-room"}"#);
+    let r = unsafe { nim_signaling_query_channel_info(c, q.as_ptr(), Some(on_done), done) };
+    assert_eq!(r, 200);
+    assert_eq!(rx.recv_timeout(WAIT).expect("query answered"), 10404);
+    unsafe { nim_signaling_client_free(c) };
+}
+
+/// The value of ` key=value` in a log line.
+fn field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    let at = message.find(&format!(" {key}="))? + key.len() + 2;
+    message[at..].split(' ').next()
+}
+
 fn next(rx: &Receiver<Line>, what: &str) -> Line {
     rx.recv_timeout(WAIT)
         .unwrap_or_else(|_| panic!("no log line for {what} within {WAIT:?}"))
@@ -191,6 +223,29 @@ fn logs_reach_the_callback_filtered_by_level() {
         l.2.contains("embedded server did not start"),
         "the first line at warn must be the error, got {l:?}"
     );
+
+    // Debug: one request is followed from the client library to the
+    // server by its request id: the client's line and the server's carry
+    // the same `rid` (the server's from the request's span).
+    while rx.try_recv().is_ok() {}
+    assert_eq!(nim_signaling_set_log_cb(4, Some(on_log), ud(ib)), 200);
+    one_request(&url, "mallory", "right");
+    assert_eq!(nim_signaling_set_log_cb(0, None, null_mut()), 200);
+    let lines: Vec<Line> = rx.try_iter().collect();
+    let queued = lines
+        .iter()
+        .find(|l| l.2.contains("request queued") && l.2.contains("op=queryChannelInfo"))
+        .unwrap_or_else(|| panic!("no client line for the request: {lines:#?}"));
+    assert!(queued.1.starts_with("nim_signaling::client"), "{queued:?}");
+    let rid = field(&queued.2, "rid").expect("the client's line has a rid");
+    let done = lines
+        .iter()
+        .find(|l| l.1.starts_with("nim_signaling::server") && l.2.contains("request done"))
+        .unwrap_or_else(|| panic!("no server line for the request: {lines:#?}"));
+    assert_eq!(field(&done.2, "rid"), Some(rid), "{done:?}");
+    assert_eq!(field(&done.2, "code"), Some("10404"), "{done:?}");
+    assert_eq!(field(&done.2, "account"), Some("mallory"), "{done:?}");
+    assert_eq!(field(&done.2, "op"), Some("queryChannelInfo"), "{done:?}");
 
     // Off (level 0, or a NULL callback): not called.
     while rx.try_recv().is_ok() {}

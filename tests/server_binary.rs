@@ -5,6 +5,7 @@
 mod common;
 
 use common::client_for;
+use common::{raw_connect, raw_request, spawn_server_with};
 use common::{spawn_server as spawn, SERVER_BIN as BIN};
 use serde_json::json;
 use std::process::Command;
@@ -145,4 +146,157 @@ fn no_authentication_is_refused_off_loopback() {
     assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
     let p = spawn(&["--listen", "0.0.0.0:0", "--hmac-secret", "s"]);
     assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn hmac_token_for(secret: &str, account: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--secret", secret, "--account", account])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// What deploy/ ships works as shipped: the systemd unit's command line,
+/// with the sample config and the secrets of the sample environment file,
+/// starts a server, and the environment's login secret wins over the
+/// file's.
+#[tokio::test]
+async fn the_systemd_unit_runs_the_sample_config_with_the_env_file() {
+    let unit = std::fs::read_to_string(repo("deploy/nim-signaling-server.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert!(words[0].ends_with("/nim-signaling-server"), "{exec}");
+    let sample = repo("deploy/server.toml");
+    let args: Vec<&str> = words[1..]
+        .iter()
+        .map(|w| {
+            if *w == "/etc/nim-signaling/server.toml" {
+                sample.to_str().unwrap()
+            } else {
+                w
+            }
+        })
+        .collect();
+    let env_file = std::fs::read_to_string(repo("deploy/nim-signaling.env")).unwrap();
+    let mut env: Vec<(String, String)> = env_file
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let login_secret = env
+        .iter()
+        .find(|(k, _)| k == "NIM_SIGNALING_AUTH__SECRET")
+        .map(|(_, v)| v.clone())
+        .expect("the env file sets the login secret");
+    // Free ports instead of the sample's fixed ones, through the same
+    // environment layer.
+    for key in ["LISTEN", "ADMIN_LISTEN", "METRICS_LISTEN"] {
+        env.push((format!("NIM_SIGNALING_{key}"), "127.0.0.1:0".into()));
+    }
+    let p = spawn_server_with(&args, &env, std::process::Stdio::null());
+    let from_env = hmac_token_for(&login_secret, "alice");
+    assert_eq!(login_code(&p.1, "alice", &from_env).await, 200);
+    let from_file = hmac_token_for("change-me-login-secret", "alice");
+    assert_eq!(
+        login_code(&p.1, "alice", &from_file).await,
+        302,
+        "the environment overrides the file"
+    );
+    // --print-config shows the layered result, masked.
+    let mut print = Command::new(BIN);
+    print
+        .args(&args)
+        .arg("--print-config")
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let out = print.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["listen"], "127.0.0.1:0");
+    assert_eq!(shown["auth"]["secret"], "***");
+    assert_eq!(shown["adminToken"], "***");
+    assert_eq!(shown["webhooks"]["secret"], "***");
+    assert_eq!(shown["push"]["secret"], "***");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("change-me"), "no secret shown: {text}");
+}
+
+#[test]
+fn a_misspelt_environment_variable_stops_the_start() {
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("NIM_SIGNALING_MAX_MEMBER", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NIM_SIGNALING_MAX_MEMBER"), "{err}");
+}
+
+/// JSON logs, one object per line; a request's lines carry its request id
+/// (`rid`: the client's instance and frame id) from the request's span.
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = std::env::temp_dir().join(format!("nim-sig-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let p = spawn_server_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,nim_signaling::server::session=debug",
+        ],
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let mut ws = raw_connect(&p.1).await;
+    let login = json!({"account": "alice", "deviceId": "d1", "instance": "inst7f"});
+    let r = raw_request(&mut ws, 1, "login", login)
+        .await
+        .expect("login");
+    assert_eq!(r["code"], 200);
+    let r = raw_request(&mut ws, 42, "create", json!({"type": 1}))
+        .await
+        .expect("reply");
+    assert_eq!(r["code"], 200);
+    drop(ws);
+    drop(p);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request done" && l["span"]["op"] == "create")
+        .unwrap_or_else(|| panic!("no request line in {text}"));
+    assert_eq!(done["span"]["rid"], "inst7f-42", "{done}");
+    assert_eq!(done["span"]["account"], "alice", "{done}");
+    assert_eq!(done["fields"]["code"], 200, "{done}");
+    assert_eq!(done["level"], "DEBUG", "{done}");
+    // The filter is by module: nothing below info from elsewhere.
+    assert!(
+        lines.iter().all(|l| l["level"] != "DEBUG"
+            || l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("nim_signaling::server::session"))),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -90,6 +90,23 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A stand-in for your backend while you try things out: prints every
+    /// webhook and push POST it gets as one JSON line on stdout, with
+    /// whether its X-Nim-Signature is valid for one of the secrets, and
+    /// answers them all with --status.
+    DevReceiver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+        listen: String,
+        /// A secret signatures are checked with (webhooks.secret,
+        /// push.secret); may be repeated.
+        #[arg(long = "secret", value_name = "SECRET")]
+        secrets: Vec<String>,
+        /// The HTTP status every POST is answered with (e.g. 503 to watch
+        /// webhooks retried and pushes refused).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
     /// Print an HMAC token for ACCOUNT on stdout.
     Token {
         #[arg(long)]
@@ -190,8 +207,71 @@ fn loopback_only(listen: &str) -> bool {
     }
 }
 
+/// Serves `dev-receiver` until Ctrl-C.
+fn dev_receiver(listen: &str, secrets: Vec<String>, status: u16) {
+    use nim_signaling::server::http::{self, HttpResponse, SIGNATURE_HEADER};
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("nim-signaling-server dev-receiver: cannot listen on {listen}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let at = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        eprintln!("dev-receiver listening on http://{at} (answering {status})");
+        let secrets = std::sync::Arc::new(secrets);
+        let serving = http::serve(listener, move |req| {
+            let secrets = secrets.clone();
+            async move {
+                let header = req
+                    .headers
+                    .get(SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                let signature = match header {
+                    None => "missing",
+                    Some(h)
+                        if secrets
+                            .iter()
+                            .any(|s| http::signature_valid(s, h, &req.body)) =>
+                    {
+                        "valid"
+                    }
+                    Some(_) => "invalid",
+                };
+                let body = serde_json::from_slice::<serde_json::Value>(&req.body)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&req.body).into_owned().into());
+                let event = req.headers.get("x-nim-event").and_then(|v| v.to_str().ok());
+                let line = serde_json::json!({
+                    "method": req.method.as_str(), "path": req.path,
+                    "event": event, "signature": signature, "body": body,
+                });
+                println!("{line}");
+                HttpResponse::text(status, "")
+            }
+        });
+        tokio::select! {
+            _ = serving => {}
+            _ = stop_requested() => {}
+        }
+    });
+}
+
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::DevReceiver {
+        listen,
+        secrets,
+        status,
+    }) = &cli.command
+    {
+        dev_receiver(listen, secrets.clone(), *status);
+        return;
+    }
     if let Some(Command::Token {
         secret,
         account,

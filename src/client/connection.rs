@@ -183,6 +183,8 @@ impl Conn {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        // The same request id the server's log lines carry (`rid`).
+        tracing::debug!(rid = %format_args!("{}-{id}", self.instance), op, "request queued");
         self.pending.insert(
             id,
             Pending {
@@ -526,6 +528,7 @@ impl Conn {
                         .ok()
                         .and_then(|v| v["code"].as_i64())
                         .unwrap_or(codes::INTERNAL as i64) as i32;
+                    tracing::debug!(rid = %format_args!("{}-{id}", self.instance), op = p.op, code, "reply");
                     p.done.complete(code, result.to_string());
                 }
             }

@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Once, RwLock};
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 use super::guard;
 use crate::protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM, OK};
@@ -127,7 +129,19 @@ fn c_string(s: String) -> CString {
 
 struct ToCallback;
 
-impl<S: Subscriber> Layer<S> for ToCallback {
+/// The fields of a span (` rid=… op=…`), kept with it so that every event
+/// inside it carries them.
+struct SpanFields(String);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ToCallback {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut line = Line::default();
+            attrs.record(&mut line);
+            span.extensions_mut().insert(SpanFields(line.fields));
+        }
+    }
+
     // "Sometimes": ask `enabled` at every event, so a level set later takes
     // effect at once instead of whatever was cached when a callsite was
     // first seen.
@@ -139,7 +153,7 @@ impl<S: Subscriber> Layer<S> for ToCallback {
         level_number(metadata.level()) <= LEVEL.load(Ordering::Relaxed)
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if IN_CALLBACK.with(Cell::get) {
             return;
         }
@@ -151,6 +165,14 @@ impl<S: Subscriber> Layer<S> for ToCallback {
         let mut line = Line::default();
         event.record(&mut line);
         line.message.push_str(&line.fields);
+        // Then the fields of the spans it happened in (a request's `rid`).
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(f) = span.extensions().get::<SpanFields>() {
+                    line.message.push_str(&f.0);
+                }
+            }
+        }
         let target = c_string(meta.target().to_string());
         let message = c_string(line.message);
         let sink = SINK.read().unwrap_or_else(|e| e.into_inner());

@@ -646,4 +646,168 @@ mod tests {
             ServerConfig::from_json(text).expect(text);
         }
     }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Layers: the file's value is overridden by the environment's; types
+    /// follow the setting (a token of digits stays a string); `__` nests.
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("nim-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(
+            &file,
+            "roomTtlMs = 1000\nmaxMembers = 4\n[auth]\nmode = \"hmac\"\nsecret = \"file\"\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(
+            Default::default(),
+            Some(&file),
+            env(&[
+                ("NIM_SIGNALING_ROOM_TTL_MS", "5000"),
+                ("NIM_SIGNALING_AUTH__SECRET", "12345"),
+                ("NIM_SIGNALING_ADMIN_LISTEN", "127.0.0.1:0"),
+                ("NIM_SIGNALING_ADMIN_TOKEN", "0123456789012345"),
+                (
+                    "NIM_SIGNALING_WEBHOOKS__URLS",
+                    r#"["http://127.0.0.1:9/h"]"#,
+                ),
+                ("NIM_SIGNALING_WEBHOOKS__SECRET", "w"),
+                ("NIM_SIGNALING_WEBHOOKS__MAX_ATTEMPTS", "3"),
+                ("NIM_SIGNALING_LOG", "debug"),
+                ("NIM_SIGNALING_LIB", "/not/a/setting.so"),
+                ("OTHER_VAR", "ignored"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.room_ttl_ms, 5000, "environment over file");
+        assert_eq!(c.max_members, 4, "file over default");
+        assert_eq!(
+            c.auth,
+            AuthConfig::Hmac {
+                secret: "12345".into()
+            }
+        );
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789012345"));
+        let w = c.webhooks.as_ref().expect("webhooks");
+        assert_eq!((w.urls.len(), w.max_attempts, w.queue_size), (1, 3, 10_000));
+        assert_eq!(c.logging.level, "debug");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_environment_is_refused_naming_the_variable() {
+        let load = |vars: &[(&str, &str)]| {
+            ServerConfig::load(Default::default(), None, env(vars))
+                .expect_err("refused")
+                .message
+        };
+        let m = load(&[("NIM_SIGNALING_ROOM_TTL", "5")]);
+        assert!(
+            m.contains("NIM_SIGNALING_ROOM_TTL") && m.contains("roomTtl"),
+            "{m}"
+        );
+        let m = load(&[("NIM_SIGNALING_MAX_MEMBERS", "many")]);
+        assert!(
+            m.contains("NIM_SIGNALING_MAX_MEMBERS") && m.contains("not a number"),
+            "{m}"
+        );
+        let m = load(&[("NIM_SIGNALING_WEBHOOKS__URLS", "[oops")]);
+        assert!(m.contains("not valid JSON"), "{m}");
+        let m = load(&[("NIM_SIGNALING_PUSH__URLL", "http://x/")]);
+        assert!(
+            m.contains("NIM_SIGNALING_PUSH__URLL") && m.contains("urll"),
+            "{m}"
+        );
+        let m = load(&[("NIM_SIGNALING_ADMIN_LISTEN", "127.0.0.1:0")]);
+        assert!(m.contains("adminToken"), "{m}");
+        let m = load(&[("NIM_SIGNALING_LOGGING__LEVEL", "info,=bogus=")]);
+        assert!(m.contains("logging.level"), "{m}");
+    }
+
+    #[test]
+    fn every_secret_is_masked() {
+        let c = ServerConfig::from_json(
+            r#"{"auth": {"mode": "static", "accounts": {"alice": "ta-secret"}},
+                "adminListen": "127.0.0.1:0", "adminToken": "admin-secret-0123",
+                "webhooks": {"urls": ["http://127.0.0.1:9/"], "secret": "hook-secret"},
+                "push": {"url": "http://127.0.0.1:9/", "secret": "push-secret"},
+                "store": {"kind": "redis", "url": "redis://user:redis-secret@127.0.0.1:6379/0"}}"#,
+        )
+        .unwrap();
+        let shown = c.masked().to_string();
+        for secret in [
+            "ta-secret",
+            "admin-secret",
+            "hook-secret",
+            "push-secret",
+            "redis-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        assert!(
+            shown.contains("redis://user:***@127.0.0.1:6379/0"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"alice\":\"***\""), "{shown}");
+        let hmac = ServerConfig::from_json(r#"{"auth": {"mode": "hmac", "secret": "h-secret"}}"#)
+            .unwrap()
+            .masked()
+            .to_string();
+        assert!(!hmac.contains("h-secret"), "{hmac}");
+    }
+
+    /// The sample config holds every setting, and docs/CONFIG.md names each.
+    #[test]
+    fn the_sample_config_and_the_docs_cover_every_key() {
+        let sample = include_str!("../../deploy/server.toml");
+        let doc = include_str!("../../docs/CONFIG.md");
+        let parsed: toml::Table = toml::from_str(sample).expect("sample parses");
+        let Value::Object(all) = every_key() else {
+            unreachable!()
+        };
+        for (key, v) in &all {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/CONFIG.md lacks {key}"
+            );
+            match v {
+                Value::Object(inner) if !matches!(key.as_str(), "auth" | "store") => {
+                    // A table may be there, or shown commented out.
+                    let table = parsed.get(key).and_then(|t| t.as_table());
+                    assert!(
+                        table.is_some() || sample.contains(&format!("# [{key}]")),
+                        "sample lacks [{key}]"
+                    );
+                    for k in inner.keys() {
+                        let commented = sample.contains(&format!("# {k} = "));
+                        assert!(
+                            table.is_some_and(|t| t.contains_key(k)) || commented,
+                            "sample lacks {key}.{k}"
+                        );
+                        assert!(
+                            doc.contains(&format!("`{k}`")),
+                            "docs/CONFIG.md lacks {key}.{k}"
+                        );
+                    }
+                }
+                _ => {
+                    let commented = sample.contains(&format!("# {key} = "));
+                    assert!(parsed.contains_key(key) || commented, "sample lacks {key}");
+                }
+            }
+        }
+        // And it is a config the server takes.
+        let dir = std::env::temp_dir().join(format!("nim-sample-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, sample).unwrap();
+        ServerConfig::from_file(&file).expect("the sample is valid");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

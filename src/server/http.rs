@@ -181,6 +181,25 @@ pub fn signature(secret: &str, at_ms: i64, body: &[u8]) -> String {
     format!("t={at_ms},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Whether `header` (an [`SIGNATURE_HEADER`] value) signs `body` with
+/// `secret`: what a receiver checks (with a constant-time comparison).
+pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
+    let at = header
+        .split(',')
+        .find_map(|p| p.strip_prefix("t="))
+        .and_then(|t| t.parse::<i64>().ok());
+    let Some(at) = at else {
+        return false;
+    };
+    let want = signature(secret, at, body);
+    want.len() == header.len()
+        && want
+            .bytes()
+            .zip(header.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// How [`post_json`] verifies `https://` receivers.
 #[derive(Clone, Default)]
 pub struct Roots(Option<Arc<rustls::ClientConfig>>);
@@ -376,6 +395,16 @@ mod tests {
             s,
             "t=1700000000000,v1=8a6f992378d0d47b6fcdf1cc8d72e46ba5c789b2c9d3a538be31fe07d598ba6d"
         );
+    }
+
+    #[test]
+    fn signatures_verify_only_with_the_secret_and_body() {
+        let s = signature("k", 5, b"body");
+        assert!(signature_valid("k", &s, b"body"));
+        assert!(!signature_valid("k2", &s, b"body"));
+        assert!(!signature_valid("k", &s, b"bodx"));
+        assert!(!signature_valid("k", &s.replace("t=5", "t=6"), b"body"));
+        assert!(!signature_valid("k", "garbage", b"body"));
     }
 
     #[test]

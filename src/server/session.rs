@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 
 use super::limits::{IpSlot, RequestRate};
 use super::metrics::Metrics;
@@ -512,7 +513,7 @@ async fn handle_text(
     rate: &mut RequestRate,
     text: &str,
 ) -> Handled {
-    let frame: ClientFrame = match serde_json::from_str(text) {
+    let mut frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
             let f = Failure::new(INVALID_PARAM, format!("malformed frame: {e}"));
@@ -523,7 +524,29 @@ async fn handle_text(
         return Handled::Nothing;
     }
     let id = frame.id.unwrap_or(0);
-    let op = frame.op.unwrap_or_default();
+    let op = frame.op.take().unwrap_or_default();
+    // The request id of the log lines: the client instance and the frame
+    // id, as the client library logs it too (so one request can be followed
+    // from app to server); the device for clients that name no instance.
+    let span = tracing::debug_span!(
+        "request",
+        rid = %format_args!("{}-{id}", info.instance.as_deref().unwrap_or(&info.device)),
+        op = %op,
+        account = %info.account,
+    );
+    handle_request(svc, info, rate, frame, id, op)
+        .instrument(span)
+        .await
+}
+
+async fn handle_request(
+    svc: &Service,
+    info: &SessionInfo,
+    rate: &mut RequestRate,
+    frame: ClientFrame,
+    id: u64,
+    op: String,
+) -> Handled {
     let started = Instant::now();
     let (code, reply) = if !rate.allow(started) {
         let f = rate.refusal();
@@ -546,7 +569,13 @@ async fn handle_text(
             Err(f) => (f.code, frames::failure_frame(id, &f)),
         }
     };
-    svc.metrics.request(&op, code, started.elapsed());
+    let took = started.elapsed();
+    svc.metrics.request(&op, code, took);
+    if code == crate::protocol::codes::INTERNAL {
+        tracing::warn!(code, took_us = took.as_micros() as u64, "request failed");
+    } else {
+        tracing::debug!(code, took_us = took.as_micros() as u64, "request done");
+    }
     Handled::Reply(reply)
 }
 

@@ -459,12 +459,23 @@ impl Drop for ServerProcess {
 
 /// Starts the binary with `args` and waits for its "listening on URL" line.
 pub fn spawn_server(args: &[&str]) -> ServerProcess {
+    spawn_server_with(args, &[], std::process::Stdio::null())
+}
+
+/// Like [`spawn_server`], with extra environment variables and its stderr
+/// (the logs) sent to `stderr`.
+pub fn spawn_server_with(
+    args: &[&str],
+    env: &[(String, String)],
+    stderr: std::process::Stdio,
+) -> ServerProcess {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(SERVER_BIN)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start nim-signaling-server");
     let mut line = String::new();
