@@ -8,6 +8,7 @@ mod common;
 use common::c_server::Server;
 use common::keep::keep;
 use common::proxy::FaultProxy;
+use common::receiver::Receiver as Gateway;
 use common::{cid, WAIT};
 use nim_signaling::ffi::client::*;
 use nim_signaling::ffi::server::*;
@@ -278,6 +279,56 @@ fn a_whole_call_through_the_c_abi() {
         nim_signaling_client_free(alice);
         nim_signaling_client_free(bob);
     }
+}
+
+/// registerPushToken through the C ABI, and the push codes it leads to: the
+/// gateway gets the token bob registered; 10201 when it takes the push,
+/// 10202 when it refuses.
+#[test]
+fn push_tokens_and_push_codes_through_the_c_abi() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gw = rt.block_on(Gateway::start());
+    let srv = Server::start(&json!({"push": {"url": gw.url, "timeoutMs": 2000}}).to_string());
+    let bob = logged_in(&srv.url(), "bob");
+    // Bad params are refused by the call itself, without a callback.
+    let bad = cs(r#"{"token": 5}"#);
+    let r = unsafe { nim_signaling_register_push_token(bob, bad.as_ptr(), None, null_mut()) };
+    assert_eq!(r, 414);
+    ok(
+        bob,
+        nim_signaling_register_push_token,
+        json!({"token": "tok-c", "provider": "apns"}),
+    );
+    unsafe { nim_signaling_client_free(bob) };
+    let alice = logged_in(&srv.url(), "alice");
+    let room = cid(&ok(alice, nim_signaling_create, json!({"type": 1})));
+    ok(alice, nim_signaling_join, json!({"channelId": room}));
+    let push = json!({"needPush": true, "pushTitle": "hi"});
+    // bob's connection closing reaches the server soon; until then the
+    // invitation rings (200) and nothing is pushed.
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    let code = loop {
+        n += 1;
+        let inv = json!({"channelId": room, "account": "bob", "requestId": format!("r{n}"), "pushInfo": push});
+        let (code, _) = request(alice, nim_signaling_invite, inv);
+        if code != 200 || Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, 10201, "pushed");
+    let bodies = gw.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["devices"][0]["token"], "tok-c", "{}", bodies[0]);
+    assert_eq!(bodies[0]["devices"][0]["provider"], "apns");
+    assert_eq!(bodies[0]["invitation"]["requestId"], format!("r{n}"));
+    gw.answer_with(503, Duration::ZERO);
+    let inv = json!({"channelId": room, "account": "bob", "requestId": "last", "pushInfo": push});
+    let (code, r) = request(alice, nim_signaling_invite, inv);
+    assert_eq!(code, 10202, "{r}");
+    assert!(r["message"].is_string(), "{r}");
+    unsafe { nim_signaling_client_free(alice) };
 }
 
 /// A WebSocket peer that accepts logins and then never answers, so
