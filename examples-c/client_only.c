@@ -1,22 +1,25 @@
 /*
  * client_only: one client against a running nim-signaling-server.
  *
- *   client_only URL ACCOUNT TOKEN [PEER]
+ *   client_only URL ACCOUNT TOKEN [PEER [SECONDS]]
  *
  * Logs in (exit 2 if the login fails), and when PEER is given creates a
- * room, joins it and invites PEER. Prints every notification for a few
- * seconds, closes the room it made, logs out and exits 0.
+ * room, joins it and invites PEER, asking for a push should PEER be
+ * offline. Prints every notification for SECONDS (default 5), closes the
+ * room it made (if it is still open), logs out and exits 0.
  */
 #include "example_util.h"
 
 #define LISTEN_MS 5000
+#define MAX_LISTEN_S 3600
 
 static int usage(void)
 {
-    fputs("usage: client_only URL ACCOUNT TOKEN [PEER]\n"
+    fputs("usage: client_only URL ACCOUNT TOKEN [PEER [SECONDS]]\n"
           "  URL      ws://host:port of a running nim-signaling-server\n"
           "  ACCOUNT  the account to log in as, with TOKEN\n"
-          "  PEER     if given: create a room, join it and invite PEER\n",
+          "  PEER     if given: create a room, join it and invite PEER\n"
+          "  SECONDS  how long to print notifications (default 5, at most 3600)\n",
           stderr);
     return 64; /* EX_USAGE */
 }
@@ -34,10 +37,17 @@ int main(int argc, char **argv)
     const char *res;
     char cid[128] = "", params[512];
     int32_t code;
-    int i, ok = 1;
+    int i, ok = 1, listen_ms = LISTEN_MS;
 
-    if (argc < 4 || argc > 5)
+    if (argc < 4 || argc > 6)
         return usage();
+    if (argc == 6) {
+        char *end;
+        long s = strtol(argv[5], &end, 10);
+        if (*end != '\0' || s < 1 || s > MAX_LISTEN_S)
+            return usage();
+        listen_ms = (int)s * 1000;
+    }
     for (i = 1; i < argc; i++)
         if (!json_safe(argv[i]))
             return usage();
@@ -58,24 +68,28 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (argc == 5) {
+    if (argc >= 5) {
         ok = ex_ok(&w, "create", nim_signaling_create(c, "{\"type\":1}", ex_on_result, &w), &res) &&
              ex_json_string(res, "channelId", cid, sizeof cid);
         snprintf(params, sizeof params, "{\"channelId\":\"%s\"}", cid);
         ok = ok && ex_ok(&w, "join", nim_signaling_join(c, params, ex_on_result, &w), NULL);
         if (ok) {
             snprintf(params, sizeof params,
-                     "{\"channelId\":\"%s\",\"account\":\"%s\",\"requestId\":\"client-only-1\"}",
-                     cid, argv[4]);
-            /* 10201: PEER is offline; the invitation is kept all the same. */
+                     "{\"channelId\":\"%s\",\"account\":\"%s\",\"requestId\":\"client-only-1\","
+                     "\"pushInfo\":{\"needPush\":true,\"pushTitle\":\"%s calls\"}}",
+                     cid, argv[4], argv[2]);
+            /* 10201: PEER is offline (and was pushed, if the server has a
+             * push gateway); 10202: the push could not go out. The
+             * invitation is kept all the same. */
             code = ex_finish(&w, "invite", nim_signaling_invite(c, params, ex_on_result, &w), NULL);
-            ok = code == NIM_SIGNALING_OK || code == NIM_SIGNALING_PEER_OFFLINE;
+            ok = code == NIM_SIGNALING_OK || code == NIM_SIGNALING_PEER_OFFLINE ||
+                 code == NIM_SIGNALING_PUSH_UNREACHABLE;
         }
     }
 
     if (ok) {
-        ex_log(argv[2], "listening for %d ms", LISTEN_MS);
-        ex_sleep_ms(LISTEN_MS);
+        ex_log(argv[2], "listening for %d ms", listen_ms);
+        ex_sleep_ms(listen_ms);
     }
     if (cid[0]) {
         snprintf(params, sizeof params, "{\"channelId\":\"%s\"}", cid);

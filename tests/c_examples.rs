@@ -103,7 +103,7 @@ fn client_only_usage() {
     assert_eq!(r.status.code(), Some(64), "{}", r.describe());
     assert!(
         r.stderr
-            .contains("usage: client_only URL ACCOUNT TOKEN [PEER]"),
+            .contains("usage: client_only URL ACCOUNT TOKEN [PEER [SECONDS]]"),
         "{}",
         r.describe()
     );

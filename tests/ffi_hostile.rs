@@ -194,6 +194,7 @@ fn valid_params(op: &str) -> Value {
                          "pushInfo": {"needPush": 1}}),
         "sync" => json!({}),
         "queryChannelInfo" => json!({"channelId": "c1", "channelName": "n"}),
+        "registerPushToken" => json!({"token": "t", "provider": "fcm"}),
         other => panic!("no params for {other}"),
     }
 }
@@ -581,6 +582,8 @@ fn huge_and_deeply_nested_input() {
 enum Kind {
     /// A required, non-empty string.
     Id,
+    /// A required string, possibly empty.
+    Text,
     /// An optional string (null = absent).
     OptText,
     /// A boolean, or a number (0 is false), or null.
@@ -639,6 +642,8 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
         "sync" => vec![],
         // Either one may be missing while the other is there.
         "queryChannelInfo" => vec![("channelId", OptText), ("channelName", OptText)],
+        // An empty token removes the device's token.
+        "registerPushToken" => vec![("token", Text), ("provider", OptText)],
         other => panic!("no keys for {other}"),
     }
 }
@@ -647,10 +652,11 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
 fn takes(kind: Kind, value: Option<&Value>) -> bool {
     use Kind::*;
     let Some(v) = value else {
-        return !matches!(kind, Id | Type);
+        return !matches!(kind, Id | Text | Type);
     };
     match (kind, v) {
         (Id, Value::String(s)) => !s.is_empty(),
+        (Text, Value::String(_)) => true,
         (OptText, Value::String(_) | Value::Null) => true,
         (Flag, Value::Bool(_) | Value::Number(_) | Value::Null) => true,
         (Uid, Value::Null) => true,
