@@ -603,6 +603,67 @@ fn the_openapi_document_describes_exactly_the_routes() {
     }
 }
 
+// ---------------------------------------------------------------- binary
+
+/// The standalone server: `--admin-listen` with the token from the config
+/// file serves the API and logs where; `--print-config` hides the token.
+#[tokio::test]
+async fn the_binary_serves_the_admin_api_it_logs() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("nim-sig-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("server.json");
+    let text = json!({"listen": "127.0.0.1:0", "adminToken": TOKEN}).to_string();
+    std::fs::write(&cfg, text).unwrap();
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+
+    let out = Command::new(SERVER_BIN)
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("\"adminListen\": \"127.0.0.1:0\""),
+        "{shown}"
+    );
+    assert!(!shown.contains(TOKEN), "the token is masked: {shown}");
+
+    let mut child = Command::new(SERVER_BIN)
+        .args(args)
+        .env("NIM_SIGNALING_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let base = tokio::task::spawn_blocking(move || {
+        stderr.lines().map_while(Result::ok).find_map(|l| {
+            let at = l.split("admin API on ").nth(1)?;
+            Some(
+                at.split_whitespace()
+                    .next()?
+                    .trim_end_matches("/v1")
+                    .to_string(),
+            )
+        })
+    })
+    .await
+    .unwrap();
+    let api = Admin(base.expect("the admin address is logged"));
+    let v = api.ok("GET", "/v1/stats", None).await;
+    assert_eq!(v["sessions"], 0, "{v}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------- cluster
 
 /// A node on `store`; with `admin` it serves the admin API.

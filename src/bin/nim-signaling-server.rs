@@ -214,6 +214,9 @@ fn main() {
         if let Some(auth) = shown.get_mut("auth") {
             mask_secrets(auth);
         }
+        if let Some(t) = shown.get_mut("adminToken").filter(|t| !t.is_null()) {
+            *t = "***".into();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&shown).unwrap_or_default()
