@@ -139,6 +139,26 @@ impl Admin {
     }
 }
 
+/// alice (a1) and bob (b1) logged in at `url`, both in a room alice made;
+/// every event so far read.
+async fn two_in_a_room(url: &str) -> (TestClient, TestClient, String) {
+    let mut alice = login(url, "alice", "a1").await;
+    let bob = login(url, "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.expect_event("ROOM_JOIN").await;
+    (alice, bob, room)
+}
+
+/// alice (a1) calls bob (b1) at `url` as request "r1"; bob has heard it
+/// ring. Returns both and the call's room.
+async fn alice_calls_bob(url: &str) -> (TestClient, TestClient, String) {
+    let alice = login(url, "alice", "a1").await;
+    let mut bob = login(url, "bob", "b1").await;
+    let room = alice.call_rings(&mut bob, "r1").await;
+    (alice, bob, room)
+}
+
 /// A route's path with every `{param}` filled with "x".
 fn concrete(template: &str) -> String {
     template
@@ -320,9 +340,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 #[tokio::test]
 async fn a_room_shows_its_members_and_ringing_invitations() {
     let (srv, api) = admin_server(json!({})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
-    let room = alice.call_rings(&mut bob, "r1").await;
+    let (_alice, bob, room) = alice_calls_bob(srv.url()).await;
     let v = api.ok("GET", &format!("/v1/rooms/{room}"), None).await;
     assert_eq!(v["channelInfo"]["channelId"], room.as_str(), "{v}");
     assert_eq!(v["channelInfo"]["creatorId"], "alice", "{v}");
@@ -383,12 +401,8 @@ async fn closing_a_room_tells_every_member_and_the_creator() {
 #[tokio::test]
 async fn removing_a_member_is_a_leave_its_own_devices_hear_of() {
     let (srv, api) = admin_server(json!({})).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
+    let (mut alice, mut bob, room) = two_in_a_room(srv.url()).await;
     let mut bob2 = login(srv.url(), "bob", "b2").await;
-    let room = alice.create_joined(None).await;
-    bob.ok("join", json!({"channelId": room})).await;
-    alice.expect_event("ROOM_JOIN").await;
 
     let path = format!("/v1/rooms/{room}/members/bob");
     let v = api
@@ -425,11 +439,7 @@ async fn removing_a_member_is_a_leave_its_own_devices_hear_of() {
 #[tokio::test]
 async fn control_from_the_server_reaches_whom_it_names() {
     let (srv, api) = admin_server(json!({})).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
-    let room = alice.create_joined(None).await;
-    bob.ok("join", json!({"channelId": room})).await;
-    alice.expect_event("ROOM_JOIN").await;
+    let (mut alice, mut bob, room) = two_in_a_room(srv.url()).await;
     let path = format!("/v1/rooms/{room}/control");
 
     let v = api
@@ -510,9 +520,7 @@ async fn path_segments_are_percent_decoded_and_plus_is_a_plus() {
 #[tokio::test]
 async fn stats_count_what_is_there() {
     let (srv, api) = admin_server(json!({})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
-    alice.call_rings(&mut bob, "r1").await;
+    let _call = alice_calls_bob(srv.url()).await;
     let v = api.ok("GET", "/v1/stats", None).await;
     for (k, want) in [
         ("connections", 2),
@@ -690,11 +698,7 @@ async fn the_admin_of_one_node_acts_on_sessions_of_another() {
     let b = node(&store, false).await;
     let api = Admin(a.admin_url().expect("admin address"));
     // Everyone is on node B; the operator talks to node A.
-    let mut alice = login(b.url(), "alice", "a1").await;
-    let mut bob = login(b.url(), "bob", "b1").await;
-    let room = alice.create_joined(None).await;
-    bob.ok("join", json!({"channelId": room})).await;
-    alice.expect_event("ROOM_JOIN").await;
+    let (mut alice, mut bob, room) = two_in_a_room(b.url()).await;
 
     assert_eq!(api.devices("bob").await, ["b1"]);
     let v = api.ok("GET", "/v1/rooms", None).await;

@@ -51,24 +51,17 @@ const fn route(method: &'static str, path: &'static str, op: Op) -> Route {
 
 /// Every route the API serves. Data, so that a test can hold the OpenAPI
 /// document to exactly this set.
+#[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    route("GET", "/v1/rooms", Op::ListRooms),
-    route("GET", "/v1/rooms/{channelId}", Op::GetRoom),
-    route("DELETE", "/v1/rooms/{channelId}", Op::CloseRoom),
-    route(
-        "DELETE",
-        "/v1/rooms/{channelId}/members/{account}",
-        Op::RemoveMember,
-    ),
-    route("POST", "/v1/rooms/{channelId}/control", Op::Control),
-    route("GET", "/v1/accounts/{account}/devices", Op::Devices),
-    route(
-        "POST",
-        "/v1/accounts/{account}/devices/{deviceId}/kick",
-        Op::Kick,
-    ),
-    route("GET", "/v1/stats", Op::Stats),
-    route("GET", "/v1/openapi.json", Op::OpenApi),
+    route("GET",    "/v1/rooms",                                      Op::ListRooms),
+    route("GET",    "/v1/rooms/{channelId}",                          Op::GetRoom),
+    route("DELETE", "/v1/rooms/{channelId}",                          Op::CloseRoom),
+    route("DELETE", "/v1/rooms/{channelId}/members/{account}",        Op::RemoveMember),
+    route("POST",   "/v1/rooms/{channelId}/control",                  Op::Control),
+    route("GET",    "/v1/accounts/{account}/devices",                 Op::Devices),
+    route("POST",   "/v1/accounts/{account}/devices/{deviceId}/kick", Op::Kick),
+    route("GET",    "/v1/stats",                                      Op::Stats),
+    route("GET",    "/v1/openapi.json",                               Op::OpenApi),
 ];
 
 /// The OpenAPI 3.0 document of this API, served at `/v1/openapi.json`.

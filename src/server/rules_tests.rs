@@ -575,13 +575,7 @@ fn close_table() {
             ..close_p()
         };
         let o = succeeded(case, close(Some(&before), &ctx(who), &p));
-        let mut want = before.clone();
-        want.closed = true;
-        want.members.clear();
-        // Answered invitations go (nothing can be asked of a closed room);
-        // pending ones stay for their INVITE_TIMEOUT.
-        want.invites.retain(|i| i.state == Pending);
-        want.expire_at = NOW + TTL;
+        let want = closed_now(&before);
         assert_eq!(o.code, OK, "{case}");
         assert_eq!(o.data, json!({}), "{case}");
         assert_eq!(o.room, want, "{case}");
@@ -596,12 +590,27 @@ fn close_table() {
         }
         let ev = event("ROOM_CLOSE", &want, who, "bye", json!({}));
         assert_eq!(ev["channelInfo"]["invalid"], 1, "{case}");
-        let want_seen: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want_seen, "{case}");
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
     }
+}
+
+/// `before` as a close at NOW leaves it.
+fn closed_now(before: &Room) -> Room {
+    let mut want = before.clone();
+    want.closed = true;
+    want.members.clear();
+    // Answered invitations go (nothing can be asked of a closed room);
+    // pending ones stay for their INVITE_TIMEOUT.
+    want.invites.retain(|i| i.state == Pending);
+    want.expire_at = NOW + TTL;
+    want
+}
+
+/// `ev` notified to each of `told`, kept offline as `offline` asks.
+fn notified_each(told: &[&str], offline: Option<bool>, ev: &Value) -> Vec<Seen> {
+    told.iter()
+        .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
+        .collect()
 }
 
 // ---------------------------------------------------------------- admin close
@@ -632,20 +641,12 @@ fn admin_close_tells_members_and_creator_from_the_server() {
             ..close_p()
         };
         let o = succeeded(case, admin_close(Some(&before), NOW, &LIMITS, &p));
-        let mut want = before.clone();
-        want.closed = true;
-        want.members.clear();
-        want.invites.retain(|i| i.state == Pending);
-        want.expire_at = NOW + TTL;
+        let want = closed_now(&before);
         assert_eq!((o.code, &o.data), (OK, &json!({})), "{case}");
         assert_eq!(o.room, want, "{case}");
         // From "": the server, not an account.
         let ev = event("ROOM_CLOSE", &want, "", "bye", json!({}));
-        let want_seen: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want_seen, "{case}");
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
     }
 }
 
@@ -845,11 +846,7 @@ fn remove_member_is_a_leave_its_own_devices_hear_of() {
         assert_eq!(o.room, want, "{case}");
         // From the removed account, as if it had left itself.
         let ev = event("LEAVE", &want, who, "bye", json!({}));
-        let want_seen: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want_seen, "{case}");
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
     }
 }
 
@@ -1258,11 +1255,7 @@ fn control_table() {
         assert_eq!(o.room, room(), "{case}");
         let ev = event("CONTROL", &room(), who, "cmd", json!({}));
         // Control is online only.
-        let want: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, false, ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want, "{case}");
+        assert_eq!(seen(&o), notified_each(told, Some(false), &ev), "{case}");
     }
 }
 
@@ -1297,11 +1290,7 @@ fn admin_control_table() {
         );
         assert_eq!(o.room, room(), "{case}");
         let ev = event("CONTROL", &room(), "", "cmd", json!({}));
-        let want: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, false, ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want, "{case}");
+        assert_eq!(seen(&o), notified_each(told, Some(false), &ev), "{case}");
     }
 }
 
