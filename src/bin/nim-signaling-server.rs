@@ -64,6 +64,11 @@ struct Cli {
     /// 127.0.0.1:9100 (keep it off the public network).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Serve the admin HTTP API (docs/ADMIN.md) on this address, e.g.
+    /// 127.0.0.1:9200; needs adminToken from the config (never a flag:
+    /// command lines are visible to every user through ps).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// Cluster mode: keep state in the Redis (or Valkey) at this URL, e.g.
     /// redis://127.0.0.1:6379; every node started with the same URL (and
     /// --redis-prefix) serves one system.
@@ -164,6 +169,9 @@ fn settings(cli: &Cli) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &cli.metrics_listen {
         cfg.metrics_listen = Some(v.clone());
+    }
+    if let Some(v) = &cli.admin_listen {
+        cfg.admin_listen = Some(v.clone());
     }
     if let Some(f) = &cli.log_format {
         cfg.logging.format = if f == "json" {
@@ -311,6 +319,9 @@ fn main() {
         println!("nim-signaling-server listening on {}", handle.url());
         if let Some(m) = handle.metrics_url() {
             tracing::info!("metrics on {m}/metrics, health on {m}/healthz");
+        }
+        if let Some(a) = handle.admin_url() {
+            tracing::info!("admin API on {a}/v1 (docs/ADMIN.md)");
         }
         #[cfg(unix)]
         let drains = drain_on_sigusr1(&handle);

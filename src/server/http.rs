@@ -82,6 +82,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Further headers (e.g. `WWW-Authenticate`, `Allow`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl HttpResponse {
@@ -90,6 +92,7 @@ impl HttpResponse {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
+            headers: Vec::new(),
         }
     }
 
@@ -98,7 +101,13 @@ impl HttpResponse {
             status,
             content_type: "application/json",
             body: body.to_string(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 }
 
@@ -163,6 +172,11 @@ fn to_hyper(r: HttpResponse) -> hyper::Response<Full<Bytes>> {
         hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().append(name, v);
+        }
+    }
     resp
 }
 

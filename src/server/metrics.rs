@@ -280,6 +280,7 @@ async fn answer(req: &HttpRequest, service: &Service) -> HttpResponse {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: service.metrics.render(service.store.stats().await),
+            headers: Vec::new(),
         },
         "/healthz" if service.draining.load(Relaxed) => HttpResponse::text(503, "draining\n"),
         "/healthz" => match service.store.health().await {

@@ -7,7 +7,9 @@
 //! - [`router`]: which sessions live here, and waking them.
 //! - [`auth`], [`config`]: who may log in; the settings.
 //! - [`tls`]: TLS termination and the stream a session runs over.
+//! - [`metrics`], [`admin`]: the operator's HTTP listeners.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;
@@ -89,8 +91,8 @@ pub struct ServerHandle {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
     service: Arc<Service>,
-    metrics_addr: Option<SocketAddr>,
-    metrics_task: Option<tokio::task::JoinHandle<()>>,
+    metrics: SideListener,
+    admin: SideListener,
     stopping: Arc<Stopping>,
 }
 
@@ -98,7 +100,13 @@ impl ServerHandle {
     /// `http://IP:PORT` of `/metrics` and `/healthz`, when `metricsListen`
     /// is set.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_addr.map(|a| format!("http://{a}"))
+        self.metrics.url()
+    }
+
+    /// `http://IP:PORT` of the admin API (docs/ADMIN.md), when
+    /// `adminListen` is set.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.url()
     }
 
     /// `ws://IP:PORT` clients connect to (`wss://` with TLS).
@@ -134,9 +142,8 @@ impl ServerHandle {
             let _ = tx.send(());
         }
         let _ = (&mut self.done).await;
-        if let Some(t) = self.metrics_task.take() {
-            t.abort();
-        }
+        self.metrics.stop();
+        self.admin.stop();
     }
 }
 
@@ -160,22 +167,17 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
     };
     let push = cfg.push.as_ref().map(push::PushGateway::new).transpose()?;
     let service = Arc::new(Service::new(store, &cfg).with_push(push));
-    let (metrics_addr, metrics_task) = match &cfg.metrics_listen {
-        Some(at) => {
-            let l = TcpListener::bind(at).await.map_err(|e| {
-                Failure::new(
-                    INTERNAL,
-                    format!("cannot listen on {at} (metricsListen): {e}"),
-                )
-            })?;
-            let a = l.local_addr().ok();
-            (
-                a,
-                Some(tokio::spawn(metrics::serve_http(l, service.clone()))),
-            )
-        }
-        None => (None, None),
-    };
+    let metrics = SideListener::bind(cfg.metrics_listen.as_deref(), "metricsListen", |l| {
+        metrics::serve_http(l, service.clone())
+    })
+    .await?;
+    // validate() made sure a token comes with adminListen.
+    let token = cfg.admin_token.clone().unwrap_or_default();
+    let admin = SideListener::bind(cfg.admin_listen.as_deref(), "adminListen", |l| {
+        admin::serve_http(l, service.clone(), token)
+    })
+    .await
+    .inspect_err(|_| metrics.stop())?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stopping = Stopping::new();
     let done = tokio::spawn(run(
@@ -195,9 +197,50 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
         shutdown: Some(tx),
         done,
         service,
-        metrics_addr,
-        metrics_task,
+        metrics,
+        admin,
     })
+}
+
+/// An operator-side HTTP listener (metrics, admin), when configured.
+#[derive(Default)]
+struct SideListener {
+    addr: Option<SocketAddr>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SideListener {
+    /// Binds `at` (None: not configured) and spawns `serve` on it; `key`
+    /// names the setting in the error.
+    async fn bind<F>(
+        at: Option<&str>,
+        key: &str,
+        serve: impl FnOnce(TcpListener) -> F,
+    ) -> Result<SideListener, Failure>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(at) = at else {
+            return Ok(SideListener::default());
+        };
+        let l = TcpListener::bind(at)
+            .await
+            .map_err(|e| Failure::new(INTERNAL, format!("cannot listen on {at} ({key}): {e}")))?;
+        Ok(SideListener {
+            addr: l.local_addr().ok(),
+            task: Some(tokio::spawn(serve(l))),
+        })
+    }
+
+    fn url(&self) -> Option<String> {
+        self.addr.map(|a| format!("http://{a}"))
+    }
+
+    fn stop(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
 }
 
 /// Connections the kernel queues before they are accepted. The default of

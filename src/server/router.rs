@@ -17,6 +17,8 @@ pub struct SessionLink {
     pub wake: Notify,
     /// Set when a newer login of the same device replaced this session.
     pub kicked: AtomicBool,
+    /// Set when the administrator ended the session (docs/ADMIN.md).
+    pub evicted: AtomicBool,
     /// Set when the store lost its state: the session ends so that its
     /// client logs in again and is told to resync.
     pub lost: AtomicBool,
@@ -29,6 +31,7 @@ impl SessionLink {
             device,
             wake: Notify::new(),
             kicked: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             lost: AtomicBool::new(false),
         }
     }
@@ -65,9 +68,19 @@ impl Hub {
 
     /// Tells session `id` of `account` that it has been replaced.
     pub fn kick(&self, account: &str, id: u64) {
+        self.mark(account, id, |l| &l.kicked);
+    }
+
+    /// Tells session `id` of `account` that the administrator ended it.
+    pub fn evict(&self, account: &str, id: u64) {
+        self.mark(account, id, |l| &l.evicted);
+    }
+
+    /// Sets `flag` of session `id` and wakes it to act on it.
+    fn mark(&self, account: &str, id: u64, flag: impl Fn(&SessionLink) -> &AtomicBool) {
         if let Some(v) = self.sessions.get(account) {
             for l in v.iter().filter(|l| l.id == id) {
-                l.kicked.store(true, Ordering::SeqCst);
+                flag(l).store(true, Ordering::SeqCst);
                 l.wake.notify_one();
             }
         }
@@ -100,6 +113,7 @@ impl Hub {
             Signal::Wake(account) => self.wake(&account),
             Signal::WakeAll => self.wake_all(),
             Signal::Kick { account, session } => self.kick(&account, session),
+            Signal::Evict { account, session } => self.evict(&account, session),
             Signal::StateLost => self.lose_all(),
             // The service's business (see `server::run`).
             Signal::DeviceGone { .. } => {}

@@ -41,6 +41,23 @@ pub struct Ctx<'a> {
     pub limits: &'a Limits,
 }
 
+/// Who acts for the administrator (docs/ADMIN.md): no account, so the
+/// events it causes carry `fromAccountId` "" — "the server" — and no
+/// account of a room is ever left out as the actor.
+pub const SERVER: Actor<'static> = Actor {
+    account: "",
+    device: "",
+};
+
+/// The context of an administrator's action at `now`.
+pub fn server(now: i64, limits: &Limits) -> Ctx<'_> {
+    Ctx {
+        now,
+        actor: SERVER,
+        limits,
+    }
+}
+
 /// An event for one account.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -196,6 +213,26 @@ pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
     if old.creator != me && old.member(me).is_none() {
         return Err(fail(NOT_IN_ROOM));
     }
+    shut(old, ctx, old.accounts().filter(|a| *a != me), p)
+}
+
+/// The administrator closes the room: no membership check, and every
+/// member and the creator (member or not, so that the app that made the
+/// room learns it is gone) get ROOM_CLOSE from "" — the server.
+pub fn admin_close(room: Option<&Room>, now: i64, limits: &Limits, p: &CloseParams) -> RuleResult {
+    let old = valid(room, now)?;
+    let creator = std::iter::once(old.creator.as_str()).filter(|c| old.member(c).is_none());
+    shut(old, &server(now, limits), old.accounts().chain(creator), p)
+}
+
+/// Closes `old` and tells `told` with ROOM_CLOSE from the actor: what
+/// close and admin_close share.
+fn shut<'a>(
+    old: &'a Room,
+    ctx: &Ctx,
+    told: impl Iterator<Item = &'a str>,
+    p: &CloseParams,
+) -> RuleResult {
     let mut room = old.clone();
     room.closed = true;
     room.members.clear();
@@ -203,9 +240,8 @@ pub fn close(room: Option<&Room>, ctx: &Ctx, p: &CloseParams) -> RuleResult {
     // the room is 10404 now); pending ones stay for their timeout events.
     room.invites.retain(|i| i.state == InviteState::Pending);
     room.expire_at = ctx.now + ctx.limits.room_ttl_ms;
-    let to = old.accounts().filter(|a| *a != me);
     let deliveries = to_each(
-        to,
+        told,
         EventType::RoomClose,
         &room,
         ctx,
@@ -315,6 +351,39 @@ pub fn leave(room: Option<&Room>, ctx: &Ctx, p: &LeaveParams) -> RuleResult {
         p.offline_enabled,
     );
     Ok(Outcome::plain(room, deliveries))
+}
+
+/// The administrator removes `account` from the room: exactly as if it had
+/// left (the remaining members get LEAVE from it), and its own devices get
+/// that LEAVE too, since it did not ask and its app must learn it is out.
+/// 10406 when it is not a member.
+pub fn remove_member(
+    room: Option<&Room>,
+    now: i64,
+    limits: &Limits,
+    account: &str,
+    p: &LeaveParams,
+) -> RuleResult {
+    let ctx = Ctx {
+        now,
+        actor: Actor {
+            account,
+            device: "",
+        },
+        limits,
+    };
+    let mut o = leave(room, &ctx, p)?;
+    let me = std::iter::once(account);
+    let told = to_each(
+        me,
+        EventType::Leave,
+        &o.room,
+        &ctx,
+        &p.attach_ext,
+        p.offline_enabled,
+    );
+    o.deliveries.extend(told);
+    Ok(o)
 }
 
 /// Whether invitations can ring somewhere: the invitee's presence and
@@ -572,6 +641,17 @@ pub fn control(room: Option<&Room>, ctx: &Ctx, p: &ControlParams) -> RuleResult 
         Some(false),
     );
     Ok(Outcome::plain(room.clone(), deliveries))
+}
+
+/// A CONTROL from the administrator: as signalingControl from "" (the
+/// server), so with no receiver every member gets it.
+pub fn admin_control(
+    room: Option<&Room>,
+    now: i64,
+    limits: &Limits,
+    p: &ControlParams,
+) -> RuleResult {
+    control(room, &server(now, limits), p)
 }
 
 /// signalingCall: create + join + invite as one step. Any failure (other

@@ -575,13 +575,7 @@ fn close_table() {
             ..close_p()
         };
         let o = succeeded(case, close(Some(&before), &ctx(who), &p));
-        let mut want = before.clone();
-        want.closed = true;
-        want.members.clear();
-        // Answered invitations go (nothing can be asked of a closed room);
-        // pending ones stay for their INVITE_TIMEOUT.
-        want.invites.retain(|i| i.state == Pending);
-        want.expire_at = NOW + TTL;
+        let want = closed_now(&before);
         assert_eq!(o.code, OK, "{case}");
         assert_eq!(o.data, json!({}), "{case}");
         assert_eq!(o.room, want, "{case}");
@@ -596,11 +590,63 @@ fn close_table() {
         }
         let ev = event("ROOM_CLOSE", &want, who, "bye", json!({}));
         assert_eq!(ev["channelInfo"]["invalid"], 1, "{case}");
-        let want_seen: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want_seen, "{case}");
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
+    }
+}
+
+/// `before` as a close at NOW leaves it.
+fn closed_now(before: &Room) -> Room {
+    let mut want = before.clone();
+    want.closed = true;
+    want.members.clear();
+    // Answered invitations go (nothing can be asked of a closed room);
+    // pending ones stay for their INVITE_TIMEOUT.
+    want.invites.retain(|i| i.state == Pending);
+    want.expire_at = NOW + TTL;
+    want
+}
+
+/// `ev` notified to each of `told`, kept offline as `offline` asks.
+fn notified_each(told: &[&str], offline: Option<bool>, ev: &Value) -> Vec<Seen> {
+    told.iter()
+        .map(|a| notified(a, offline.unwrap_or(false), ev.clone()))
+        .collect()
+}
+
+// ---------------------------------------------------------------- admin close
+
+#[test]
+fn admin_close_failures() {
+    for (case, r) in gone_rooms() {
+        let res = admin_close(r.as_ref(), NOW, &LIMITS, &close_p());
+        assert_fails(case, res, ROOM_NOT_EXIST);
+    }
+}
+
+#[test]
+fn admin_close_tells_members_and_creator_from_the_server() {
+    let emptied = room_with(|r| r.members.clear());
+    let creator_in = room_with(|r| r.members.push(member("alice", 13)));
+    // (case, room, offlineEnabled, who is told)
+    #[rustfmt::skip]
+    let rows = [
+        ("creator outside the room",  room(),     Some(true),  &["bob", "carol", "alice"][..]),
+        ("creator a member: once",    creator_in, None,        &["bob", "carol", "alice"]),
+        ("emptied room: the creator", emptied,    Some(false), &["alice"]),
+        ("pending invitations stay",  invited(),  Some(true),  &["bob", "carol", "alice"]),
+    ];
+    for (case, before, offline, told) in rows {
+        let p = CloseParams {
+            offline_enabled: offline,
+            ..close_p()
+        };
+        let o = succeeded(case, admin_close(Some(&before), NOW, &LIMITS, &p));
+        let want = closed_now(&before);
+        assert_eq!((o.code, &o.data), (OK, &json!({})), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        // From "": the server, not an account.
+        let ev = event("ROOM_CLOSE", &want, "", "bye", json!({}));
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
     }
 }
 
@@ -764,6 +810,44 @@ fn last_member_leaving_keeps_the_room_for_its_ttl() {
     assert_fails("join at the TTL", join_at(NOW + TTL), ROOM_NOT_EXIST);
     assert_eq!(o.room.channel_info(NOW + TTL - 1).invalid, 0);
     assert_eq!(o.room.channel_info(NOW + TTL).invalid, 1);
+}
+
+#[test]
+fn remove_member_failures() {
+    // (case, room, removed account, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("not a member",          Some(room()),    "dave",  NOT_IN_ROOM),
+        ("creator, not a member", Some(room()),    "alice", NOT_IN_ROOM),
+        ("only invited",          Some(invited()), "dave",  NOT_IN_ROOM),
+    ];
+    for (case, r, who, code) in gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST)).chain(rows) {
+        let res = remove_member(r.as_ref(), NOW, &LIMITS, who, &leave_p());
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn remove_member_is_a_leave_its_own_devices_hear_of() {
+    let lone = room_with(|r| r.members.truncate(1));
+    // (case, room, removed, offlineEnabled, the room after, who is told)
+    #[rustfmt::skip]
+    let rows = [
+        ("others remain", room(), "bob", Some(true), room_with(|r| { r.members.remove(0); }), &["carol", "bob"][..]),
+        ("the last one",  lone,   "bob", None,       room_with(|r| { r.members.clear(); r.expire_at = NOW + TTL; }), &["bob"]),
+    ];
+    for (case, before, who, offline, want, told) in rows {
+        let p = LeaveParams {
+            offline_enabled: offline,
+            ..leave_p()
+        };
+        let o = succeeded(case, remove_member(Some(&before), NOW, &LIMITS, who, &p));
+        assert_eq!((o.code, &o.data), (OK, &json!({})), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        // From the removed account, as if it had left itself.
+        let ev = event("LEAVE", &want, who, "bye", json!({}));
+        assert_eq!(seen(&o), notified_each(told, offline, &ev), "{case}");
+    }
 }
 
 // ---------------------------------------------------------------- invite
@@ -1171,11 +1255,42 @@ fn control_table() {
         assert_eq!(o.room, room(), "{case}");
         let ev = event("CONTROL", &room(), who, "cmd", json!({}));
         // Control is online only.
-        let want: Vec<Seen> = told
-            .iter()
-            .map(|a| notified(a, false, ev.clone()))
-            .collect();
-        assert_eq!(seen(&o), want, "{case}");
+        assert_eq!(seen(&o), notified_each(told, Some(false), &ev), "{case}");
+    }
+}
+
+#[test]
+fn admin_control_failures() {
+    #[rustfmt::skip]
+    let rows = [
+        ("receiver neither member nor creator", Some(room()),    Some("dave"), NOT_IN_ROOM),
+        ("receiver only invited",               Some(invited()), Some("dave"), NOT_IN_ROOM),
+    ];
+    let gone_rows = gone(|c, r| (c, r, None, ROOM_NOT_EXIST));
+    for (case, r, to, code) in gone_rows.chain(rows) {
+        let res = admin_control(r.as_ref(), NOW, &LIMITS, &control_p(to));
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn admin_control_table() {
+    // (case, receiver named, who gets it)
+    #[rustfmt::skip]
+    let rows = [
+        ("to a member",                     Some("carol"), &["carol"][..]),
+        ("to the creator outside the room", Some("alice"), &["alice"]),
+        ("no receiver: every member",       None,          &["bob", "carol"]),
+        ("empty receiver is no receiver",   Some(""),      &["bob", "carol"]),
+    ];
+    for (case, to, told) in rows {
+        let o = succeeded(
+            case,
+            admin_control(Some(&room()), NOW, &LIMITS, &control_p(to)),
+        );
+        assert_eq!(o.room, room(), "{case}");
+        let ev = event("CONTROL", &room(), "", "cmd", json!({}));
+        assert_eq!(seen(&o), notified_each(told, Some(false), &ev), "{case}");
     }
 }
 

@@ -123,7 +123,7 @@ impl Service {
     }
 
     /// Runs `rule` atomically on the room at `key`, then delivers its events.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         key: RoomKey<'_>,
         now: i64,
@@ -149,6 +149,20 @@ impl Service {
         }
         self.deliver(deliveries, now).await;
         Ok((code, data))
+    }
+
+    /// Runs a rule that changes nothing (control) on the room as it is,
+    /// then delivers its events: reading instead of locking the room.
+    pub(crate) async fn read_and_tell(
+        &self,
+        channel_id: &str,
+        now: i64,
+        rule: impl FnOnce(Option<&Room>) -> RuleResult,
+    ) -> Result<(i32, Value), Failure> {
+        let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
+        let o = rule(room.as_ref())?;
+        self.deliver(o.deliveries, now).await;
+        Ok((o.code, o.data))
     }
 
     /// Appends each event to its recipient's log, then wakes the recipient.
@@ -317,12 +331,8 @@ impl Service {
                 .await
             }
             Request::Control(p) => {
-                // Control changes nothing, so it reads the room instead of
-                // locking it.
-                let room = self.store.get_room(RoomKey::Id(&p.channel_id), now).await?;
-                let o = rules::control(room.as_ref(), &ctx, &p)?;
-                self.deliver(o.deliveries, now).await;
-                Ok((o.code, o.data))
+                self.read_and_tell(&p.channel_id, now, |r| rules::control(r, &ctx, &p))
+                    .await
             }
             Request::Call(p) => {
                 self.room_quota(&s.account, None, now).await?;

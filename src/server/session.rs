@@ -462,8 +462,17 @@ impl Live<'_> {
                     if self.link.lost.load(Ordering::SeqCst) {
                         return Ended::StateLost;
                     }
-                    if self.link.kicked.load(Ordering::SeqCst) {
-                        let _ = send_text(self.ws, frames::kicked_frame(FORBIDDEN, "replaced by a newer login of this device")).await;
+                    let kicked = if self.link.kicked.load(Ordering::SeqCst) {
+                        Some("replaced by a newer login of this device")
+                    } else if self.link.evicted.load(Ordering::SeqCst) {
+                        // Not replaced: `leave` then schedules the drop of
+                        // the device's memberships, as for any device gone.
+                        Some("ended by the server's administrator")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = kicked {
+                        let _ = send_text(self.ws, frames::kicked_frame(FORBIDDEN, why)).await;
                         return Ended::Peer;
                     }
                     if Box::pin(drain(self.ws, svc, info, self.cursor, silence)).await.is_err() { return Ended::Peer }

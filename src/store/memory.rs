@@ -164,6 +164,27 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), Failure> {
+        let ids = self
+            .rooms
+            .iter()
+            .filter(|r| !r.is_forgettable(now))
+            .map(|r| r.key().clone())
+            .collect();
+        let (page, next) = super::page_after(ids, cursor, limit);
+        // A room swept since is simply left out.
+        let rooms = page
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.clone()))
+            .collect();
+        Ok((rooms, next))
+    }
+
     async fn sweep(&self, now: i64) -> Result<usize, Failure> {
         let mut gone: Vec<Room> = Vec::new();
         self.rooms.retain(|_, r| {
@@ -248,6 +269,11 @@ impl Store for MemoryStore {
             .get(account)
             .map(|l| l.iter().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default()
+    }
+
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
+        let list = self.presence.get(account)?;
+        list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
     }
 
     async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {

@@ -159,6 +159,19 @@ pub trait Store: Send + Sync + 'static {
     /// The rooms (any state, until forgotten) `account` is a member of or
     /// has a pending invitation from.
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
+    /// One page of the rooms still remembered (valid or not; those the
+    /// sweeper may already delete are left out), in channelId order, after
+    /// `cursor` (the `next` of the page before; None: from the start).
+    /// Returns the page and the cursor of the next one (None: this was the
+    /// last). Every room that exists from the first page to the last is
+    /// listed exactly once; a page may hold fewer than `limit` rooms before
+    /// the end. For operators (the admin API): it may read every room id.
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), Failure>;
     /// Deletes forgettable rooms; returns how many.
     async fn sweep(&self, now: i64) -> Result<usize, Failure>;
 
@@ -170,6 +183,8 @@ pub trait Store: Send + Sync + 'static {
     /// Since when the device has had no live session; None while it has one
     /// (or when it was never seen).
     async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64>;
+    /// The id of the device's live session, on whichever node it is.
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64>;
     /// Whether any device of the account is live.
     async fn account_online(&self, account: &str) -> bool;
     /// The account's live devices.
@@ -253,6 +268,10 @@ pub enum Signal {
     WakeAll,
     /// A newer login of the device replaced this session.
     Kick { account: String, session: u64 },
+    /// The administrator ended this session (docs/ADMIN.md): unlike
+    /// [`Signal::Kick`] no newer login took over, so the device counts as
+    /// gone.
+    Evict { account: String, session: u64 },
     /// The store lost its state (a flushed or restarted Redis): every
     /// session here must end so that its client resyncs.
     StateLost,
@@ -264,4 +283,22 @@ pub enum Signal {
         device: String,
         at: i64,
     },
+}
+
+/// The ids of one page of [`Store::list_rooms`]: the first `limit` of
+/// `ids` (any order) after `cursor`, sorted, and the next cursor (the
+/// page's last id) when more follow. The cursor is opaque to callers.
+pub fn page_after(
+    mut ids: Vec<String>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, Option<String>) {
+    if let Some(c) = cursor {
+        ids.retain(|id| id.as_str() > c);
+    }
+    ids.sort_unstable();
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    let next = if more { ids.last().cloned() } else { None };
+    (ids, next)
 }

@@ -175,6 +175,7 @@ struct Scripts {
     session_up: Script,
     session_down: Script,
     live_devices: Script,
+    live_session: Script,
     request_begin: Script,
     request_end: Script,
     take_due: Script,
@@ -347,6 +348,14 @@ for i = 1, #all, 2 do
   if live(all[i + 1]) then table.insert(out, all[i]) end
 end
 return out
+"#,
+    ),
+    // ARGV: P, account, device -> its session id when on a live node.
+    live_session: script(
+        r#"
+local v = redis.call('HGET', P .. 'pres:' .. ARGV[2], ARGV[3])
+if v and live(v) then return string.match(v, '^(%d+)|') end
+return false
 "#,
     ),
     // ARGV: P, account, device, instance, id, ack ('' = none), retention ms
@@ -555,14 +564,12 @@ async fn subscribe_loop(client: redis::Client, shared: Arc<Shared>) {
             };
             let signal = match text.split_once('|') {
                 Some(("w", account)) => Signal::Wake(account.to_string()),
-                Some(("k", rest)) => match rest.split_once('|') {
-                    Some((session, account)) => match session.parse() {
-                        Ok(session) => Signal::Kick {
-                            account: account.to_string(),
-                            session,
-                        },
-                        Err(_) => continue,
-                    },
+                Some(("k", rest)) => match session_of(rest) {
+                    Some((account, session)) => Signal::Kick { account, session },
+                    None => continue,
+                },
+                Some(("e", rest)) => match session_of(rest) {
+                    Some((account, session)) => Signal::Evict { account, session },
                     None => continue,
                 },
                 Some(("n", node)) => {
@@ -577,6 +584,13 @@ async fn subscribe_loop(client: redis::Client, shared: Arc<Shared>) {
         }
         tracing::warn!("redis subscription lost; re-subscribing");
     }
+}
+
+/// `<session>|<account>` of a kick or eviction message (the account last:
+/// it may contain '|').
+fn session_of(rest: &str) -> Option<(String, u64)> {
+    let (session, account) = rest.split_once('|')?;
+    Some((account.to_string(), session.parse().ok()?))
 }
 
 /// Every [`TICK`]: refreshes this node's key, publishes its keepalive,
@@ -741,6 +755,26 @@ impl Store for RedisStore {
         self.rooms_by_id(&ids).await
     }
 
+    /// Pages by the sorted ids of the `rooms` set: every page reads the
+    /// whole set (SSCAN could list a room twice), which suits an operator's
+    /// listing, not a hot path.
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), Failure> {
+        let ids: Vec<String> = self
+            .con()
+            .smembers(format!("{}rooms", self.p()))
+            .await
+            .map_err(unavailable)?;
+        let (page, next) = super::page_after(ids, cursor, limit);
+        let mut rooms = self.rooms_by_id(&page).await?;
+        rooms.retain(|r| !r.is_forgettable(now));
+        Ok((rooms, next))
+    }
+
     async fn sweep(&self, now: i64) -> Result<usize, Failure> {
         let ids: Vec<String> = self
             .con()
@@ -810,6 +844,17 @@ impl Store for RedisStore {
         if let Err(e) = r {
             tracing::warn!(%account, error = %e, "presence not cleared");
         }
+    }
+
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
+        let r: redis::RedisResult<Option<String>> = SCRIPTS
+            .live_session
+            .arg(self.p())
+            .arg(account)
+            .arg(device)
+            .invoke_async(&mut self.con())
+            .await;
+        r.ok().flatten().and_then(|s| s.parse().ok())
     }
 
     async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
@@ -1081,6 +1126,7 @@ impl Store for RedisStore {
         let text = match &signal {
             Signal::Wake(a) => format!("w|{a}"),
             Signal::Kick { account, session } => format!("k|{session}|{account}"),
+            Signal::Evict { account, session } => format!("e|{session}|{account}"),
             _ => return,
         };
         let r: redis::RedisResult<i64> = self
