@@ -92,6 +92,7 @@ pub struct Metrics {
     /// Requests answered from the retry record instead of being applied.
     pub repeats_answered: AtomicU64,
     pub timers_run: AtomicU64,
+    pub webhooks: super::webhooks::Counters,
     requests: [[AtomicU64; CODE_SLOTS]; OP_SLOTS],
     latency: [Histogram; OP_SLOTS],
 }
@@ -182,6 +183,7 @@ impl Metrics {
         }
         self.render_requests(&mut out);
         self.render_latency(&mut out);
+        self.webhooks.render(&mut out);
         out
     }
 

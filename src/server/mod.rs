@@ -133,6 +133,10 @@ impl ServerHandle {
             let _ = tx.send(());
         }
         let _ = (&mut self.done).await;
+        // After the sessions: the last requests' webhooks are queued by now.
+        if let Some(w) = &self.service.webhooks {
+            w.shutdown().await;
+        }
         if let Some(t) = self.metrics_task.take() {
             t.abort();
         }
@@ -157,7 +161,11 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
             Arc::new(RedisStore::connect(url, prefix, cfg.log_limits()).await?)
         }
     };
-    let service = Arc::new(Service::new(store, &cfg));
+    let mut service = Service::new(store, &cfg);
+    if let Some(w) = &cfg.webhooks {
+        service.webhooks = Some(webhooks::Webhooks::start(w, service.metrics.clone())?);
+    }
+    let service = Arc::new(service);
     let (metrics_addr, metrics_task) = match &cfg.metrics_listen {
         Some(at) => {
             let l = TcpListener::bind(at).await.map_err(|e| {
@@ -314,7 +322,7 @@ async fn timer_loop(service: Arc<Service>) {
         service.run_due_timers(now).await;
         if now - last_sweep >= 1000 {
             last_sweep = now;
-            if let Err(e) = service.store.sweep(now).await {
+            if let Err(e) = service.sweep(now).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }

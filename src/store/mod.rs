@@ -157,8 +157,10 @@ pub trait Store: Send + Sync + 'static {
     /// The rooms (any state, until forgotten) `account` is a member of or
     /// has a pending invitation from.
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
-    /// Deletes forgettable rooms; returns how many.
-    async fn sweep(&self, now: i64) -> Result<usize, Failure>;
+    /// Deletes forgettable rooms; returns them as they were when deleted.
+    /// Stores shared by nodes return each room to the one node that deleted
+    /// it, so that its `room.expired` webhook goes out once.
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure>;
 
     /// Marks a session of a device live. Returns the id of a session of the
     /// same device it replaced, if any.
