@@ -172,7 +172,7 @@ impl EventsSent {
 /// Deletes a test system's keys, so that a developer's Redis does not fill
 /// up with them (best effort: a test that fails before its shutdown leaves
 /// its keys behind).
-async fn forget(prefix: &str) {
+pub async fn forget(prefix: &str) {
     let Ok(client) = redis::Client::open(redis_url()) else {
         return;
     };
