@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use hmac::{Hmac, Mac};
 use nim_signaling::server::http::{self, HttpRequest, HttpResponse};
+use nim_signaling::server::service::Service;
 use nim_signaling::server::{self as srvmod, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -227,13 +228,17 @@ fn metric(scrape: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn scrape(srv: &TestServer) -> String {
-    http_get(&srv.metrics_url().unwrap(), "/metrics").await.1
+/// Scrapes `/metrics` and checks each (series, value).
+async fn metrics_are(srv: &TestServer, want: &[(&str, f64)]) {
+    let m = http_get(&srv.metrics_url().unwrap(), "/metrics").await.1;
+    for (series, value) in want {
+        assert_eq!(metric(&m, series), Some(*value), "{series} in\n{m}");
+    }
 }
 
 /// Waits until every queued webhook of the node has been dealt with.
-async fn settled(srv: &TestServer) {
-    let m = srv.service().metrics.clone();
+async fn settled(node: &Service) {
+    let m = node.metrics.clone();
     wait_until("the webhook queues to empty", || {
         let d = m.webhooks.queue_depth.load(Ordering::SeqCst);
         async move { d == 0 }
@@ -322,18 +327,15 @@ async fn a_full_call_reports_every_event_in_order() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), got.len(), "every event has its own id");
-    settled(&srv).await;
-    let m = scrape(&srv).await;
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_delivered_total"),
-        Some(11.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_queue_depth"),
-        Some(0.0),
-        "{m}"
-    );
+    settled(srv.service()).await;
+    metrics_are(
+        &srv,
+        &[
+            ("nim_signaling_webhook_delivered_total", 11.0),
+            ("nim_signaling_webhook_queue_depth", 0.0),
+        ],
+    )
+    .await;
     srv.shutdown().await;
 }
 
@@ -390,7 +392,7 @@ async fn an_unjoined_room_expires_once_and_a_closed_one_does_not() {
     assert_eq!(p.body["cause"], json!({"kind": "roomExpiry"}));
     assert_eq!(p.body["roomVersion"], 2);
     assert_eq!(p.body["channelInfo"]["invalid"], 1);
-    settled(&srv).await;
+    settled(srv.service()).await;
     assert_eq!(
         kinds(&rx.of_room(&room)).len(),
         2,
@@ -414,7 +416,7 @@ async fn only_the_chosen_events_are_sent() {
     let room = alice.create_joined(None).await;
     alice.ok("close", json!({"channelId": room})).await;
     rx.wait_event(&room, "room.closed").await;
-    settled(&srv).await;
+    settled(srv.service()).await;
     let got: Vec<String> = rx.delivered().into_iter().map(|p| p.event).collect();
     assert_eq!(got, ["member.joined", "room.closed"]);
     srv.shutdown().await;
@@ -432,22 +434,19 @@ async fn a_5xx_is_retried_until_delivered() {
     let room = alice.create(None).await;
     let p = rx.wait_event(&room, "room.created").await;
     assert_eq!(p.attempt, 3);
-    settled(&srv).await;
+    settled(srv.service()).await;
     let posts = rx.all_posts();
     let tries: Vec<(u32, u16)> = posts.iter().map(|p| (p.attempt, p.status)).collect();
     assert_eq!(tries, [(1, 503), (2, 503), (3, 200)]);
     assert!(posts.iter().all(|x| x.delivery == p.delivery), "one event");
-    let m = scrape(&srv).await;
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_delivered_total"),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_attempts_failed_total"),
-        Some(2.0),
-        "{m}"
-    );
+    metrics_are(
+        &srv,
+        &[
+            ("nim_signaling_webhook_delivered_total", 1.0),
+            ("nim_signaling_webhook_attempts_failed_total", 2.0),
+        ],
+    )
+    .await;
     srv.shutdown().await;
 }
 
@@ -466,12 +465,17 @@ async fn retries_end_at_max_attempts() {
     .await;
     let alice = login(srv.url(), "alice", "a1").await;
     alice.create(None).await;
-    settled(&srv).await;
+    settled(srv.service()).await;
     let tries: Vec<u32> = rx.all_posts().iter().map(|p| p.attempt).collect();
     assert_eq!(tries, [1, 2, 3]);
-    let m = scrape(&srv).await;
-    let gave_up = "nim_signaling_webhook_dropped_total{reason=\"gave_up\"}";
-    assert_eq!(metric(&m, gave_up), Some(1.0), "{m}");
+    metrics_are(
+        &srv,
+        &[(
+            "nim_signaling_webhook_dropped_total{reason=\"gave_up\"}",
+            1.0,
+        )],
+    )
+    .await;
     srv.shutdown().await;
 }
 
@@ -485,21 +489,24 @@ async fn a_4xx_is_refused_and_not_retried() {
     let srv = server(&[&rx], json!({"events": ["room.created"]}), json!({})).await;
     let alice = login(srv.url(), "alice", "a1").await;
     alice.create(None).await;
-    settled(&srv).await;
+    settled(srv.service()).await;
     let tries: Vec<(u32, u16)> = rx
         .all_posts()
         .iter()
         .map(|p| (p.attempt, p.status))
         .collect();
     assert_eq!(tries, [(1, 400)]);
-    let m = scrape(&srv).await;
-    let refused = "nim_signaling_webhook_dropped_total{reason=\"refused\"}";
-    assert_eq!(metric(&m, refused), Some(1.0), "{m}");
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_delivered_total"),
-        Some(0.0),
-        "{m}"
-    );
+    metrics_are(
+        &srv,
+        &[
+            (
+                "nim_signaling_webhook_dropped_total{reason=\"refused\"}",
+                1.0,
+            ),
+            ("nim_signaling_webhook_delivered_total", 0.0),
+        ],
+    )
+    .await;
     srv.shutdown().await;
 }
 
@@ -520,14 +527,17 @@ async fn a_full_queue_drops_new_events() {
     for _ in 0..5 {
         alice.create(None).await;
     }
-    let m = scrape(&srv).await;
-    let full = "nim_signaling_webhook_dropped_total{reason=\"queue_full\"}";
-    assert_eq!(metric(&m, full), Some(3.0), "{m}");
-    assert_eq!(
-        metric(&m, "nim_signaling_webhook_queue_depth"),
-        Some(2.0),
-        "{m}"
-    );
+    metrics_are(
+        &srv,
+        &[
+            (
+                "nim_signaling_webhook_dropped_total{reason=\"queue_full\"}",
+                3.0,
+            ),
+            ("nim_signaling_webhook_queue_depth", 2.0),
+        ],
+    )
+    .await;
     // Shutdown gives up on the hanging receiver within its bounded wait.
     srv.shutdown().await;
 }
@@ -580,6 +590,27 @@ async fn forged_posts_fail_the_signature_check() {
     assert_eq!(rx.delivered().len(), 1);
 }
 
+/// `--print-config` shows the receivers but not the secret signing them.
+#[test]
+fn print_config_masks_the_webhook_secret() {
+    let dir = std::env::temp_dir().join(format!("nim-hooks-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("server.json");
+    let cfg = json!({"webhooks": {"urls": ["http://127.0.0.1:9/h"], "secret": "hush-hook"}});
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nim-signaling-server"))
+        .args(["--print-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("http://127.0.0.1:9/h"), "{shown}");
+    assert!(
+        !shown.contains("hush-hook"),
+        "the secret is masked: {shown}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------
 // Two nodes on one Redis.
 
@@ -622,12 +653,7 @@ async fn two_nodes_order_a_room_by_version_and_expire_it_once() {
 
     // Both nodes' queues empty: anything else either would send is in.
     for n in [&n1, &n2] {
-        let m = n.service().metrics.clone();
-        wait_until("both nodes' webhook queues to empty", || {
-            let d = m.webhooks.queue_depth.load(Ordering::SeqCst);
-            async move { d == 0 }
-        })
-        .await;
+        settled(n.service()).await;
     }
     let mut got = rx.of_room(&room);
     // Arrival order across nodes is not promised; roomVersion orders them.

@@ -206,6 +206,9 @@ fn main() {
         if let Some(auth) = shown.get_mut("auth") {
             mask_secrets(auth);
         }
+        if let Some(hooks) = shown.get_mut("webhooks").filter(|w| w.is_object()) {
+            mask_secrets(hooks);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&shown).unwrap_or_default()

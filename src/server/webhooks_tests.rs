@@ -50,6 +50,18 @@ fn called() -> Room {
     r
 }
 
+/// The call's room after carol joined it too.
+fn called_with_carol_in() -> Room {
+    let mut room = called();
+    room.members.push(crate::store::RoomMember {
+        account: "carol".into(),
+        device_id: "dev-1".into(),
+        uid: 8,
+        joined_at: NOW,
+    });
+    room
+}
+
 /// `change` applied to `before` as the service does it: the version moves
 /// on by one, then facts() compares.
 fn hooks(
@@ -151,13 +163,7 @@ fn an_invitation_running_out_is_timed_out() {
 
 #[test]
 fn leaving_by_request_is_left_and_by_device_gone_is_dropped() {
-    let mut room = called();
-    room.members.push(crate::store::RoomMember {
-        account: "carol".into(),
-        device_id: "dev-1".into(),
-        uid: 8,
-        joined_at: NOW,
-    });
+    let room = called_with_carol_in();
     let leave: LeaveParams = params(json!({"channelId": "c1"}));
     let (_, h) = hooks(Some(&room), by("leave", "carol"), NOW + 1, |r| {
         rules::leave(r, &ctx("carol", NOW + 1), &leave)
@@ -180,13 +186,7 @@ fn leaving_by_request_is_left_and_by_device_gone_is_dropped() {
 
 #[test]
 fn closing_is_room_closed_only() {
-    let mut room = called();
-    room.members.push(crate::store::RoomMember {
-        account: "carol".into(),
-        device_id: "dev-1".into(),
-        uid: 8,
-        joined_at: NOW,
-    });
+    let room = called_with_carol_in();
     let close: CloseParams = params(json!({"channelId": "c1"}));
     let (_, h) = hooks(Some(&room), by("close", "alice"), NOW + 1, |r| {
         rules::close(r, &ctx("alice", NOW + 1), &close)
