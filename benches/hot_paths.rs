@@ -75,6 +75,7 @@ fn room(members: usize) -> Room {
             .map(|i| member(format!("m{i}"), 11 + i as u64))
             .collect(),
         invites: vec![],
+        version: 0,
     }
 }
 

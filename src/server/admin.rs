@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use super::http::{self, percent_decode, HttpRequest, HttpResponse};
 use super::rules;
 use super::service::{now_ms, Service};
+use super::webhooks::Cause;
 use crate::protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM, NOT_IN_ROOM, ROOM_NOT_EXIST};
 use crate::protocol::params::{CloseParams, ControlParams, LeaveParams};
 use crate::protocol::Failure;
@@ -251,7 +252,10 @@ async fn run(
                 offline_enabled: b.bool("offlineEnabled")?,
                 ext: b.string("ext")?,
             };
-            svc.apply(RoomKey::Id(&p[0]), now, |r| {
+            let cause = Cause::Admin {
+                action: "closeRoom",
+            };
+            svc.apply(RoomKey::Id(&p[0]), now, &cause, |r| {
                 rules::admin_close(r, now, limits, &cp)
             })
             .await
@@ -265,7 +269,10 @@ async fn run(
                 offline_enabled: b.bool("offlineEnabled")?,
                 attach_ext: b.string("attachExt")?,
             };
-            svc.apply(RoomKey::Id(&p[0]), now, |r| {
+            let cause = Cause::Admin {
+                action: "removeMember",
+            };
+            svc.apply(RoomKey::Id(&p[0]), now, &cause, |r| {
                 rules::remove_member(r, now, limits, &p[1], &lp)
             })
             .await

@@ -95,6 +95,7 @@ pub struct Metrics {
     /// Pushes the push gateway took (2xx) / refused or did not answer.
     pub pushes_accepted: AtomicU64,
     pub pushes_refused: AtomicU64,
+    pub webhooks: super::webhooks::Counters,
     requests: [[AtomicU64; CODE_SLOTS]; OP_SLOTS],
     latency: [Histogram; OP_SLOTS],
 }
@@ -195,6 +196,7 @@ impl Metrics {
         }
         self.render_requests(&mut out);
         self.render_latency(&mut out);
+        self.webhooks.render(&mut out);
         out
     }
 

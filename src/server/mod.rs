@@ -142,6 +142,10 @@ impl ServerHandle {
             let _ = tx.send(());
         }
         let _ = (&mut self.done).await;
+        // After the sessions: the last requests' webhooks are queued by now.
+        if let Some(w) = &self.service.webhooks {
+            w.shutdown().await;
+        }
         self.metrics.stop();
         self.admin.stop();
     }
@@ -166,7 +170,11 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
         }
     };
     let push = cfg.push.as_ref().map(push::PushGateway::new).transpose()?;
-    let service = Arc::new(Service::new(store, &cfg).with_push(push));
+    let mut service = Service::new(store, &cfg).with_push(push);
+    if let Some(w) = &cfg.webhooks {
+        service.webhooks = Some(webhooks::Webhooks::start(w, service.metrics.clone())?);
+    }
+    let service = Arc::new(service);
     let metrics = SideListener::bind(cfg.metrics_listen.as_deref(), "metricsListen", |l| {
         metrics::serve_http(l, service.clone())
     })
@@ -359,7 +367,7 @@ async fn timer_loop(service: Arc<Service>) {
         service.run_due_timers(now).await;
         if now - last_sweep >= 1000 {
             last_sweep = now;
-            if let Err(e) = service.store.sweep(now).await {
+            if let Err(e) = service.sweep(now).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }

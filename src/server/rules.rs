@@ -188,6 +188,7 @@ fn new_room(ctx: &Ctx, id: &str, kind: u8, name: &Option<String>, ext: &Option<S
         closed: false,
         members: Vec::new(),
         invites: Vec::new(),
+        version: 0,
     }
 }
 

@@ -101,6 +101,7 @@ fn room() -> Room {
         closed: false,
         members: vec![member("bob", 11), member("carol", 12)],
         invites: vec![],
+        version: 0,
     }
 }
 
@@ -1324,6 +1325,7 @@ fn called(name: &str, uid: u64) -> Room {
         closed: false,
         members: vec![newcomer("alice", "d1", uid)],
         invites: vec![new_inv("r1", "alice", "dave")],
+        version: 0,
     }
 }
 

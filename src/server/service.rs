@@ -13,6 +13,7 @@ use super::metrics::Metrics;
 use super::push::{Push, PushGateway};
 use super::router::Hub;
 use super::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
+use super::webhooks::{self, Cause, Hook, Webhooks};
 use super::ServerConfig;
 use crate::protocol::codes::{
     FORBIDDEN, INTERNAL, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
@@ -71,6 +72,8 @@ pub struct Service {
     pub member_drop_grace: Duration,
     /// Where offline invitees' pushes go (absent: 10202 for them).
     pub push: Option<PushGateway>,
+    /// Where room changes are reported (None: `webhooks` not configured).
+    pub webhooks: Option<Webhooks>,
     /// Draining: new connections are refused (HTTP 503) and `/healthz`
     /// says so, while the sessions here go on; see
     /// [`super::ServerHandle::set_draining`].
@@ -94,6 +97,7 @@ impl Service {
             metrics: Metrics::new(),
             member_drop_grace: Duration::from_millis(cfg.member_drop_grace_ms as u64),
             push: None,
+            webhooks: None,
             draining: Default::default(),
             id_counter: AtomicU64::new(1),
             id_salt: rand::random(),
@@ -122,21 +126,32 @@ impl Service {
         rand::random::<u64>() % (1 << 53)
     }
 
-    /// Runs `rule` atomically on the room at `key`, then delivers its events.
+    /// Runs `rule` atomically on the room at `key`, then delivers its events
+    /// (and its webhooks, for `cause`).
     pub(crate) async fn apply(
         &self,
         key: RoomKey<'_>,
         now: i64,
+        cause: &Cause<'_>,
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
         let mut result: Option<Result<(i32, Value, Vec<Delivery>, Timers), Failure>> = None;
+        let mut hooks: Vec<Hook> = Vec::new();
+        let reporting = self.webhooks.is_some();
         self.store
             .update_room(key, now, &mut |room| match rule(room) {
-                Ok(o) => {
+                Ok(mut o) => {
+                    o.room.version = room.map_or(0, |r| r.version) + 1;
+                    // Derived in here, from this run's before and after, so
+                    // that (like the result) only the run that counts does.
+                    if reporting {
+                        hooks = webhooks::facts(room, &o.room, cause, now);
+                    }
                     result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
                     Tx::Write(o.room)
                 }
                 Err(f) => {
+                    hooks.clear();
                     result = Some(Err(f));
                     Tx::Abort
                 }
@@ -148,6 +163,9 @@ impl Service {
             self.store.schedule(at, t).await;
         }
         self.deliver(deliveries, now).await;
+        if let Some(w) = &self.webhooks {
+            w.send(hooks, cause, now);
+        }
         Ok((code, data))
     }
 
@@ -163,6 +181,16 @@ impl Service {
         let o = rule(room.as_ref())?;
         self.deliver(o.deliveries, now).await;
         Ok((o.code, o.data))
+    }
+
+    /// Deletes the rooms past their time; those that expired (rather than
+    /// closed) are reported as room.expired.
+    pub async fn sweep(&self, now: i64) -> Result<(), Failure> {
+        let forgotten = self.store.sweep(now).await?;
+        if let Some(w) = &self.webhooks {
+            w.send(webhooks::expired(&forgotten, now), &Cause::RoomExpiry, now);
+        }
+        Ok(())
     }
 
     /// Appends each event to its recipient's log, then wakes the recipient.
@@ -255,6 +283,11 @@ impl Service {
             account: &s.account,
             device: &s.device,
         };
+        let cause = &Cause::Request {
+            op: req.op(),
+            account: &s.account,
+            device: &s.device,
+        };
         let ctx = Ctx {
             now,
             actor,
@@ -268,13 +301,13 @@ impl Service {
                     .clone()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| id.clone());
-                self.apply(RoomKey::Name(&name), now, |r| {
+                self.apply(RoomKey::Name(&name), now, cause, |r| {
                     rules::create(r, &ctx, &p, &id)
                 })
                 .await
             }
             Request::Close(p) => {
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::close(r, &ctx, &p)
                 })
                 .await
@@ -283,13 +316,13 @@ impl Service {
                 self.room_quota(&s.account, Some(&p.channel_id), now)
                     .await?;
                 let seed = Self::uid_seed();
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::join(r, &ctx, &p, seed)
                 })
                 .await
             }
             Request::Leave(p) => {
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::leave(r, &ctx, &p)
                 })
                 .await
@@ -298,7 +331,7 @@ impl Service {
                 self.invite_quota(&s.account, now).await?;
                 let reach = self.reach(&p.account).await;
                 let r = self
-                    .apply(RoomKey::Id(&p.channel_id), now, |r| {
+                    .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                         rules::invite(r, &ctx, &p, reach)
                     })
                     .await;
@@ -306,7 +339,7 @@ impl Service {
                     .await
             }
             Request::Cancel(p) => {
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::cancel(r, &ctx, &p)
                 })
                 .await
@@ -318,14 +351,14 @@ impl Service {
                 }
                 let online = self.store.account_online(&p.account).await;
                 let seed = Self::uid_seed();
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::accept(r, &ctx, &p, online, seed)
                 })
                 .await
             }
             Request::Reject(p) => {
                 let online = self.store.account_online(&p.account).await;
-                self.apply(RoomKey::Id(&p.channel_id), now, |r| {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::reject(r, &ctx, &p, online)
                 })
                 .await
@@ -346,7 +379,7 @@ impl Service {
                 let reach = self.reach(&p.account).await;
                 let seed = Self::uid_seed();
                 let r = self
-                    .apply(RoomKey::Name(&name), now, |r| {
+                    .apply(RoomKey::Name(&name), now, cause, |r| {
                         rules::call(r, &ctx, &p, &id, seed, reach)
                     })
                     .await;
@@ -582,7 +615,7 @@ impl Service {
         match timer {
             Timer::InviteExpiry { channel_id } => {
                 let r = self
-                    .apply(RoomKey::Id(&channel_id), now, |r| {
+                    .apply(RoomKey::Id(&channel_id), now, &Cause::InviteTimeout, |r| {
                         rules::expire_invites(r, now)
                     })
                     .await;
@@ -602,12 +635,16 @@ impl Service {
                     return;
                 };
                 let limits = &self.limits;
+                let cause = &Cause::DeviceGone {
+                    account: &account,
+                    device: &device,
+                };
                 for room in rooms {
                     // device_gone decides (a room the account joined from
                     // another device, with no invitation from this one,
                     // answers 10406 and is left alone).
                     let r = self
-                        .apply(RoomKey::Id(&room.channel_id), now, |r| {
+                        .apply(RoomKey::Id(&room.channel_id), now, cause, |r| {
                             rules::device_gone(r, &account, &device, now, limits)
                         })
                         .await;

@@ -185,7 +185,7 @@ impl Store for MemoryStore {
         Ok((rooms, next))
     }
 
-    async fn sweep(&self, now: i64) -> Result<usize, Failure> {
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure> {
         let mut gone: Vec<Room> = Vec::new();
         self.rooms.retain(|_, r| {
             if r.is_forgettable(now) {
@@ -210,7 +210,7 @@ impl Store for MemoryStore {
                 self.account_rooms.remove_if(account, |_, s| s.is_empty());
             }
         }
-        Ok(gone.len())
+        Ok(gone)
     }
 
     async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64> {

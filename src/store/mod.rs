@@ -172,8 +172,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: i64,
     ) -> Result<(Vec<Room>, Option<String>), Failure>;
-    /// Deletes forgettable rooms; returns how many.
-    async fn sweep(&self, now: i64) -> Result<usize, Failure>;
+    /// Deletes forgettable rooms; returns them as they were when deleted.
+    /// Stores shared by nodes return each room to the one node that deleted
+    /// it, so that its `room.expired` webhook goes out once.
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure>;
 
     /// Marks a session of a device live. Returns the id of a session of the
     /// same device it replaced, if any.

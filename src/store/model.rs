@@ -24,6 +24,12 @@ pub struct Room {
     pub closed: bool,
     pub members: Vec<RoomMember>,
     pub invites: Vec<Invitation>,
+    /// Counts the room's writes (1 when created). Set by the service, not
+    /// the rules, and carried by every webhook, so that a receiver can order
+    /// the events of one room even when different nodes sent them. Rooms
+    /// stored before it existed read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -775,13 +775,13 @@ impl Store for RedisStore {
         Ok((rooms, next))
     }
 
-    async fn sweep(&self, now: i64) -> Result<usize, Failure> {
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure> {
         let ids: Vec<String> = self
             .con()
             .zrangebyscore_limit(format!("{}gc", self.p()), "-inf", now, 0, 500)
             .await
             .map_err(unavailable)?;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for id in ids {
             let (_, text) = self.load(RoomKey::Id(&id)).await?;
             let Some(room) = decode_room(&text)? else {
@@ -807,7 +807,10 @@ impl Store for RedisStore {
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(unavailable)?;
-            removed += done as usize;
+            // 0: another node deleted it (or it changed) first.
+            if done == 1 {
+                removed.push(room);
+            }
         }
         Ok(removed)
     }
