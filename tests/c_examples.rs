@@ -19,7 +19,7 @@ mod child;
 use built::{lib_dir, profile_dir};
 use call_demo::CALL_DEMO_LINES;
 
-use child::Run;
+use child::{Run, Running};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -157,4 +157,120 @@ fn group_call_asan() {
     let Some(build) = sanitized() else { return };
     let r = run_sanitized(&build.join("group_call"));
     r.assert_passed(GROUP_CALL_LINES, "group call: OK");
+}
+
+/// docs/OPERATORS.md's ten minutes, as a newcomer runs them: the
+/// dev-receiver, the server from deploy/server.toml (free ports through the
+/// environment), client_only ringing an offline bob, then curl against the
+/// admin API to list and close the room. The receiver must see the
+/// webhooks and the push, signed; the client the ROOM_CLOSE.
+#[test]
+fn the_operator_walkthrough() {
+    const BIN: &str = env!("CARGO_BIN_EXE_nim-signaling-server");
+    const WAIT: Duration = Duration::from_secs(20);
+    let receiver = Running::start(
+        Command::new(BIN).args([
+            "dev-receiver",
+            "--listen",
+            "127.0.0.1:0",
+            "--secret",
+            "change-me-webhook-secret",
+            "--secret",
+            "change-me-push-secret",
+        ]),
+        "dev-receiver",
+    );
+    let at = receiver.wait_line(true, WAIT, |l| l.contains("listening on http://"));
+    let hooks = at.split_whitespace().nth(3).expect("the receiver's URL");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/server.toml");
+    let server = Running::start(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&sample)
+            .env("NIM_SIGNALING_LISTEN", "127.0.0.1:0")
+            .env("NIM_SIGNALING_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("NIM_SIGNALING_METRICS_LISTEN", "127.0.0.1:0")
+            .env(
+                "NIM_SIGNALING_WEBHOOKS__URLS",
+                format!(r#"["{hooks}/webhooks"]"#),
+            )
+            .env("NIM_SIGNALING_PUSH__URL", format!("{hooks}/push")),
+        "nim-signaling-server",
+    );
+    let url = server.wait_line(false, WAIT, |l| l.contains("listening on ws://"));
+    let url = url.rsplit(' ').next().unwrap().to_string();
+    let admin = server.wait_line(true, WAIT, |l| l.contains("admin API on "));
+    let admin = admin
+        .split("admin API on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("admin URL")
+        .trim_end_matches("/v1")
+        .to_string();
+    let token = Command::new(BIN)
+        .args([
+            "token",
+            "--secret",
+            "change-me-login-secret",
+            "--account",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let client = Running::start(
+        Command::new(built().join("client_only")).args([&url, "alice", &token, "bob", "60"]),
+        "client_only",
+    );
+    client.wait_line(false, WAIT, |l| l.contains("listening for"));
+
+    let received = |what: &str| {
+        receiver.wait_line(false, WAIT, |l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            v["event"] == what || (what == "push" && v["path"] == "/push")
+        })
+    };
+    for what in ["room.created", "member.joined", "invitation.sent", "push"] {
+        let line = received(what);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["signature"], "valid", "{line}");
+    }
+    let push: serde_json::Value = serde_json::from_str(&received("push")).unwrap();
+    assert_eq!(push["body"]["account"], "bob");
+    assert_eq!(push["body"]["title"], "alice calls");
+    assert!(
+        client
+            .stdout()
+            .iter()
+            .any(|l| l.contains("invite") && l.contains("10201")),
+        "client_only was told bob is offline and pushed: {:?}",
+        client.stdout()
+    );
+
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-H",
+                "Authorization: Bearer change-me-admin-token-0123456789",
+            ])
+            .args(args)
+            .output()
+            .expect("curl (apt-get install curl)");
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON from the admin API")
+    };
+    let rooms = curl(&[&format!("{admin}/v1/rooms")]);
+    let room = rooms["rooms"][0]["channelId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a room in {rooms}"))
+        .to_string();
+    let closed = curl(&["-X", "DELETE", &format!("{admin}/v1/rooms/{room}")]);
+    assert_eq!(closed["closed"], true, "{closed}");
+    client.wait_line(false, WAIT, |l| l.contains("ROOM_CLOSE"));
+    let line = received("room.closed");
+    assert!(
+        line.contains(&room) && line.contains(r#""signature":"valid""#),
+        "{line}"
+    );
 }

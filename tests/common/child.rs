@@ -89,3 +89,89 @@ pub fn run(cmd: &mut Command, what: &str, limit: Duration) -> Run {
         stderr: err.join().unwrap(),
     }
 }
+
+/// A program left running while a test talks to it (a server, a receiver,
+/// a client): its stdout and stderr lines are collected as they come;
+/// killed when dropped.
+pub struct Running {
+    child: std::process::Child,
+    pub shown: String,
+    out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn start(cmd: &mut Command, what: &str) -> Running {
+        use std::io::BufRead;
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+        let collect = |r: Box<dyn Read + Send>| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let l = lines.clone();
+            thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    l.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Running {
+            child,
+            shown,
+            out,
+            err,
+        }
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` for a line (stdout, or stderr with `on_stderr`)
+    /// that `pred` accepts; panics with everything printed so far.
+    pub fn wait_line(
+        &self,
+        on_stderr: bool,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lines = if on_stderr {
+                self.stderr()
+            } else {
+                self.stdout()
+            };
+            if let Some(l) = lines.iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no such line within {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                    self.shown,
+                    self.stdout().join("\n"),
+                    self.stderr().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
