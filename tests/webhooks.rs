@@ -7,8 +7,8 @@
 
 mod common;
 
+use common::receiver::signed_by;
 use common::*;
-use hmac::{Hmac, Mac};
 use nim_signaling::server::http::{self, HttpRequest, HttpResponse};
 use nim_signaling::server::service::Service;
 use nim_signaling::server::{self as srvmod, ServerConfig, ServerHandle};
@@ -58,34 +58,13 @@ struct Receiver {
 /// Checks `t=<ms>,v1=<hex>` the way docs/WEBHOOKS.md tells receivers to:
 /// HMAC-SHA256(secret, "<ms>." + body), and the same ms as the body's `at`.
 fn signed_ok(req: &HttpRequest) -> bool {
-    let Some(sig) = req
-        .headers
-        .get("x-nim-signature")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mut t = None;
-    let mut v1 = None;
-    for part in sig.split(',') {
-        match part.split_once('=') {
-            Some(("t", x)) => t = Some(x.to_string()),
-            Some(("v1", x)) => v1 = hex::decode(x).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return false;
-    };
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(&req.body);
-    if mac.verify_slice(&v1).is_err() {
+    if !signed_by(SECRET, req) {
         return false;
     }
+    let sig = header(req, "x-nim-signature");
+    let t = sig.split(',').find_map(|p| p.strip_prefix("t="));
     let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-    body["at"].as_i64().map(|a| a.to_string()) == Some(t)
+    body["at"].as_i64().map(|a| a.to_string()).as_deref() == t
 }
 
 fn header(req: &HttpRequest, name: &str) -> String {

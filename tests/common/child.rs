@@ -50,13 +50,7 @@ impl Run {
 /// Runs `cmd` (stdin closed) to its end; past `limit` kills it and panics.
 /// Panics, naming `what`, when it cannot be started.
 pub fn run(cmd: &mut Command, what: &str, limit: Duration) -> Run {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+    let (shown, mut child) = spawn(cmd, what);
     let drain = |mut r: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -90,6 +84,20 @@ pub fn run(cmd: &mut Command, what: &str, limit: Duration) -> Run {
     }
 }
 
+/// Starts `cmd` with stdin closed and stdout and stderr piped; returns its
+/// command line (for messages) and the child. Panics, naming `what`, when
+/// it cannot be started.
+fn spawn(cmd: &mut Command, what: &str) -> (String, std::process::Child) {
+    let shown = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+    (shown, child)
+}
+
 /// A program left running while a test talks to it (a server, a receiver,
 /// a client): its stdout and stderr lines are collected as they come;
 /// killed when dropped.
@@ -103,13 +111,7 @@ pub struct Running {
 impl Running {
     pub fn start(cmd: &mut Command, what: &str) -> Running {
         use std::io::BufRead;
-        let shown = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot run {shown}: {e}"));
+        let (shown, mut child) = spawn(cmd, what);
         let collect = |r: Box<dyn Read + Send>| {
             let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let l = lines.clone();

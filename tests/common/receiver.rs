@@ -1,5 +1,6 @@
 //! A local HTTP receiver standing in for an operator's backend (the push
-//! gateway): it records every request and answers as it is told to.
+//! gateway): it records every request and answers as it is told to. Also
+//! the signature check every receiver test uses.
 
 use nim_signaling::server::http::{serve, HttpRequest, HttpResponse};
 use serde_json::Value;
