@@ -169,6 +169,17 @@ test('a process exits on its own after destroy() and stop(), and stays up while 
   assert.ok(r.ms < 10000, `took ${r.ms} ms`);
 });
 
+test('signalingRegisterPushToken (ours) takes a token and refuses a bad one', async () => {
+  const bob = await client(server.url, 'push-bob');
+  try {
+    const r = await bob.signalingRegisterPushToken({ token: 'tok-1', provider: 'apns' });
+    assert.equal(r.code, 200);
+    await assert.rejects(bob.signalingRegisterPushToken({ token: 5 }), { code: 414 });
+  } finally {
+    await bob.destroy();
+  }
+});
+
 test('a missing library is a clear error', () => {
   const r = runChild(`
     const NIM = require('.');

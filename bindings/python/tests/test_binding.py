@@ -153,6 +153,15 @@ def test_error_codes(make_client):
     assert e.value.code == 415
 
 
+def test_register_push_token(make_client):
+    bob = make_client("bob-push")
+    assert bob.register_push_token(token="tok-1", provider="fcm")["code"] == 200
+    assert bob.register_push_token(token="")["code"] == 200  # removes it
+    with pytest.raises(SignalingError) as e:
+        bob.register_push_token(token=5)
+    assert e.value.code == Code.INVALID_PARAM == 414
+
+
 def test_login_refused():
     auth = {"auth": {"mode": "static", "accounts": {"alice": "secret-a"}}}
     with ns.Server(auth) as srv:
