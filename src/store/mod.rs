@@ -156,8 +156,8 @@ pub trait Store: Send + Sync + 'static {
         });
         Ok(rooms)
     }
-    /// The rooms (any state, until forgotten) `account` is a member of or
-    /// has a pending invitation from.
+    /// The rooms (any state, until forgotten) `account` is a member of, or
+    /// that keep an invitation from or to it (see [`Room::involved`]).
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
     /// One page of the rooms still remembered (valid or not; those the
     /// sweeper may already delete are left out), in channelId order, after

@@ -148,17 +148,17 @@ impl Room {
     }
 
     /// The accounts a store indexes this room under (to find the rooms an
-    /// account is in, and those whose invitations its vanished device
-    /// cancels): its members while it is open, and the senders of its
-    /// pending invitations.
+    /// account is in, the invitations it sent and those it was sent): its
+    /// members while it is open, and both sides of every invitation it
+    /// keeps (answered ones stay until their expiry, so an account's
+    /// invitation history can be listed).
     pub fn involved(&self) -> std::collections::HashSet<&str> {
         let members = self.accounts().filter(|_| !self.closed);
-        let inviters = self
+        let sides = self
             .invites
             .iter()
-            .filter(|i| i.state == InviteState::Pending)
-            .map(|i| i.from.as_str());
-        members.chain(inviters).collect()
+            .flat_map(|i| [i.from.as_str(), i.to.as_str()]);
+        members.chain(sides).collect()
     }
 
     pub fn channel_info(&self, now: i64) -> ChannelInfo {
