@@ -18,6 +18,16 @@ fn call_params(to: &str, request_id: &str) -> Value {
 
 // ---------------------------------------------------------------- glare
 
+/// A call's reply that glared into `room`.
+#[track_caller]
+fn assert_glared(r: &Value, room: &str) {
+    assert_eq!(
+        (cid(r), &r["glare"]),
+        (room.to_string(), &json!(true)),
+        "{r}"
+    );
+}
+
 #[tokio::test]
 async fn calling_back_a_ringing_caller_joins_its_room() {
     let srv = start_server(json!({})).await;
@@ -69,7 +79,7 @@ async fn an_invite_glares_too_and_an_answered_one_does_not() {
     let room = alice.create_joined(None).await;
     alice.invite_rings(&mut bob, &room, "r1").await;
     let r = bob.ok("call", call_params("alice", "r9")).await;
-    assert_eq!((cid(&r), &r["glare"]), (room.clone(), &json!(true)), "{r}");
+    assert_glared(&r, &room);
     alice.expect_event_from("ACCEPT", &room, "bob").await;
     alice.expect_event_from("ROOM_JOIN", &room, "bob").await;
 
@@ -97,7 +107,7 @@ async fn a_glare_with_the_caller_offline_answers_10201() {
     wait_offline(&srv, "alice").await;
     let (code, r) = bob.req("call", call_params("alice", "r2")).await;
     assert_eq!(code, 10201, "{r}");
-    assert_eq!((cid(&r), &r["glare"]), (room, &json!(true)), "{r}");
+    assert_glared(&r, &room);
     assert_eq!(accounts(&r["members"]), ["alice", "bob"], "{r}");
     srv.shutdown().await;
 }
@@ -206,7 +216,7 @@ async fn glare_comes_before_busy() {
     p["busyCheck"] = json!(true);
     // …but not for bob, whose call back glares.
     let r = bob.ok("call", p).await;
-    assert_eq!((cid(&r), &r["glare"]), (room.clone(), &json!(true)), "{r}");
+    assert_glared(&r, &room);
     alice.expect_event_from("ACCEPT", &room, "bob").await;
     srv.shutdown().await;
 }
