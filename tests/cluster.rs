@@ -12,6 +12,8 @@
 mod authorization;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "glare_busy_group.rs"]
+mod glare_busy_group;
 #[path = "push.rs"]
 mod push;
 #[path = "scenarios.rs"]

@@ -281,6 +281,74 @@ fn a_whole_call_through_the_c_abi() {
     }
 }
 
+/// inviteMany through the C ABI: one result per invitee (200, 10430 for a
+/// busy one, 10201 for an offline one), the ringing invitee's INVITE and
+/// no ring for the busy one; then the invitee calling back glares: it joins
+/// the inviter's room, and the inviter gets ACCEPT and ROOM_JOIN.
+#[test]
+fn invite_many_and_a_glaring_call_through_the_c_abi() {
+    let srv = Server::start("{}");
+    let (alice, alice_rx) = logged_in_listening(&srv.url(), "alice");
+    let (bob, bob_rx) = logged_in_listening(&srv.url(), "bob");
+    let (carol, carol_rx) = logged_in_listening(&srv.url(), "carol");
+    let room = cid(&ok(alice, nim_signaling_create, json!({"type": 2})));
+    ok(alice, nim_signaling_join, json!({"channelId": room}));
+    let first = json!({"channelId": room, "account": "carol", "requestId": "r0"});
+    ok(alice, nim_signaling_invite, first);
+    assert_eq!(next_event(&carol_rx)["requestId"], "r0");
+
+    // Refused up front: a repeated account (414, no callback).
+    let twice =
+        cs(&json!({"channelId": room, "accounts": ["bob", "bob"], "requestId": "g"}).to_string());
+    let rc = unsafe { nim_signaling_invite_many(alice, twice.as_ptr(), None, null_mut()) };
+    assert_eq!(rc, 414);
+
+    let many = json!({"channelId": room, "accounts": ["bob", "carol", "nobody"],
+                      "requestId": "g1", "busyCheck": true, "attachExt": "team"});
+    let r = ok(alice, nim_signaling_invite_many, many);
+    assert_eq!(
+        r,
+        json!({"code": 200, "results": [
+            {"account": "bob", "code": 200},
+            {"account": "carol", "code": 10430},
+            {"account": "nobody", "code": 10201},
+        ]})
+    );
+    let inv = next_event(&bob_rx);
+    assert_eq!(
+        (&inv["eventType"], &inv["requestId"], &inv["attachExt"]),
+        (&json!("INVITE"), &json!("g1"), &json!("team")),
+        "{inv}"
+    );
+    assert!(
+        carol_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the busy invitee is not rung"
+    );
+
+    // bob calls alice back while g1 rings: he joins her room.
+    let back = json!({"type": 1, "account": "alice", "requestId": "b1", "uid": 9});
+    let r = ok(bob, nim_signaling_call, back);
+    assert_eq!((cid(&r), &r["glare"]), (room.clone(), &json!(true)), "{r}");
+    let accept = next_event(&alice_rx);
+    assert_eq!(
+        (
+            &accept["eventType"],
+            &accept["requestId"],
+            &accept["fromAccountId"]
+        ),
+        (&json!("ACCEPT"), &json!("g1"), &json!("bob")),
+        "{accept}"
+    );
+    let join = next_event(&alice_rx);
+    assert_eq!(join["eventType"], "ROOM_JOIN", "{join}");
+    assert_eq!(join["member"]["uid"], 9, "{join}");
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+        nim_signaling_client_free(carol);
+    }
+}
+
 /// registerPushToken through the C ABI, and the push codes it leads to: the
 /// gateway gets the token bob registered; 10201 when it takes the push,
 /// 10202 when it refuses.

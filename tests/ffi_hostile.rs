@@ -179,10 +179,13 @@ fn valid_params(op: &str) -> Value {
         "join" => json!({"channelId": "c1", "uid": 7, "offlineEnabled": true, "attachExt": "x"}),
         "leave" => json!({"channelId": "c1", "offlineEnabled": true, "attachExt": "x"}),
         "invite" => json!({"channelId": "c1", "account": "bob", "requestId": "r1",
-                           "offlineEnabled": true, "attachExt": "x",
+                           "offlineEnabled": true, "attachExt": "x", "busyCheck": true,
                            "pushInfo": {"pushTitle": "t", "pushContent": "c",
                                         "pushPayload": {"a": 1}, "needPush": true,
                                         "needBadge": false}}),
+        "inviteMany" => json!({"channelId": "c1", "accounts": ["bob", "carol"], "requestId": "r1",
+                               "offlineEnabled": true, "attachExt": "x", "busyCheck": true,
+                               "pushInfo": {"needPush": true}}),
         "cancel" | "reject" => json!({"channelId": "c1", "account": "bob", "requestId": "r1",
                                       "offlineEnabled": true, "attachExt": "x"}),
         "accept" => json!({"channelId": "c1", "account": "bob", "requestId": "r1",
@@ -191,7 +194,7 @@ fn valid_params(op: &str) -> Value {
         "control" => json!({"channelId": "c1", "account": "bob", "attachExt": "x"}),
         "call" => json!({"type": 2, "channelName": "n", "ext": "e", "uid": 7, "account": "bob",
                          "requestId": "r1", "offlineEnabled": true, "attachExt": "x",
-                         "pushInfo": {"needPush": 1}}),
+                         "pushInfo": {"needPush": 1}, "busyCheck": 0}),
         "sync" => json!({}),
         "queryChannelInfo" => json!({"channelId": "c1", "channelName": "n"}),
         "registerPushToken" => json!({"token": "t", "provider": "fcm"}),
@@ -594,6 +597,8 @@ enum Kind {
     Type,
     /// A pushInfo object, or null.
     Push,
+    /// inviteMany's accounts: a non-empty array of distinct non-empty strings.
+    Accounts,
 }
 
 fn keys(op: &str) -> Vec<(&'static str, Kind)> {
@@ -615,7 +620,12 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
         "invite" => invite
             .into_iter()
             .chain(flags)
-            .chain([("pushInfo", Push)])
+            .chain([("pushInfo", Push), ("busyCheck", Flag)])
+            .collect(),
+        "inviteMany" => [("channelId", Id), ("accounts", Accounts), ("requestId", Id)]
+            .into_iter()
+            .chain(flags)
+            .chain([("pushInfo", Push), ("busyCheck", Flag)])
             .collect(),
         "cancel" | "reject" => invite.into_iter().chain(flags).collect(),
         "accept" => invite
@@ -637,7 +647,7 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
         .into_iter()
         .chain([("account", Id), ("requestId", Id)])
         .chain(flags)
-        .chain([("pushInfo", Push)])
+        .chain([("pushInfo", Push), ("busyCheck", Flag)])
         .collect(),
         "sync" => vec![],
         // Either one may be missing while the other is there.
@@ -652,7 +662,7 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
 fn takes(kind: Kind, value: Option<&Value>) -> bool {
     use Kind::*;
     let Some(v) = value else {
-        return !matches!(kind, Id | Text | Type);
+        return !matches!(kind, Id | Text | Type | Accounts);
     };
     match (kind, v) {
         (Id, Value::String(s)) => !s.is_empty(),
@@ -666,6 +676,13 @@ fn takes(kind: Kind, value: Option<&Value>) -> bool {
         (Uid, Value::Number(n)) => n.as_f64().is_some_and(whole_u64),
         (Type, Value::Number(n)) => n.as_u64().is_some_and(|n| (1..=3).contains(&n)),
         (Push, Value::Object(_) | Value::Null) => true,
+        (Accounts, Value::Array(a)) => {
+            let names: std::collections::HashSet<_> = a
+                .iter()
+                .filter_map(|v| v.as_str().filter(|s| !s.is_empty()))
+                .collect();
+            !a.is_empty() && names.len() == a.len()
+        }
         _ => false,
     }
 }
@@ -731,7 +748,7 @@ fn wrong_types_for_each_key() {
         ("pushPayload", json!({"any": [1, "json"]}), true),
         ("pushPayload", json!("text"), true),
     ] {
-        for op in ["invite", "call"] {
+        for op in ["invite", "call", "inviteMany"] {
             let mut p = valid_params(op);
             p["pushInfo"][key] = v.clone();
             let f = OPS.iter().find(|(n, _)| *n == op).unwrap().1;

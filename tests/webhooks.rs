@@ -659,3 +659,56 @@ async fn two_nodes_order_a_room_by_version_and_expire_it_once() {
     n2.shutdown().await;
     common::cluster::forget(&prefix).await;
 }
+
+/// The additions to NIM, as the room diffs report them: a glaring call is
+/// the accept of the ringing invitation plus a join (one version), and an
+/// inviteMany one invitation.sent per invitation it made (one version).
+#[tokio::test]
+async fn glare_and_invite_many_as_webhooks() {
+    let rx = Receiver::start().await;
+    let srv = server(&[&rx], json!({}), json!({})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    let _carol = login(srv.url(), "carol", "c1").await;
+    let room = alice.call_rings(&mut bob, "r1").await;
+    let p = json!({"type": 1, "account": "alice", "requestId": "b9"});
+    assert_eq!(bob.ok("call", p).await["glare"], true);
+    let p = json!({"channelId": room, "accounts": ["carol", "dave", "bob"], "requestId": "g1"});
+    alice.ok("inviteMany", p).await;
+
+    let got = rx.wait_room(&room, 7).await;
+    let want = [
+        ("room.created", 1),
+        ("member.joined", 1),
+        ("invitation.sent", 1),
+        ("invitation.accepted", 2),
+        ("member.joined", 2),
+        ("invitation.sent", 3),
+        ("invitation.sent", 3),
+    ];
+    let want: Vec<(String, u64)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(kinds(&got), want);
+    assert_eq!(
+        got[3].body["invitation"],
+        json!({"requestId": "r1", "from": "alice", "to": "bob"})
+    );
+    assert_eq!(
+        got[3].body["cause"],
+        json!({"kind": "request", "op": "call", "account": "bob", "deviceId": "b1"})
+    );
+    assert_eq!(got[4].body["account"], "bob");
+    // bob is already in the room (10407): no invitation for him.
+    let mut invited: Vec<&Value> = got[5..].iter().map(|p| &p.body["invitation"]).collect();
+    invited.sort_by_key(|i| i["to"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        invited,
+        [
+            &json!({"requestId": "g1", "from": "alice", "to": "carol"}),
+            &json!({"requestId": "g1", "from": "alice", "to": "dave"}),
+        ]
+    );
+    assert_eq!(got[5].body["cause"]["op"], "inviteMany");
+    settled(srv.service()).await;
+    assert_eq!(rx.of_room(&room).len(), 7, "nothing more");
+    srv.shutdown().await;
+}

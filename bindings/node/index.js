@@ -82,6 +82,8 @@ function loadNative() {
       signalingJoin: req('nim_signaling_join'),
       signalingLeave: req('nim_signaling_leave'),
       signalingInvite: req('nim_signaling_invite'),
+      // Ours, not the Web SDK's: one requestId to several invitees.
+      signalingInviteMany: req('nim_signaling_invite_many'),
       signalingCancel: req('nim_signaling_cancel_invite'),
       signalingAccept: req('nim_signaling_accept'),
       signalingReject: req('nim_signaling_reject'),
@@ -382,6 +384,8 @@ class NIM extends EventEmitter {
   signalingJoin(param) { return this._op('signalingJoin', param); }
   signalingLeave(param) { return this._op('signalingLeave', param); }
   signalingInvite(param) { return this._op('signalingInvite', param); }
+  /** Ours, not the Web SDK's: `{channelId, accounts, requestId, …}` → `{results: [{account, code}]}`. */
+  signalingInviteMany(param) { return this._op('signalingInviteMany', param); }
   signalingCancel(param) { return this._op('signalingCancel', param); }
   signalingAccept(param) { return this._op('signalingAccept', param); }
   signalingReject(param) { return this._op('signalingReject', param); }

@@ -290,9 +290,12 @@ pub unsafe extern "C" fn nim_signaling_leave(
 }
 
 /// signalingInvite: `{"channelId", "account", "requestId",
-/// "offlineEnabled"?, "attachExt"?, "pushInfo"?}`. 10201 (invitee offline)
-/// and 10202 (push unreachable) still keep the invitation. 10404, 10406,
-/// 10407, 10419. Calling convention as `nim_signaling_create`.
+/// "offlineEnabled"?, "attachExt"?, "pushInfo"?, "busyCheck"?}`. 10201
+/// (invitee offline) and 10202 (push unreachable) still keep the
+/// invitation. 10404, 10406, 10407, 10419; with `busyCheck: true`, 10430
+/// (not in NIM) when the invitee is in another audio/video call or already
+/// ringing, and then nothing is recorded. Calling convention as
+/// `nim_signaling_create`.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_invite(
     client: *mut nim_signaling_client,
@@ -301,6 +304,28 @@ pub unsafe extern "C" fn nim_signaling_invite(
     user_data: *mut c_void,
 ) -> i32 {
     start(client, "invite", params_json, cb, user_data)
+}
+
+/// inviteMany (not in NIM): one invitation with one requestId to each of
+/// several accounts: `{"channelId", "accounts": ["…", …] (1 to 100, no
+/// repeats), "requestId", "offlineEnabled"?, "attachExt"?, "pushInfo"?,
+/// "busyCheck"?}` → `{"code":200, "results":[{"account","code"}, …]}`, one
+/// result per account in the order given: 200 rings, 10201/10202 offline
+/// (kept, as for invite), 10430 busy (with busyCheck), 10407 already in the
+/// room, 10419 room full. Each invitee sees exactly a single invitation
+/// with that requestId, answered and cancelled as usual. The room's own
+/// failures fail the whole request: 10404, 10406 (the inviter is neither
+/// member nor creator), 403 (the ringing invitations would pass
+/// maxPendingInvitesPerAccount). Calling convention as
+/// `nim_signaling_create`.
+#[no_mangle]
+pub unsafe extern "C" fn nim_signaling_invite_many(
+    client: *mut nim_signaling_client,
+    params_json: *const c_char,
+    cb: nim_signaling_result_cb,
+    user_data: *mut c_void,
+) -> i32 {
+    start(client, "inviteMany", params_json, cb, user_data)
 }
 
 /// signalingCancel: `{"channelId", "account" (invitee), "requestId",
@@ -359,8 +384,17 @@ pub unsafe extern "C" fn nim_signaling_control(
 
 /// signalingCall: create + join + invite in one step: `{"type", "channelName"?,
 /// "ext"?, "uid"?, "account", "requestId", "offlineEnabled"?, "attachExt"?,
-/// "pushInfo"?}` → `{"channelInfo","members"}` (also with 10201/10202).
-/// 10405. Calling convention as `nim_signaling_create`.
+/// "pushInfo"?, "busyCheck"?}` → `{"channelInfo","members"}` (also with
+/// 10201/10202). 10405; 10430 as for invite.
+///
+/// Glare (not in NIM): when `account` has an invitation to us still ringing
+/// in a valid room, no room is made: we accept its newest such invitation
+/// and join its room (with our `uid`; our `attachExt` goes with the ACCEPT
+/// and the ROOM_JOIN; our type, channelName, ext and requestId are unused)
+/// → `{"channelInfo","members","glare":true}` with accept's code (200, or
+/// 10201 when it has no device online); a failed join fails the call with
+/// join's code (10417, 10419, …). Calling convention as
+/// `nim_signaling_create`.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_call(
     client: *mut nim_signaling_client,
@@ -526,6 +560,7 @@ pub const REQUEST_FUNCTIONS: &[(&str, RequestFn)] = &[
     ("join", nim_signaling_join),
     ("leave", nim_signaling_leave),
     ("invite", nim_signaling_invite),
+    ("inviteMany", nim_signaling_invite_many),
     ("cancel", nim_signaling_cancel_invite),
     ("accept", nim_signaling_accept),
     ("reject", nim_signaling_reject),

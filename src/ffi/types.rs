@@ -60,6 +60,9 @@ pub enum nim_signaling_code {
     NIM_SIGNALING_ROOM_FULL = 10419,
     /// The account is already in the room from another device.
     NIM_SIGNALING_IN_ROOM_ON_OTHER_DEVICE = 10420,
+    /// Not in NIM: with `busyCheck`, the invitee is in another audio/video
+    /// call or already ringing; nothing was recorded and nothing rang.
+    NIM_SIGNALING_PEER_BUSY = 10430,
 }
 
 /// `eventTypeCode` of events: 1-8 as NIM numbers them; 9 and up are
@@ -125,6 +128,7 @@ mod tests {
                 NIM_SIGNALING_IN_ROOM_ON_OTHER_DEVICE,
                 codes::IN_ROOM_ON_OTHER_DEVICE,
             ),
+            (NIM_SIGNALING_PEER_BUSY, codes::PEER_BUSY),
         ];
         for (c, n) in pairs {
             assert_eq!(c as i32, n, "{c:?}");

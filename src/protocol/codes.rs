@@ -30,6 +30,9 @@ pub const INVITE_ACCEPTED: i32 = 10410;
 pub const UID_CONFLICT: i32 = 10417;
 pub const ROOM_FULL: i32 = 10419;
 pub const IN_ROOM_ON_OTHER_DEVICE: i32 = 10420;
+/// Not in NIM: the invitee is in another call or already ringing, and the
+/// inviter asked for `busyCheck` (nothing was recorded, nothing rang).
+pub const PEER_BUSY: i32 = 10430;
 
 /// The default human-readable message for a code.
 pub fn message(code: i32) -> &'static str {
@@ -54,6 +57,7 @@ pub fn message(code: i32) -> &'static str {
         UID_CONFLICT => "uid already used in the room",
         ROOM_FULL => "room is full",
         IN_ROOM_ON_OTHER_DEVICE => "account is in the room on another device",
+        PEER_BUSY => "the invitee is busy (in another call or already ringing)",
         _ => "error",
     }
 }

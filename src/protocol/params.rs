@@ -14,6 +14,8 @@ use super::objects::PushInfo;
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest ext / attachExt (bytes). Signaling carries hints, not payloads.
 pub const MAX_EXT_LEN: usize = 4096;
+/// Most invitees of one inviteMany (a group call, not a broadcast).
+pub const MAX_INVITEES: usize = 100;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +73,42 @@ pub struct InviteParams {
     pub attach_ext: Option<String>,
     #[serde(default, deserialize_with = "flex::opt_object")]
     pub push_info: Option<PushInfo>,
+    /// Not in NIM: fail with 10430 instead of ringing an invitee who is busy.
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub busy_check: Option<bool>,
+}
+
+/// inviteMany (not in NIM): one invitation with one requestId to each of
+/// `accounts`, decided together in one update of the room.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteManyParams {
+    pub channel_id: String,
+    pub accounts: Vec<String>,
+    pub request_id: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+    #[serde(default)]
+    pub attach_ext: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_object")]
+    pub push_info: Option<PushInfo>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub busy_check: Option<bool>,
+}
+
+impl InviteManyParams {
+    /// The single invitation of `account` this request stands for.
+    pub fn invitation(&self, account: &str) -> InviteParams {
+        InviteParams {
+            channel_id: self.channel_id.clone(),
+            account: account.to_string(),
+            request_id: self.request_id.clone(),
+            offline_enabled: self.offline_enabled,
+            attach_ext: self.attach_ext.clone(),
+            push_info: self.push_info.clone(),
+            busy_check: self.busy_check,
+        }
+    }
 }
 
 /// Parameters of cancel (account = invitee) and reject (account = inviter).
@@ -135,6 +173,9 @@ pub struct CallParams {
     pub attach_ext: Option<String>,
     #[serde(default, deserialize_with = "flex::opt_object")]
     pub push_info: Option<PushInfo>,
+    /// As invite's; checked after glare (a callee ringing us back is not busy).
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub busy_check: Option<bool>,
 }
 
 impl CallParams {
@@ -147,6 +188,7 @@ impl CallParams {
             offline_enabled: self.offline_enabled,
             attach_ext: self.attach_ext.clone(),
             push_info: self.push_info.clone(),
+            busy_check: self.busy_check,
         }
     }
 }
@@ -205,6 +247,7 @@ pub enum Request {
     Join(JoinParams),
     Leave(LeaveParams),
     Invite(InviteParams),
+    InviteMany(InviteManyParams),
     Cancel(InviteReplyParams),
     Accept(AcceptParams),
     Reject(InviteReplyParams),
@@ -232,6 +275,7 @@ pub const OPS: &[&str] = &[
     "sync",
     "queryChannelInfo",
     "registerPushToken",
+    "inviteMany",
 ];
 
 fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
@@ -285,6 +329,25 @@ fn is_invisible(c: char) -> bool {
         | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
         | '\u{2066}'..='\u{2069}' // bidi isolates
         | '\u{FEFF}') // byte order mark / zero-width no-break space
+}
+
+/// inviteMany's accounts: 1..=MAX_INVITEES valid names, each once (a
+/// repeat would ring one person twice under one requestId).
+fn invitees(accounts: &[String]) -> Result<(), Failure> {
+    if accounts.is_empty() || accounts.len() > MAX_INVITEES {
+        return Err(bad(format!(
+            "accounts must hold 1 to {MAX_INVITEES} accounts, not {}",
+            accounts.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, a) in accounts.iter().enumerate() {
+        need_id(&format!("accounts[{i}]"), a)?;
+        if !seen.insert(a.as_str()) {
+            return Err(bad(format!("accounts holds \"{a}\" more than once")));
+        }
+    }
+    Ok(())
 }
 
 fn opt_ext(field: &str, v: &Option<String>) -> Result<(), Failure> {
@@ -369,6 +432,15 @@ impl Request {
                 opt_ext("attachExt", &p.attach_ext)?;
                 push_info(&p.push_info)?;
                 Request::Invite(p)
+            }
+            "inviteMany" => {
+                let p: InviteManyParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                invitees(&p.accounts)?;
+                need_id("requestId", &p.request_id)?;
+                opt_ext("attachExt", &p.attach_ext)?;
+                push_info(&p.push_info)?;
+                Request::InviteMany(p)
             }
             "cancel" | "reject" => {
                 let p: InviteReplyParams = parse(params)?;
@@ -455,6 +527,7 @@ impl Request {
             Request::Sync => "sync",
             Request::QueryChannelInfo(_) => "queryChannelInfo",
             Request::RegisterPushToken(_) => "registerPushToken",
+            Request::InviteMany(_) => "inviteMany",
         }
     }
 }
@@ -503,6 +576,15 @@ mod tests {
             ("push token with a newline", "registerPushToken", json!({"token": "a\nb"}), Some("token must not contain control characters")),
             ("push token missing",  "registerPushToken", json!({"provider": "fcm"}), Some("missing field `token`")),
             ("provider with a tab", "registerPushToken", json!({"token": "t", "provider": "f\tcm"}), Some("provider must not contain control")),
+            ("inviteMany, no accounts",    "inviteMany", json!({"channelId": "c", "accounts": [], "requestId": "r"}), Some("accounts must hold 1 to 100 accounts, not 0")),
+            ("inviteMany, 100 accounts",   "inviteMany", json!({"channelId": "c", "accounts": (0..100).map(|i| format!("a{i}")).collect::<Vec<_>>(), "requestId": "r"}), None),
+            ("inviteMany, 101 accounts",   "inviteMany", json!({"channelId": "c", "accounts": (0..101).map(|i| format!("a{i}")).collect::<Vec<_>>(), "requestId": "r"}), Some("not 101")),
+            ("inviteMany, a repeat",       "inviteMany", json!({"channelId": "c", "accounts": ["bob", "carol", "bob"], "requestId": "r"}), Some("accounts holds \"bob\" more than once")),
+            ("inviteMany, empty account",  "inviteMany", json!({"channelId": "c", "accounts": ["bob", ""], "requestId": "r"}), Some("accounts[1] must not be empty")),
+            ("inviteMany, account with LF", "inviteMany", json!({"channelId": "c", "accounts": ["b\nob"], "requestId": "r"}), Some("accounts[0] must not contain control")),
+            ("inviteMany, accounts a string", "inviteMany", json!({"channelId": "c", "accounts": "bob", "requestId": "r"}), Some("invalid type")),
+            ("busyCheck as a number",      "invite", invite("busyCheck", json!(1)), None),
+            ("busyCheck as text",          "invite", invite("busyCheck", json!("yes")), Some("expected a boolean")),
             ("instance too long",     "login",  json!({"account": "a", "deviceId": "d", "instance": name(129)}), Some("instance is longer than 128 bytes")),
         ];
         for (case, op, params, want) in rows {

@@ -40,6 +40,7 @@ const CODES: &[i32] = &[
     codes::UID_CONFLICT,
     codes::ROOM_FULL,
     codes::IN_ROOM_ON_OTHER_DEVICE,
+    codes::PEER_BUSY,
 ];
 
 /// Upper bounds (µs) of the request latency buckets.
@@ -48,8 +49,8 @@ const BUCKETS_US: &[u64] = &[
 ];
 
 /// Slots per dimension: the known values plus one for "other".
-const OP_SLOTS: usize = 16;
-const CODE_SLOTS: usize = 21;
+const OP_SLOTS: usize = 17;
+const CODE_SLOTS: usize = 22;
 const BUCKET_SLOTS: usize = 12;
 const _: () = assert!(OPS.len() + 1 == OP_SLOTS);
 const _: () = assert!(CODES.len() + 1 == CODE_SLOTS);

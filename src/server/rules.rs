@@ -393,6 +393,29 @@ pub fn remove_member(
 pub struct Reach {
     pub online: bool,
     pub push_available: bool,
+    /// The invitee is busy (see [`is_busy`]); only counts when the inviter
+    /// asked for `busyCheck`.
+    pub busy: bool,
+}
+
+/// Whether `p.account` is busy for an invitation `p` from `inviter`, judged
+/// from the rooms that involve it: it is a member of another valid room of
+/// type 1 or 2 (audio or video: in a call; type 3 rooms are not calls), or
+/// an invitation to it rings in a valid room — other than the one `p`
+/// itself replaces (same inviter, room and requestId: asking again is not
+/// being busy with oneself). Invitations of closed or expired rooms cannot
+/// be answered any more, so they do not make anyone busy.
+pub fn is_busy(rooms: &[Room], inviter: &str, p: &InviteParams, now: i64) -> bool {
+    rooms.iter().filter(|r| r.is_valid(now)).any(|r| {
+        let here = r.channel_id == p.channel_id;
+        let in_call = !here && matches!(r.kind, 1 | 2) && r.member(&p.account).is_some();
+        let replaced = |i: &Invitation| here && i.from == inviter && i.request_id == p.request_id;
+        let ringing = r
+            .invites
+            .iter()
+            .any(|i| i.to == p.account && i.is_ringing(now) && !replaced(i));
+        in_call || ringing
+    })
 }
 
 /// Records an invitation in `room` and makes the INVITE; returns the code
@@ -412,6 +435,9 @@ fn ask(
     }
     if room.members.len() >= ctx.limits.max_members {
         return Err(fail(ROOM_FULL));
+    }
+    if reach.busy && p.busy_check.unwrap_or(false) {
+        return Err(fail(PEER_BUSY));
     }
     room.invites
         .retain(|i| !(i.request_id == p.request_id && i.from == me && i.to == p.account));
@@ -468,6 +494,52 @@ pub fn invite(room: Option<&Room>, ctx: &Ctx, p: &InviteParams, reach: Reach) ->
         data: json!({}),
         deliveries: vec![d],
         timers: vec![timer],
+    })
+}
+
+/// inviteMany (not in NIM): an invitation with `p.request_id` to each of
+/// `p.accounts`, all decided in this one update of the room; `reaches[i]`
+/// is how `p.accounts[i]` can be reached. The room's own failures (10404,
+/// 10406) fail the whole request; the rest is per invitee, in the order
+/// given, under `results`: 200 rings, 10201/10202 cannot ring now (kept,
+/// as for invite), 10430 busy, 10407 already in the room, 10419 room full
+/// (the last three record nothing for that invitee).
+pub fn invite_many(
+    room: Option<&Room>,
+    ctx: &Ctx,
+    p: &InviteManyParams,
+    reaches: &[Reach],
+) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let me = ctx.actor.account;
+    if room.creator != me && room.member(me).is_none() {
+        return Err(fail(NOT_IN_ROOM));
+    }
+    if reaches.len() != p.accounts.len() {
+        return Err(Failure::new(INTERNAL, "one reach per invitee expected"));
+    }
+    let mut results = Vec::with_capacity(p.accounts.len());
+    let mut deliveries = Vec::new();
+    let mut timers = Vec::new();
+    for (account, reach) in p.accounts.iter().zip(reaches) {
+        let code = match ask(&mut room, ctx, &p.invitation(account), *reach) {
+            Ok((code, d, timer)) => {
+                deliveries.push(d);
+                // Every invitation made here expires at the same time: one
+                // timer expires them all.
+                timers = vec![timer];
+                code
+            }
+            Err(f) => f.code,
+        };
+        results.push(json!({"account": account, "code": code}));
+    }
+    Ok(Outcome {
+        room,
+        code: OK,
+        data: json!({ "results": results }),
+        deliveries,
+        timers,
     })
 }
 
@@ -678,6 +750,59 @@ pub fn call(
         deliveries: vec![d],
         timers: vec![timer],
     })
+}
+
+/// The newest invitation from `from` to `to` still ringing in `room`.
+fn newest_ringing<'a>(room: &'a Room, from: &str, to: &str, now: i64) -> Option<&'a Invitation> {
+    room.invites
+        .iter()
+        .filter(|i| i.from == from && i.to == to && i.is_ringing(now))
+        .max_by_key(|i| i.created_at)
+}
+
+/// Glare (not in NIM): `caller` calls `callee` while an invitation from
+/// `callee` to `caller` still rings. Of `rooms` (those involving the
+/// caller), the valid one holding the newest such invitation: the room the
+/// caller then joins instead of making a second one.
+pub fn glare_room<'a>(rooms: &'a [Room], caller: &str, callee: &str, now: i64) -> Option<&'a Room> {
+    rooms
+        .iter()
+        .filter(|r| r.is_valid(now))
+        .filter_map(|r| newest_ringing(r, callee, caller, now).map(|i| (i.created_at, r)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, r)| r)
+}
+
+/// A call of the actor to `p.account` that glares with `p.account`'s
+/// invitation ringing in `room` (see [`glare_room`]): exactly an accept
+/// with autoJoin of the newest such invitation, with the call's uid and
+/// attachExt (for the ACCEPT and the ROOM_JOIN); the call's own type,
+/// name, ext and requestId are not used. The data carries `"glare": true`.
+/// 10408 when the invitation stopped ringing since the room was chosen (the
+/// caller then makes an ordinary call); a failed join fails the call.
+pub fn glare(
+    room: Option<&Room>,
+    ctx: &Ctx,
+    p: &CallParams,
+    callee_online: bool,
+    uid_seed: u64,
+) -> RuleResult {
+    let r = valid(room, ctx.now)?;
+    let inv = newest_ringing(r, &p.account, ctx.actor.account, ctx.now)
+        .ok_or_else(|| fail(INVITE_NOT_EXIST))?;
+    let answer = AcceptParams {
+        channel_id: r.channel_id.clone(),
+        account: p.account.clone(),
+        request_id: inv.request_id.clone(),
+        offline_enabled: p.offline_enabled,
+        attach_ext: p.attach_ext.clone(),
+        auto_join: Some(true),
+        uid: p.uid,
+        join_attach_ext: p.attach_ext.clone(),
+    };
+    let mut o = accept(room, ctx, &answer, callee_online, uid_seed)?;
+    o.data["glare"] = json!(true);
+    Ok(o)
 }
 
 /// An event the server makes about invitation `inv` by itself (no request

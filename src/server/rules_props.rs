@@ -320,6 +320,7 @@ fn reach(r: Ring) -> Reach {
     Reach {
         online: r.online,
         push_available: r.push_available,
+        busy: false,
     }
 }
 
@@ -366,6 +367,7 @@ fn apply(room: Option<&Room>, s: &Step, now: i64, new_id: &str) -> Done {
                 offline_enabled: *offline,
                 attach_ext: attach,
                 push_info: push_info(ring.need_push),
+                busy_check: None,
             },
             reach(*ring),
         ),
@@ -444,6 +446,7 @@ fn apply(room: Option<&Room>, s: &Step, now: i64, new_id: &str) -> Done {
                     offline_enabled: Some(false),
                     attach_ext: attach,
                     push_info: push_info(ring.need_push),
+                    busy_check: None,
                 },
                 reach(*ring),
             )

@@ -222,6 +222,7 @@ fn invite_p(invitee: &str) -> InviteParams {
         offline_enabled: Some(true),
         attach_ext: Some("knock".into()),
         push_info: None,
+        busy_check: None,
     }
 }
 
@@ -276,6 +277,7 @@ fn call_p(invitee: &str) -> CallParams {
         offline_enabled: Some(true),
         attach_ext: Some("ring".into()),
         push_info: None,
+        busy_check: None,
     }
 }
 
@@ -301,6 +303,7 @@ fn push(need_push: bool) -> (PushInfo, Value) {
 const ONLINE: Reach = Reach {
     online: true,
     push_available: false,
+    busy: false,
 };
 
 /// How an invitation rings, shared by invite and call: (case, reach,
@@ -309,6 +312,7 @@ fn reach_rows() -> [(&'static str, Reach, Option<bool>, i32); 6] {
     let offline = |push_available| Reach {
         online: false,
         push_available,
+        busy: false,
     };
     #[rustfmt::skip]
     let rows = [
@@ -1543,4 +1547,413 @@ fn expire_invites_failures_and_offline_flag() {
     );
     assert!(seen(&o).iter().all(|d| d.offline_enabled));
     assert_eq!(seen(&o)[0].body["channelInfo"]["invalid"], 1);
+}
+
+// ---------------------------------------------------------------- busy (not in NIM)
+
+const BUSY: Reach = Reach {
+    busy: true,
+    ..ONLINE
+};
+
+/// Another room, "c2" of `kind`, made by erin, shaped by `f`.
+fn other_room(kind: u8, f: impl FnOnce(&mut Room)) -> Room {
+    let mut r = room_with(|r| {
+        r.channel_id = "c2".into();
+        r.name = "elsewhere".into();
+        r.kind = kind;
+        r.creator = "erin".into();
+        r.members = vec![member("erin", 21)];
+    });
+    f(&mut r);
+    r
+}
+
+#[test]
+fn is_busy_table() {
+    let ringing_to_dave = |rid: &str, from: &str| inv(rid, from, "dave", Pending);
+    let with_dave = |r: &mut Room| r.members.push(member("dave", 20));
+    let closed = |r: &mut Room| {
+        r.closed = true;
+        r.members.clear();
+    };
+    // (case, dave's rooms, busy for bob's invitation r1 to dave in c1)
+    #[rustfmt::skip]
+    let rows: Vec<(&str, Vec<Room>, bool)> = vec![
+        ("no rooms",                                vec![], false),
+        ("ringing in another room",                 vec![other_room(1, |r| r.invites = vec![ringing_to_dave("x", "erin")])], true),
+        ("ringing here from another inviter",       vec![room_with(|r| r.invites = vec![ringing_to_dave("r6", "carol")])], true),
+        ("ringing here from bob, other requestId",  vec![room_with(|r| r.invites = vec![ringing_to_dave("r2", "bob")])], true),
+        ("the invitation this one replaces",        vec![room_with(|r| r.invites = vec![ringing_to_dave("r1", "bob")])], false),
+        ("same requestId from bob, other room",     vec![other_room(3, |r| r.invites = vec![ringing_to_dave("r1", "bob")])], true),
+        ("in a type-1 call",                        vec![other_room(1, with_dave)], true),
+        ("in a type-2 call",                        vec![other_room(2, with_dave)], true),
+        ("member of a type-3 room only",            vec![other_room(3, with_dave)], false),
+        ("member of a closed call room",            vec![other_room(1, |r| { with_dave(r); closed(r) })], false),
+        ("member of an expired call room",          vec![other_room(1, |r| { r.members.clear(); r.expire_at = NOW })], false),
+        ("member of this room (10407, not busy)",   vec![room_with(with_dave)], false),
+        ("invitation past its time",                vec![other_room(3, |r| r.invites = vec![Invitation { expire_at: NOW, ..ringing_to_dave("x", "erin") }])], false),
+        ("invitation accepted",                     vec![other_room(3, |r| r.invites = vec![inv("x", "erin", "dave", Accepted)])], false),
+        ("invitation rejected",                     vec![other_room(3, |r| r.invites = vec![inv("x", "erin", "dave", Rejected)])], false),
+        ("invitation cancelled",                    vec![other_room(3, |r| r.invites = vec![inv("x", "erin", "dave", Cancelled)])], false),
+        ("invitation timed out",                    vec![other_room(3, |r| r.invites = vec![inv("x", "erin", "dave", Expired)])], false),
+        ("ringing in a closed room",                vec![other_room(1, |r| { r.invites = vec![ringing_to_dave("x", "erin")]; closed(r) })], false),
+        ("dave ringing someone else",               vec![other_room(3, |r| r.invites = vec![inv("x", "dave", "erin", Pending)])], false),
+        ("idle room, then a call",                  vec![other_room(3, |_| {}), other_room(2, with_dave)], true),
+    ];
+    for (case, rooms, want) in rows {
+        assert_eq!(
+            is_busy(&rooms, "bob", &invite_p("dave"), NOW),
+            want,
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn busy_check_fails_invite_and_call_with_10430() {
+    let checked = |on: Option<bool>| InviteParams {
+        busy_check: on,
+        ..invite_p("dave")
+    };
+    // (case, busyCheck, reach, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("busy, busyCheck",          Some(true),  BUSY,   PEER_BUSY),
+        ("busy, no busyCheck",       None,        BUSY,   OK),
+        ("busy, busyCheck false",    Some(false), BUSY,   OK),
+        ("not busy, busyCheck",      Some(true),  ONLINE, OK),
+    ];
+    for (case, on, reach, code) in rows {
+        let res = invite(Some(&room()), &ctx("bob"), &checked(on), reach);
+        assert_eq!(code_of(&res), code, "invite: {case}");
+        let p = CallParams {
+            busy_check: on,
+            ..call_p("dave")
+        };
+        let res = call(None, &ctx("alice"), &p, "c9", 40, reach);
+        assert_eq!(code_of(&res), code, "call: {case}");
+    }
+    // 10430 writes nothing and rings nobody (a failure has no outcome);
+    // the room's own checks come first.
+    let res = invite(Some(&room()), &ctx("bob"), &checked(Some(true)), BUSY);
+    assert_fails("busy", res, PEER_BUSY);
+    let p = InviteParams {
+        busy_check: Some(true),
+        ..invite_p("carol")
+    };
+    let res = invite(Some(&room()), &ctx("bob"), &p, BUSY);
+    assert_fails("already in the room", res, ALREADY_IN_ROOM);
+    let res = invite(Some(&room()), &ctx("dave"), &checked(Some(true)), BUSY);
+    assert_fails("inviter not in the room", res, NOT_IN_ROOM);
+}
+
+// ---------------------------------------------------------------- inviteMany (not in NIM)
+
+fn many_p(accounts: &[&str]) -> InviteManyParams {
+    InviteManyParams {
+        channel_id: "c1".into(),
+        accounts: accounts.iter().map(|a| a.to_string()).collect(),
+        request_id: "g1".into(),
+        offline_enabled: Some(true),
+        attach_ext: Some("join us".into()),
+        push_info: None,
+        busy_check: Some(true),
+    }
+}
+
+#[test]
+fn invite_many_failures() {
+    let p = many_p(&["dave"]);
+    let gone_rows = gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST));
+    let rows = [
+        (
+            "inviter neither creator nor member",
+            Some(room()),
+            "dave",
+            NOT_IN_ROOM,
+        ),
+        ("inviter only invited", Some(invited()), "dave", NOT_IN_ROOM),
+    ];
+    for (case, r, who, code) in gone_rows.chain(rows) {
+        let res = invite_many(r.as_ref(), &ctx(who), &p, &[ONLINE]);
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn invite_many_decides_each_invitee() {
+    let offline = Reach {
+        online: false,
+        ..ONLINE
+    };
+    // (account, reach, result code)
+    #[rustfmt::skip]
+    let rows = [
+        ("dave",  ONLINE,  OK),
+        ("erin",  offline, PEER_OFFLINE),
+        ("frank", BUSY,    PEER_BUSY),
+        ("carol", ONLINE,  ALREADY_IN_ROOM),
+        ("gina",  ONLINE,  OK),
+    ];
+    let accounts: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let reaches: Vec<Reach> = rows.iter().map(|r| r.1).collect();
+    let p = many_p(&accounts);
+    let o = succeeded("mix", invite_many(Some(&room()), &ctx("bob"), &p, &reaches));
+    assert_eq!(o.code, OK);
+    assert_eq!(
+        o.data,
+        json!({"results": [
+            {"account": "dave",  "code": 200},
+            {"account": "erin",  "code": 10201},
+            {"account": "frank", "code": 10430},
+            {"account": "carol", "code": 10407},
+            {"account": "gina",  "code": 200},
+        ]})
+    );
+    // Kept: the ringing and the offline ones; busy and member: nothing.
+    let want = room_with(|r| {
+        r.invites = ["dave", "erin", "gina"]
+            .iter()
+            .map(|a| new_inv("g1", "bob", a))
+            .collect()
+    });
+    assert_eq!(o.room, want);
+    // Each invitee gets the INVITE a single invitation would send.
+    let invite_to = |a: &str| {
+        let extra = json!({"toAccount": a, "requestId": "g1"});
+        notified(a, true, event("INVITE", &want, "bob", "join us", extra))
+    };
+    assert_eq!(
+        seen(&o),
+        vec![invite_to("dave"), invite_to("erin"), invite_to("gina")]
+    );
+    let expiry = Timer::InviteExpiry {
+        channel_id: "c1".into(),
+    };
+    assert_eq!(o.timers, vec![(NOW + INVITE_TTL, expiry)]);
+    // Answered as usual: an invitee accepts its own invitation.
+    let took = accept(
+        Some(&o.room),
+        &ctx("gina"),
+        &AcceptParams {
+            request_id: "g1".into(),
+            ..accept_p("bob", "g1")
+        },
+        true,
+        1,
+    );
+    assert_eq!(code_of(&took), OK);
+}
+
+#[test]
+fn invite_many_into_a_full_room_and_without_busy_check() {
+    let o = succeeded(
+        "full",
+        invite_many(
+            Some(&full_room()),
+            &ctx("bob"),
+            &many_p(&["dave", "erin"]),
+            &[ONLINE, BUSY],
+        ),
+    );
+    assert_eq!(
+        o.data["results"],
+        json!([{"account": "dave", "code": 10419}, {"account": "erin", "code": 10419}])
+    );
+    assert!(o.deliveries.is_empty() && o.room.invites.is_empty());
+    // Without busyCheck a busy invitee rings.
+    let p = InviteManyParams {
+        busy_check: None,
+        ..many_p(&["dave"])
+    };
+    let o = succeeded(
+        "unchecked",
+        invite_many(Some(&room()), &ctx("bob"), &p, &[BUSY]),
+    );
+    assert_eq!(o.data["results"], json!([{"account": "dave", "code": 200}]));
+    assert_eq!(o.deliveries.len(), 1);
+    // A room with a push wanted and no provider: 10202 for the offline one.
+    let (info, _) = push(true);
+    let p = InviteManyParams {
+        push_info: Some(info),
+        ..many_p(&["dave", "erin"])
+    };
+    let away = Reach {
+        online: false,
+        ..ONLINE
+    };
+    let o = succeeded(
+        "push",
+        invite_many(Some(&room()), &ctx("alice"), &p, &[ONLINE, away]),
+    );
+    assert_eq!(
+        o.data["results"],
+        json!([{"account": "dave", "code": 200}, {"account": "erin", "code": 10202}])
+    );
+}
+
+// ---------------------------------------------------------------- glare (not in NIM)
+
+#[test]
+fn glare_room_table() {
+    let ringing_call = called("c9", 40); // alice → dave, r1, made at NOW
+    let in_state = |state| {
+        let mut r = called("c9", 40);
+        r.invites[0].state = state;
+        r
+    };
+    let older = |id: &str| {
+        let mut r = called(id, 41);
+        r.channel_id = id.into();
+        r.invites[0].created_at = NOW - 5;
+        r
+    };
+    let closed = {
+        let mut r = called("c9", 40);
+        r.closed = true;
+        r.members.clear();
+        r
+    };
+    // (case, dave's rooms, when, caller, callee, the room glared into)
+    #[rustfmt::skip]
+    let rows: Vec<(&str, Vec<Room>, i64, &str, &str, Option<&str>)> = vec![
+        ("alice's call rings dave",          vec![ringing_call.clone()], NOW, "dave", "alice", Some("c9")),
+        ("an invite, not a call",            vec![invited()],            NOW, "dave", "bob",   Some("c1")),
+        ("cancelled",                        vec![in_state(Cancelled)],  NOW, "dave", "alice", None),
+        ("timed out",                        vec![in_state(Expired)],    NOW, "dave", "alice", None),
+        ("accepted",                         vec![in_state(Accepted)],   NOW, "dave", "alice", None),
+        ("rejected",                         vec![in_state(Rejected)],   NOW, "dave", "alice", None),
+        ("past its time",                    vec![ringing_call.clone()], NOW + INVITE_TTL, "dave", "alice", None),
+        ("room closed",                      vec![closed],               NOW, "dave", "alice", None),
+        ("the caller's own invitation",      vec![ringing_call.clone()], NOW, "alice", "dave", None),
+        ("alice invited someone else",       vec![ringing_call.clone()], NOW, "erin", "alice", None),
+        ("someone else invited dave",        vec![ringing_call.clone()], NOW, "dave", "erin",  None),
+        ("the newest of two rings",          vec![older("c7"), ringing_call.clone(), older("c8")], NOW, "dave", "alice", Some("c9")),
+    ];
+    for (case, rooms, at, caller, callee, want) in rows {
+        let got = glare_room(&rooms, caller, callee, at).map(|r| r.channel_id.as_str());
+        assert_eq!(got, want, "{case}");
+    }
+}
+
+#[test]
+fn the_second_call_glares_in_either_order() {
+    for (first, second) in [("alice", "dave"), ("dave", "alice")] {
+        for (online, code) in [(true, OK), (false, PEER_OFFLINE)] {
+            let case = format!("{first} calls first, {second} online {online}");
+            let o = call(None, &ctx(first), &call_p(second), "c9", 40, ONLINE);
+            let rung = succeeded(&case, o).room;
+            let rooms = vec![rung.clone()];
+            // The first call found nothing to glare with; the second does.
+            assert!(glare_room(&[], first, second, NOW).is_none());
+            let found = glare_room(&rooms, second, first, NOW);
+            assert_eq!(found.map(|r| r.channel_id.as_str()), Some("c9"), "{case}");
+            let back = CallParams {
+                kind: 1,
+                channel_name: Some("ignored".into()),
+                request_id: "ignored".into(),
+                uid: Some(7),
+                attach_ext: Some("back".into()),
+                ..call_p(first)
+            };
+            let acting = ctx(second).on("d2");
+            let o = succeeded(&case, glare(found, &acting, &back, online, 1));
+            let mut answered = rung.clone();
+            answered.invites[0].state = Accepted;
+            let mut joined = answered.clone();
+            joined.members.push(newcomer(second, "d2", 7));
+            assert_eq!(o.code, code, "{case}");
+            assert_eq!(
+                o.room, joined,
+                "{case}: no second room, the first one joined"
+            );
+            let mut data = with_members(&joined);
+            data["glare"] = json!(true);
+            assert_eq!(o.data, data, "{case}");
+            let extra = json!({"toAccount": first, "requestId": "r1"});
+            let accepted = event("ACCEPT", &answered, second, "back", extra);
+            let extra = json!({"member": member_json(&joined, &joined.members[1])});
+            let entered = event("ROOM_JOIN", &joined, second, "back", extra);
+            assert_eq!(
+                seen(&o),
+                vec![
+                    notified(first, true, accepted.clone()),
+                    synced(second, "d2", accepted),
+                    notified(first, true, entered),
+                ],
+                "{case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn glare_with_an_invite_and_its_failures() {
+    // bob invited dave into c1 (r1); dave calls bob: joins c1.
+    let o = succeeded(
+        "invite",
+        glare(Some(&invited()), &ctx("dave"), &call_p("bob"), true, 30),
+    );
+    assert_eq!(o.room.invites[0].state, Accepted);
+    assert_eq!(o.room.member("dave"), Some(&newcomer("dave", "d1", 30)));
+    let told: Vec<(String, Value)> = seen(&o)
+        .into_iter()
+        .map(|d| (d.to, d.body["eventType"].clone()))
+        .collect();
+    let want = [
+        ("bob", "ACCEPT"),
+        ("dave", "ACCEPT"),
+        ("bob", "ROOM_JOIN"),
+        ("carol", "ROOM_JOIN"),
+    ];
+    assert_eq!(told, want.map(|(a, e)| (a.to_string(), json!(e))));
+    // No longer ringing: 10408, and the service makes an ordinary call.
+    for state in [Cancelled, Expired, Accepted, Rejected] {
+        let res = glare(
+            Some(&invited_then(state)),
+            &ctx("dave"),
+            &call_p("bob"),
+            true,
+            30,
+        );
+        assert_fails(&format!("{state:?}"), res, INVITE_NOT_EXIST);
+    }
+    let late = ctx("dave").at(INVITED + INVITE_TTL);
+    assert_fails(
+        "past its time",
+        glare(Some(&invited()), &late, &call_p("bob"), true, 30),
+        INVITE_NOT_EXIST,
+    );
+    assert_fails(
+        "invited by someone else",
+        glare(Some(&invited()), &ctx("dave"), &call_p("alice"), true, 30),
+        INVITE_NOT_EXIST,
+    );
+    for (case, r) in gone_rooms() {
+        assert_fails(
+            case,
+            glare(r.as_ref(), &ctx("dave"), &call_p("bob"), true, 30),
+            ROOM_NOT_EXIST,
+        );
+    }
+    // The join fails: the call fails with its code, the invitation still rings.
+    let full = room_with(|r| {
+        r.members.push(member("zoe", 13));
+        r.invites = invited().invites;
+    });
+    assert_fails(
+        "room full",
+        glare(Some(&full), &ctx("dave"), &call_p("bob"), true, 30),
+        ROOM_FULL,
+    );
+    let taken = CallParams {
+        uid: Some(11),
+        ..call_p("bob")
+    };
+    assert_fails(
+        "uid taken",
+        glare(Some(&invited()), &ctx("dave"), &taken, true, 30),
+        UID_CONFLICT,
+    );
 }

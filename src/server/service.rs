@@ -16,10 +16,10 @@ use super::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
 use super::webhooks::{self, Cause, Hook, Webhooks};
 use super::ServerConfig;
 use crate::protocol::codes::{
-    FORBIDDEN, INTERNAL, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
+    FORBIDDEN, INTERNAL, INVITE_NOT_EXIST, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
 };
 use crate::protocol::frames::result_object;
-use crate::protocol::params::{InviteParams, QueryParams};
+use crate::protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
 use crate::protocol::{Failure, Request};
 use crate::store::{
     LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
@@ -274,6 +274,48 @@ impl Service {
         Reach {
             online: self.store.account_online(account).await,
             push_available: self.push.is_some(),
+            busy: false,
+        }
+    }
+
+    /// How invitation `p` from `inviter` can reach its invitee, with its
+    /// busy-ness read from the invitee's rooms when `busyCheck` asks for it
+    /// (read before the update, like the quotas: two invitations racing
+    /// for one idle invitee may both ring).
+    async fn reach_for(&self, inviter: &str, p: &InviteParams, now: i64) -> Result<Reach, Failure> {
+        let mut reach = self.reach(&p.account).await;
+        if p.busy_check.unwrap_or(false) {
+            let rooms = self.store.rooms_involving(&p.account).await?;
+            reach.busy = rules::is_busy(&rooms, inviter, p, now);
+        }
+        Ok(reach)
+    }
+
+    /// A call that glares (see [`rules::glare_room`]): joins the callee's
+    /// ringing room instead of making one. None when there is no glare, or
+    /// the invitation stopped ringing before the update ran.
+    async fn glare(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &CallParams,
+        cause: &Cause<'_>,
+        now: i64,
+    ) -> Result<Option<(i32, Value)>, Failure> {
+        let rooms = self.store.rooms_involving(ctx.actor.account).await?;
+        let Some(room) = rules::glare_room(&rooms, ctx.actor.account, &p.account, now) else {
+            return Ok(None);
+        };
+        let online = self.store.account_online(&p.account).await;
+        let seed = Self::uid_seed();
+        let id = &room.channel_id;
+        let r = self
+            .apply(RoomKey::Id(id), now, cause, |r| {
+                rules::glare(r, ctx, p, online, seed)
+            })
+            .await;
+        match r {
+            Err(f) if f.code == INVITE_NOT_EXIST || f.code == ROOM_NOT_EXIST => Ok(None),
+            r => r.map(Some),
         }
     }
 
@@ -328,8 +370,8 @@ impl Service {
                 .await
             }
             Request::Invite(p) => {
-                self.invite_quota(&s.account, now).await?;
-                let reach = self.reach(&p.account).await;
+                self.invite_quota(&s.account, now, 1).await?;
+                let reach = self.reach_for(&s.account, &p, now).await?;
                 let r = self
                     .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                         rules::invite(r, &ctx, &p, reach)
@@ -338,6 +380,7 @@ impl Service {
                 self.push_if_offline(r, &s.account, &p.channel_id, &p, now)
                     .await
             }
+            Request::InviteMany(p) => self.invite_many(&ctx, &p, cause, now).await,
             Request::Cancel(p) => {
                 self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::cancel(r, &ctx, &p)
@@ -369,14 +412,19 @@ impl Service {
             }
             Request::Call(p) => {
                 self.room_quota(&s.account, None, now).await?;
-                self.invite_quota(&s.account, now).await?;
+                // Glare before busy: the callee sitting in its own room,
+                // ringing us, is not busy for us.
+                if let Some(joined) = self.glare(&ctx, &p, cause, now).await? {
+                    return Ok(joined);
+                }
+                self.invite_quota(&s.account, now, 1).await?;
                 let id = self.new_channel_id();
                 let name = p
                     .channel_name
                     .clone()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| id.clone());
-                let reach = self.reach(&p.account).await;
+                let reach = self.reach_for(&s.account, &p.invitation(&id), now).await?;
                 let seed = Self::uid_seed();
                 let r = self
                     .apply(RoomKey::Name(&name), now, cause, |r| {
@@ -483,9 +531,45 @@ impl Service {
         Ok(())
     }
 
+    /// inviteMany: each invitee's reach, one update of the room for all,
+    /// then the push gateway for each offline invitee that wants a push
+    /// (its result turns 10202 when the gateway refuses, as for invite).
+    async fn invite_many(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &InviteManyParams,
+        cause: &Cause<'_>,
+        now: i64,
+    ) -> Result<(i32, Value), Failure> {
+        let me = ctx.actor.account;
+        self.invite_quota(me, now, p.accounts.len()).await?;
+        let mut reaches = Vec::with_capacity(p.accounts.len());
+        for a in &p.accounts {
+            reaches.push(self.reach_for(me, &p.invitation(a), now).await?);
+        }
+        let (code, mut data) = self
+            .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                rules::invite_many(r, ctx, p, &reaches)
+            })
+            .await?;
+        if let Some(results) = data["results"].as_array_mut() {
+            for (a, result) in p.accounts.iter().zip(results) {
+                if result["code"] == PEER_OFFLINE {
+                    let one = Ok((PEER_OFFLINE, json!({})));
+                    let inv = p.invitation(a);
+                    let (pushed, _) = self
+                        .push_if_offline(one, me, &p.channel_id, &inv, now)
+                        .await?;
+                    result["code"] = pushed.into();
+                }
+            }
+        }
+        Ok((code, data))
+    }
+
     /// 403 when `account` already has maxPendingInvitesPerAccount
-    /// invitations ringing.
-    async fn invite_quota(&self, account: &str, now: i64) -> Result<(), Failure> {
+    /// invitations ringing, or would have more with `new` more.
+    async fn invite_quota(&self, account: &str, now: i64, new: usize) -> Result<(), Failure> {
         let rooms = self.store.rooms_involving(account).await?;
         let ringing = rooms
             .iter()
@@ -493,7 +577,7 @@ impl Service {
             .filter(|i| i.from == account && i.is_ringing(now))
             .count();
         let max = self.quotas.pending_invites_per_account;
-        if ringing >= max {
+        if ringing + new > max {
             return Err(Failure::new(
                 FORBIDDEN,
                 format!("this account already has {max} invitations ringing (maxPendingInvitesPerAccount)"),

@@ -15,6 +15,7 @@ static LIMITS: Limits = Limits {
 const ONLINE: Reach = Reach {
     online: true,
     push_available: false,
+    busy: false,
 };
 
 fn ctx(account: &'static str, now: i64) -> Ctx<'static> {

@@ -188,3 +188,32 @@ test('a missing library is a clear error', () => {
   assert.equal(r.status, 3, r.stderr);
   assert.match(r.stdout, /NIM_SIGNALING_LIB=\/nonexistent\/libnim_signaling\.so/);
 });
+
+test('signalingInviteMany (ours) rings each invitee and answers one result per account', async () => {
+  const alice = await client(server.url, 'many-alice');
+  const bob = await client(server.url, 'many-bob');
+  const rung = [];
+  bob.on('signalingNotify', (ev) => rung.push(ev));
+  try {
+    const { channelInfo } = await alice.signalingCreate({ type: 1 });
+    await alice.signalingJoin({ channelId: channelInfo.channelId });
+    const r = await alice.signalingInviteMany({
+      channelId: channelInfo.channelId,
+      accounts: ['many-bob', 'many-nobody', 'many-alice'],
+      requestId: 'g1',
+    });
+    assert.equal(r.code, 200);
+    assert.deepEqual(r.results, [
+      { account: 'many-bob', code: 200 },
+      { account: 'many-nobody', code: 10201 },
+      { account: 'many-alice', code: 10407 },
+    ]);
+    const inv = await waitFor(() => rung.find((e) => e.eventType === 'INVITE'), 'INVITE');
+    assert.equal(inv.requestId, 'g1');
+    assert.equal(inv.fromAccountId, 'many-alice');
+    await assert.rejects(alice.signalingInviteMany({ channelId: channelInfo.channelId, accounts: [], requestId: 'g2' }), { code: 414 });
+  } finally {
+    await alice.destroy();
+    await bob.destroy();
+  }
+});

@@ -162,6 +162,34 @@ def test_register_push_token(make_client):
     assert e.value.code == Code.INVALID_PARAM == 414
 
 
+def test_invite_many(make_client):
+    alice = make_client("many-alice")
+    bob = make_client("many-bob")
+    carol = make_client("many-carol")
+    cid = alice.create(type=2)["channelInfo"]["channelId"]
+    alice.join(channelId=cid)
+    # carol is already ringing: with busyCheck she is busy and not rung again.
+    assert alice.invite(channelId=cid, account="many-carol", requestId="r0")["code"] == 200
+    carol.events.expect_event("INVITE")
+    res = alice.invite_many(
+        channelId=cid, accounts=["many-bob", "many-carol", "many-nobody"], requestId="g1", busyCheck=True
+    )
+    assert res == {
+        "code": 200,
+        "results": [
+            {"account": "many-bob", "code": 200},
+            {"account": "many-carol", "code": ns.Code.PEER_BUSY},
+            {"account": "many-nobody", "code": ns.Code.PEER_OFFLINE},
+        ],
+    }
+    inv = bob.events.expect_event("INVITE")
+    assert inv["requestId"] == "g1" and inv["fromAccountId"] == "many-alice"
+    assert bob.accept(channelId=cid, account="many-alice", requestId="g1")["code"] == 200
+    with pytest.raises(SignalingError) as e:
+        alice.invite_many(channelId=cid, accounts=["many-bob", "many-bob"], requestId="g2")
+    assert e.value.code == 414
+
+
 def test_login_refused():
     auth = {"auth": {"mode": "static", "accounts": {"alice": "secret-a"}}}
     with ns.Server(auth) as srv:

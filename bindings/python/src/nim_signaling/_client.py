@@ -394,6 +394,11 @@ class Client:
     invite = _request_method(
         "invite", "signalingInvite: channelId, account, requestId, offlineEnabled?, attachExt?, pushInfo?."
     )
+    invite_many = _request_method(
+        "invite_many",
+        "Not in NIM: channelId, accounts (1-100), requestId, offlineEnabled?, attachExt?, pushInfo?, busyCheck? "
+        "-> {results: [{account, code}, ...]}, one per account in order.",
+    )
     cancel_invite = _request_method(
         "cancel_invite", "signalingCancel: channelId, account (invitee), requestId, offlineEnabled?, attachExt?."
     )

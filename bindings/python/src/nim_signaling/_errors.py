@@ -26,6 +26,7 @@ class Code(enum.IntEnum):
     UID_CONFLICT = 10417
     ROOM_FULL = 10419
     IN_ROOM_ON_OTHER_DEVICE = 10420
+    PEER_BUSY = 10430  # not in NIM: busyCheck found the invitee in a call or ringing
 
 
 class EventType(enum.IntEnum):

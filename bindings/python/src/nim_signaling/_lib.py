@@ -27,6 +27,7 @@ REQUEST_FUNCTIONS = (
     "join",
     "leave",
     "invite",
+    "invite_many",
     "cancel_invite",
     "accept",
     "reject",
