@@ -48,7 +48,7 @@ const BUCKETS_US: &[u64] = &[
 ];
 
 /// Slots per dimension: the known values plus one for "other".
-const OP_SLOTS: usize = 16;
+const OP_SLOTS: usize = 19;
 const CODE_SLOTS: usize = 21;
 const BUCKET_SLOTS: usize = 12;
 const _: () = assert!(OPS.len() + 1 == OP_SLOTS);

@@ -408,6 +408,22 @@ impl Service {
                 }
                 Ok((OK, json!({})))
             }
+            Request::QueryInvitations => {
+                let rooms = self.store.rooms_involving(&s.account).await?;
+                Ok((OK, rules::invitations(&rooms, &s.account, now)))
+            }
+            Request::InviteDelivered(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::invite_delivered(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::UpdateChannel(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::update_channel(r, &ctx, &p)
+                })
+                .await
+            }
             Request::Login(_) | Request::Logout => Err(Failure::new(
                 crate::protocol::codes::INVALID_PARAM,
                 "login/logout are session operations",

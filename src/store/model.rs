@@ -69,7 +69,15 @@ pub struct Invitation {
     /// (timeout, cancel) are kept for an offline invitee too.
     #[serde(default)]
     pub offline: bool,
+    /// The invitee's devices that acknowledged the INVITE (inviteDelivered),
+    /// at most [`MAX_DELIVERED`]: what the inviter's receipts count.
+    #[serde(default)]
+    pub delivered: Vec<String>,
 }
+
+/// Devices an invitation records as reached. Bounded because every login
+/// may be a new deviceId; past it the inviter already knows it rings.
+pub const MAX_DELIVERED: usize = 16;
 
 impl Invitation {
     /// Still ringing: unanswered and within its time. What the invitee may
