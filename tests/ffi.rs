@@ -148,8 +148,8 @@ fn bad_input_gives_414_or_415_and_no_callback() {
                 "{name}: bad UTF-8"
             );
             assert_eq!(op(c, huge.as_ptr(), cb, ud(&calls)), 414, "{name}: 8 MiB");
-            if *name != "sync" {
-                // (sync takes no parameters, so there is no type to get wrong)
+            if !matches!(*name, "sync" | "queryInvitations") {
+                // (these take no parameters, so there is no type to get wrong)
                 let wrong =
                     cs(r#"{"channelId":5,"channelName":6,"type":"x","account":7,"requestId":[]}"#);
                 assert_eq!(
@@ -264,6 +264,21 @@ fn a_whole_call_through_the_c_abi() {
         json!({"channelId": cid, "account": "alice", "requestId": "q1", "autoJoin": true}),
     );
     assert_eq!(r["members"].as_array().unwrap().len(), 2, "{r}");
+    // bob's library acknowledged the INVITE (before his accept, on the same
+    // connection): alice's notify callback gets the receipt first.
+    let receipt = next_event(&alice_rx);
+    assert_eq!(
+        (
+            receipt["eventType"].as_str(),
+            receipt["eventTypeCode"].as_i64(),
+            receipt["fromAccountId"].as_str(),
+            receipt["requestId"].as_str(),
+            receipt["deliveredCount"].as_i64(),
+        ),
+        (Some("INVITE_DELIVERED"), Some(10), Some("bob"), Some("q1"), Some(1)),
+        "{receipt}"
+    );
+    assert_eq!(receipt["channelInfo"]["channelId"], cid.as_str());
     let accept = next_event(&alice_rx);
     assert_eq!(accept["eventType"], "ACCEPT", "{accept}");
     let join = next_event(&alice_rx);

@@ -141,11 +141,17 @@ impl Service {
         self.store
             .update_room(key, now, &mut |room| match rule(room) {
                 Ok(mut o) => {
-                    o.room.version = room.map_or(0, |r| r.version) + 1;
+                    let old = room.map_or(0, |r| r.version);
+                    o.room.version = old + 1;
                     // Derived in here, from this run's before and after, so
                     // that (like the result) only the run that counts does.
                     if reporting {
                         hooks = webhooks::facts(room, &o.room, cause, now);
+                        // A change no webhook reports (a delivery receipt)
+                        // keeps the version: receivers see no gaps.
+                        if hooks.is_empty() {
+                            o.room.version = old;
+                        }
                     }
                     result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
                     Tx::Write(o.room)

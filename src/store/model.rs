@@ -24,7 +24,8 @@ pub struct Room {
     pub closed: bool,
     pub members: Vec<RoomMember>,
     pub invites: Vec<Invitation>,
-    /// Counts the room's writes (1 when created). Set by the service, not
+    /// Counts the room's reported changes (1 when created; a write that no
+    /// webhook reports, such as a delivery receipt, keeps it). Set by the service, not
     /// the rules, and carried by every webhook, so that a receiver can order
     /// the events of one room even when different nodes sent them. Rooms
     /// stored before it existed read as 0.
