@@ -14,6 +14,8 @@ mod authorization;
 mod delivery;
 #[path = "push.rs"]
 mod push;
+#[path = "query_receipts_update.rs"]
+mod query_receipts_update;
 #[path = "scenarios.rs"]
 mod scenarios;
 #[path = "slow_app.rs"]

@@ -218,7 +218,10 @@ async fn an_invitation_answered_on_two_nodes_at_once_has_one_outcome() {
             let count = format!("\\\"deliveredCount\\\":{receipts}");
             assert!(text.contains(&count), "round {round}: {text}");
         };
-        assert!((1..=2).contains(&receipts), "round {round}: {receipts} receipts");
+        assert!(
+            (1..=2).contains(&receipts),
+            "round {round}: {receipts} receipts"
+        );
         assert!(text.contains(won), "round {round}: alice heard {text}");
         // Each device hears the other's winning answer, or nothing.
         let loser = if won == "ACCEPT" { &mut b2 } else { &mut b1 };

@@ -275,7 +275,13 @@ fn a_whole_call_through_the_c_abi() {
             receipt["requestId"].as_str(),
             receipt["deliveredCount"].as_i64(),
         ),
-        (Some("INVITE_DELIVERED"), Some(10), Some("bob"), Some("q1"), Some(1)),
+        (
+            Some("INVITE_DELIVERED"),
+            Some(10),
+            Some("bob"),
+            Some("q1"),
+            Some(1)
+        ),
         "{receipt}"
     );
     assert_eq!(receipt["channelInfo"]["channelId"], cid.as_str());
@@ -293,6 +299,72 @@ fn a_whole_call_through_the_c_abi() {
     unsafe {
         nim_signaling_client_free(alice);
         nim_signaling_client_free(bob);
+    }
+}
+
+/// The additions to NIM through the C ABI: nim_signaling_query_invitations
+/// lists both sides of an invitation, and nim_signaling_update_channel
+/// changes the ext (the other member hears CHANNEL_UPDATE at its notify
+/// callback; an outsider gets 10406).
+#[test]
+fn query_invitations_and_update_channel_through_the_c_abi() {
+    let srv = Server::start("{}");
+    let (alice, alice_rx) = logged_in_listening(&srv.url(), "alice");
+    let (bob, bob_rx) = logged_in_listening(&srv.url(), "bob");
+    let cid = cid(&ok(
+        alice,
+        nim_signaling_call,
+        json!({"type": 1, "account": "bob", "requestId": "q1"}),
+    ));
+    assert_eq!(next_event(&bob_rx)["eventType"], "INVITE");
+    assert_eq!(next_event(&alice_rx)["eventType"], "INVITE_DELIVERED");
+    let sent = ok(alice, nim_signaling_query_invitations, json!({}));
+    let received = ok(bob, nim_signaling_query_invitations, json!({}));
+    for (r, list, other) in [(&sent, "sent", "bob"), (&received, "received", "alice")] {
+        let items = r[list].as_array().unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(items.len(), 1, "{r}");
+        assert_eq!(items[0]["channelId"], cid.as_str(), "{r}");
+        assert_eq!(items[0]["account"], other, "{r}");
+        assert_eq!(items[0]["requestId"], "q1", "{r}");
+        assert_eq!(items[0]["state"], "pending", "{r}");
+    }
+    assert_eq!(sent["received"], json!([]));
+    assert_eq!(received["sent"], json!([]));
+
+    ok(
+        bob,
+        nim_signaling_accept,
+        json!({"channelId": cid, "account": "alice", "requestId": "q1", "autoJoin": true}),
+    );
+    assert_eq!(next_event(&alice_rx)["eventType"], "ACCEPT");
+    assert_eq!(next_event(&alice_rx)["eventType"], "ROOM_JOIN");
+    let r = ok(
+        alice,
+        nim_signaling_update_channel,
+        json!({"channelId": cid, "ext": "topic"}),
+    );
+    assert_eq!(r["channelInfo"]["ext"], "topic", "{r}");
+    let ev = next_event(&bob_rx);
+    assert_eq!(
+        (ev["eventType"].as_str(), ev["eventTypeCode"].as_i64()),
+        (Some("CHANNEL_UPDATE"), Some(11)),
+        "{ev}"
+    );
+    assert_eq!(ev["channelInfo"]["ext"], "topic", "{ev}");
+    assert_eq!(ev["fromAccountId"], "alice", "{ev}");
+    let carol = logged_in(&srv.url(), "carol");
+    let (code, r) = request(
+        carol,
+        nim_signaling_update_channel,
+        json!({"channelId": cid, "ext": "x"}),
+    );
+    assert_eq!(code, 10406, "{r}");
+    let state = ok(bob, nim_signaling_query_invitations, json!({}));
+    assert_eq!(state["received"][0]["state"], "accepted", "{state}");
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+        nim_signaling_client_free(carol);
     }
 }
 

@@ -537,7 +537,12 @@ impl Conn {
             "requestId": request_id,
         });
         let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
-        self.add_request("inviteDelivered", params, Completer::new(|_, _| {}), deadline);
+        self.add_request(
+            "inviteDelivered",
+            params,
+            Completer::new(|_, _| {}),
+            deadline,
+        );
     }
 
     /// Handles one frame from the server; Some(end) when the connection ends.

@@ -148,7 +148,10 @@ mod tests {
             (NIM_SIGNALING_EVENT_LEAVE, EventType::Leave),
             (NIM_SIGNALING_EVENT_CONTROL, EventType::Control),
             (NIM_SIGNALING_EVENT_INVITE_TIMEOUT, EventType::InviteTimeout),
-            (NIM_SIGNALING_EVENT_INVITE_DELIVERED, EventType::InviteDelivered),
+            (
+                NIM_SIGNALING_EVENT_INVITE_DELIVERED,
+                EventType::InviteDelivered,
+            ),
             (NIM_SIGNALING_EVENT_CHANNEL_UPDATE, EventType::ChannelUpdate),
         ];
         for (c, e) in events {

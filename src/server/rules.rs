@@ -651,7 +651,10 @@ pub fn invite_delivered(room: Option<&Room>, ctx: &Ctx, p: &DeliveredParams) -> 
         &None,
     );
     ev.delivered_count = Some(count);
-    Ok(Outcome::plain(room, vec![notify(&p.account, Some(false), ev)]))
+    Ok(Outcome::plain(
+        room,
+        vec![notify(&p.account, Some(false), ev)],
+    ))
 }
 
 /// updateChannel (ours): the creator or a member replaces the room's ext.
@@ -705,7 +708,11 @@ pub fn invitations(rooms: &[Room], account: &str, now: i64) -> Value {
                 InviteState::Expired => "expired",
             };
             let item = |other: &str| {
-                let key = (inv.created_at, room.channel_id.clone(), inv.request_id.clone());
+                let key = (
+                    inv.created_at,
+                    room.channel_id.clone(),
+                    inv.request_id.clone(),
+                );
                 let v = json!({
                     "channelId": room.channel_id,
                     "account": other,

@@ -1277,7 +1277,11 @@ fn invite_delivered_counts_each_device_once() {
     for (case, before, device, after, count) in rows {
         let o = succeeded(
             case,
-            invite_delivered(Some(&with(before)), &ctx("dave").on(device), &delivered_p("bob", "r1")),
+            invite_delivered(
+                Some(&with(before)),
+                &ctx("dave").on(device),
+                &delivered_p("bob", "r1"),
+            ),
         );
         let want = with(after);
         assert_eq!(o.code, OK, "{case}");
@@ -1287,7 +1291,11 @@ fn invite_delivered_counts_each_device_once() {
             .map(|n| {
                 let extra = json!({"toAccount": "bob", "requestId": "r1", "deliveredCount": n});
                 // Online only: a receipt is stale by the time anyone logs in.
-                notified("bob", false, event("INVITE_DELIVERED", &want, "dave", "", extra))
+                notified(
+                    "bob",
+                    false,
+                    event("INVITE_DELIVERED", &want, "dave", "", extra),
+                )
             })
             .into_iter()
             .collect();
@@ -1315,7 +1323,11 @@ fn update_channel_failures() {
     ];
     let gone_rows = gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST));
     for (case, r, who, code) in gone_rows.chain(rows) {
-        assert_fails(case, update_channel(r.as_ref(), &ctx(who), &update_p("x")), code);
+        assert_fails(
+            case,
+            update_channel(r.as_ref(), &ctx(who), &update_p("x")),
+            code,
+        );
     }
 }
 
@@ -1330,7 +1342,14 @@ fn update_channel_tells_the_others_and_my_other_devices() {
         ("the creator inside the room",   creator_in(), "alice", &["bob", "carol"]),
     ];
     for (case, before, who, members) in rows {
-        let o = succeeded(case, update_channel(Some(&before), &ctx(who).on("d2"), &update_p("{\"topic\":1}")));
+        let o = succeeded(
+            case,
+            update_channel(
+                Some(&before),
+                &ctx(who).on("d2"),
+                &update_p("{\"topic\":1}"),
+            ),
+        );
         let want = Room {
             ext: "{\"topic\":1}".into(),
             ..before.clone()

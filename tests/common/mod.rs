@@ -377,7 +377,9 @@ impl TestClient {
         request_id: &str,
         count: u64,
     ) -> Value {
-        let ev = self.expect_event_from("INVITE_DELIVERED", room, invitee).await;
+        let ev = self
+            .expect_event_from("INVITE_DELIVERED", room, invitee)
+            .await;
         assert_eq!(ev["eventTypeCode"], 10, "{}: {ev}", self.account);
         assert_eq!(ev["toAccount"], self.account.as_str(), "{ev}");
         assert_eq!(ev["requestId"], request_id, "{}: {ev}", self.account);

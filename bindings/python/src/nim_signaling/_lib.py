@@ -35,6 +35,8 @@ REQUEST_FUNCTIONS = (
     "sync",
     "query_channel_info",
     "register_push_token",
+    "query_invitations",
+    "update_channel",
 )
 
 # Notification name (Client.on) -> registration function.
