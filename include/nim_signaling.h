@@ -427,8 +427,8 @@ int32_t nim_signaling_reg_online_notify_cb(struct nim_signaling_client *client,
                                            void *user_data);
 
 /*
- Registers the signalingMutilClientSyncNotify callback: an ACCEPT or
- REJECT event done on another device of this account.
+ Registers the signalingMutilClientSyncNotify callback: an ACCEPT,
+ REJECT or CHANNEL_UPDATE event done on another device of this account.
  */
 int32_t nim_signaling_reg_multi_client_sync_notify_cb(struct nim_signaling_client *client,
                                                       nim_signaling_event_cb cb,

@@ -483,8 +483,8 @@ pub unsafe extern "C" fn nim_signaling_reg_online_notify_cb(
     register(client, Kind::Online, cb, user_data)
 }
 
-/// Registers the signalingMutilClientSyncNotify callback: an ACCEPT or
-/// REJECT event done on another device of this account.
+/// Registers the signalingMutilClientSyncNotify callback: an ACCEPT,
+/// REJECT or CHANNEL_UPDATE event done on another device of this account.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_reg_multi_client_sync_notify_cb(
     client: *mut nim_signaling_client,
