@@ -95,13 +95,20 @@ async fn after_a_restart_the_query_shows_every_invitation_and_its_state() {
     srv.shutdown().await;
 }
 
+/// alice has created and joined a room; bob is logged in on b1 and b2.
+async fn alice_in_a_room_and_bob_on_two_devices(
+) -> (TestServer, TestClient, TestClient, TestClient, String) {
+    let srv = start_server(json!({})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let b1 = login(srv.url(), "bob", "b1").await;
+    let b2 = login(srv.url(), "bob", "b2").await;
+    let room = alice.create_joined(None).await;
+    (srv, alice, b1, b2, room)
+}
+
 #[tokio::test]
 async fn two_devices_of_the_invitee_make_two_receipts_and_a_repeat_makes_none() {
-    let srv = start_server(json!({})).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut b1 = login(srv.url(), "bob", "b1").await;
-    let mut b2 = login(srv.url(), "bob", "b2").await;
-    let room = alice.create_joined(None).await;
+    let (srv, mut alice, mut b1, mut b2, room) = alice_in_a_room_and_bob_on_two_devices().await;
     alice.invite_rings(&mut b1, &room, "r1").await;
     b2.expect_invite(&room, "alice", "r1").await;
     alice.expect_delivered(&room, "bob", "r1", 1).await;
@@ -169,13 +176,9 @@ async fn no_receipt_for_an_invitation_already_answered_or_cancelled() {
 
 #[tokio::test]
 async fn a_member_updates_the_room_and_everyone_else_hears_it() {
-    let srv = start_server(json!({})).await;
-    let mut alice = login(srv.url(), "alice", "a1").await;
-    let mut b1 = login(srv.url(), "bob", "b1").await;
-    let mut b2 = login(srv.url(), "bob", "b2").await;
+    let (srv, mut alice, mut b1, mut b2, room) = alice_in_a_room_and_bob_on_two_devices().await;
     let mut carol = login(srv.url(), "carol", "c1").await;
     let mut dave = login(srv.url(), "dave", "d1").await;
-    let room = alice.create_joined(None).await;
     b1.ok("join", json!({"channelId": room})).await;
     alice.expect_event("ROOM_JOIN").await;
     carol.ok("join", json!({"channelId": room})).await;
