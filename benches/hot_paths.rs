@@ -92,6 +92,7 @@ fn ringing_room() -> Room {
         expire_at: NOW - 1_000 + LIMITS.invite_ttl_ms,
         device: "d1".into(),
         offline: true,
+        delivered: Vec::new(),
     });
     r
 }

@@ -114,6 +114,18 @@ enum nim_signaling_event_type
    `fromAccountId` the inviter, `toAccount` the invitee, `requestId`.
    */
   NIM_SIGNALING_EVENT_INVITE_TIMEOUT = 9,
+  /*
+   Not in NIM: the INVITE reached one more device of the invitee (its
+   client library acknowledged it). Sent to the inviter's online
+   devices, with `fromAccountId` the invitee, `toAccount` the inviter,
+   `requestId` and `deliveredCount`, the devices reached so far.
+   */
+  NIM_SIGNALING_EVENT_INVITE_DELIVERED = 10,
+  /*
+   Not in NIM: a member or the creator changed the room's ext
+   (`nim_signaling_update_channel`); `channelInfo` carries the new one.
+   */
+  NIM_SIGNALING_EVENT_CHANNEL_UPDATE = 11,
 };
 #ifndef __cplusplus
 typedef int32_t nim_signaling_event_type;
@@ -408,6 +420,38 @@ int32_t nim_signaling_register_push_token(struct nim_signaling_client *client,
                                           void *user_data);
 
 /*
+ Lists this account's invitations (an addition to NIM's API): `{}` →
+ `{"sent":[…], "received":[…]}`, each item `{"channelId", "account" (the
+ other side), "requestId", "state", "createTimestamp",
+ "expireTimestamp"}`, oldest first (then by channelId). `state` is
+ "pending", "accepted", "rejected", "cancelled" or "expired" (a pending
+ invitation past its `expireTimestamp` reads "expired"). Only the
+ invitations the server still keeps: those of rooms not yet forgotten
+ (answered ones go once they are past their expiry and the room changes
+ again). After a restart this tells an app at once what is ringing.
+ Calling convention as `nim_signaling_create`.
+ */
+int32_t nim_signaling_query_invitations(struct nim_signaling_client *client,
+                                        const char *params_json,
+                                        nim_signaling_result_cb cb,
+                                        void *user_data);
+
+/*
+ Changes a room's ext (an addition to NIM's API): `{"channelId", "ext",
+ "offlineEnabled"?}` → `{"channelInfo"}` with the new ext. Allowed to the
+ creator and the members; the other members and the creator get
+ CHANNEL_UPDATE (`eventTypeCode` 11) with the new channelInfo, the
+ caller's other devices the same event as a multi-client sync. `ext`: at
+ most 4096 bytes (empty clears it). 10404 for a closed, expired or
+ unknown room; 10406 for anyone else. Calling convention as
+ `nim_signaling_create`.
+ */
+int32_t nim_signaling_update_channel(struct nim_signaling_client *client,
+                                     const char *params_json,
+                                     nim_signaling_result_cb cb,
+                                     void *user_data);
+
+/*
  Registers the signalingNotify callback: one event (JSON) per call.
 
  Every registration function: a later call replaces the earlier
@@ -419,8 +463,8 @@ int32_t nim_signaling_reg_online_notify_cb(struct nim_signaling_client *client,
                                            void *user_data);
 
 /*
- Registers the signalingMutilClientSyncNotify callback: an ACCEPT or
- REJECT event done on another device of this account.
+ Registers the signalingMutilClientSyncNotify callback: an ACCEPT,
+ REJECT or CHANNEL_UPDATE event done on another device of this account.
  */
 int32_t nim_signaling_reg_multi_client_sync_notify_cb(struct nim_signaling_client *client,
                                                       nim_signaling_event_cb cb,

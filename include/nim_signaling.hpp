@@ -341,6 +341,8 @@ public:
     NIM_SIGNALING_HPP_REQUEST(sync)
     NIM_SIGNALING_HPP_REQUEST(query_channel_info)
     NIM_SIGNALING_HPP_REQUEST(register_push_token)
+    NIM_SIGNALING_HPP_REQUEST(query_invitations)
+    NIM_SIGNALING_HPP_REQUEST(update_channel)
 #undef NIM_SIGNALING_HPP_REQUEST
 
 #ifndef NIM_SIGNALING_HPP_NO_FUTURES
@@ -365,6 +367,8 @@ public:
     NIM_SIGNALING_HPP_REQUEST(call)
     NIM_SIGNALING_HPP_REQUEST(query_channel_info)
     NIM_SIGNALING_HPP_REQUEST(register_push_token)
+    NIM_SIGNALING_HPP_REQUEST(query_invitations)
+    NIM_SIGNALING_HPP_REQUEST(update_channel)
 #undef NIM_SIGNALING_HPP_REQUEST
     /* signalingSync takes `{}`. */
     std::future<Result> sync(const std::string &params_json = "{}")

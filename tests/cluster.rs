@@ -16,6 +16,8 @@ mod delivery;
 mod glare_busy_group;
 #[path = "push.rs"]
 mod push;
+#[path = "query_receipts_update.rs"]
+mod query_receipts_update;
 #[path = "scenarios.rs"]
 mod scenarios;
 #[path = "slow_app.rs"]

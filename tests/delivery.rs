@@ -332,6 +332,7 @@ async fn after_a_server_restart_the_client_resyncs_and_new_events_are_delivered(
     let mut alice = login(b.url(), "alice", "a1").await;
     let room2 = alice.create_joined(None).await;
     alice.invite_rings(&mut bob, &room2, "r1").await;
+    alice.expect_delivered(&room2, "bob", "r1", 1).await;
     bob.ok("join", json!({"channelId": room2})).await;
     alice.expect_event("ROOM_JOIN").await;
     alice.control_reaches(&mut bob, &room2, "b0").await;
@@ -617,6 +618,10 @@ async fn an_unanswered_invitation_times_out_on_both_sides() {
     .await;
     let inv = bob.expect_invite(&room, "alice", "r1").await;
     assert_eq!(inv["attachExt"], "x", "{inv}");
+    // Both of alice's devices hear that it rings on bob's one device.
+    for a in [&mut a1, &mut a2] {
+        a.expect_delivered(&room, "bob", "r1", 1).await;
+    }
 
     for c in [&mut a1, &mut a2, &mut bob] {
         let ev = c.expect_event("INVITE_TIMEOUT").await;
@@ -682,9 +687,10 @@ async fn alice_via_proxy_called_bob(
 ) -> (TestServer, FaultProxy, TestClient, TestClient, String) {
     let srv = start_server(json!({"memberDropGraceMs": 500, "inviteTtlMs": 30000})).await;
     let proxy = FaultProxy::start(srv.local_addr()).await;
-    let alice = login_with(&proxy.url(), "alice", "a1", alice_cfg).await;
+    let mut alice = login_with(&proxy.url(), "alice", "a1", alice_cfg).await;
     let mut bob = login(srv.url(), "bob", "b1").await;
     let room = alice.call_rings(&mut bob, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     (srv, proxy, alice, bob, room)
 }
 

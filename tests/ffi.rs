@@ -148,8 +148,8 @@ fn bad_input_gives_414_or_415_and_no_callback() {
                 "{name}: bad UTF-8"
             );
             assert_eq!(op(c, huge.as_ptr(), cb, ud(&calls)), 414, "{name}: 8 MiB");
-            if *name != "sync" {
-                // (sync takes no parameters, so there is no type to get wrong)
+            if !matches!(*name, "sync" | "queryInvitations") {
+                // (these take no parameters, so there is no type to get wrong)
                 let wrong =
                     cs(r#"{"channelId":5,"channelName":6,"type":"x","account":7,"requestId":[]}"#);
                 assert_eq!(
@@ -264,6 +264,27 @@ fn a_whole_call_through_the_c_abi() {
         json!({"channelId": cid, "account": "alice", "requestId": "q1", "autoJoin": true}),
     );
     assert_eq!(r["members"].as_array().unwrap().len(), 2, "{r}");
+    // bob's library acknowledged the INVITE (before his accept, on the same
+    // connection): alice's notify callback gets the receipt first.
+    let receipt = next_event(&alice_rx);
+    assert_eq!(
+        (
+            receipt["eventType"].as_str(),
+            receipt["eventTypeCode"].as_i64(),
+            receipt["fromAccountId"].as_str(),
+            receipt["requestId"].as_str(),
+            receipt["deliveredCount"].as_i64(),
+        ),
+        (
+            Some("INVITE_DELIVERED"),
+            Some(10),
+            Some("bob"),
+            Some("q1"),
+            Some(1)
+        ),
+        "{receipt}"
+    );
+    assert_eq!(receipt["channelInfo"]["channelId"], cid.as_str());
     let accept = next_event(&alice_rx);
     assert_eq!(accept["eventType"], "ACCEPT", "{accept}");
     let join = next_event(&alice_rx);
@@ -296,6 +317,12 @@ fn invite_many_and_a_glaring_call_through_the_c_abi() {
     let first = json!({"channelId": room, "account": "carol", "requestId": "r0"});
     ok(alice, nim_signaling_invite, first);
     assert_eq!(next_event(&carol_rx)["requestId"], "r0");
+    let receipt = next_event(&alice_rx);
+    assert_eq!(
+        (&receipt["eventType"], &receipt["requestId"]),
+        (&json!("INVITE_DELIVERED"), &json!("r0")),
+        "{receipt}"
+    );
 
     // Refused up front: a repeated account (414, no callback).
     let twice =
@@ -320,6 +347,16 @@ fn invite_many_and_a_glaring_call_through_the_c_abi() {
         (&json!("INVITE"), &json!("g1"), &json!("team")),
         "{inv}"
     );
+    let receipt = next_event(&alice_rx);
+    assert_eq!(
+        (
+            &receipt["eventType"],
+            &receipt["requestId"],
+            &receipt["fromAccountId"]
+        ),
+        (&json!("INVITE_DELIVERED"), &json!("g1"), &json!("bob")),
+        "{receipt}"
+    );
     assert!(
         carol_rx.recv_timeout(Duration::from_millis(300)).is_err(),
         "the busy invitee is not rung"
@@ -342,6 +379,72 @@ fn invite_many_and_a_glaring_call_through_the_c_abi() {
     let join = next_event(&alice_rx);
     assert_eq!(join["eventType"], "ROOM_JOIN", "{join}");
     assert_eq!(join["member"]["uid"], 9, "{join}");
+    unsafe {
+        nim_signaling_client_free(alice);
+        nim_signaling_client_free(bob);
+        nim_signaling_client_free(carol);
+    }
+}
+
+/// The additions to NIM through the C ABI: nim_signaling_query_invitations
+/// lists both sides of an invitation, and nim_signaling_update_channel
+/// changes the ext (the other member hears CHANNEL_UPDATE at its notify
+/// callback; an outsider gets 10406).
+#[test]
+fn query_invitations_and_update_channel_through_the_c_abi() {
+    let srv = Server::start("{}");
+    let (alice, alice_rx) = logged_in_listening(&srv.url(), "alice");
+    let (bob, bob_rx) = logged_in_listening(&srv.url(), "bob");
+    let cid = cid(&ok(
+        alice,
+        nim_signaling_call,
+        json!({"type": 1, "account": "bob", "requestId": "q1"}),
+    ));
+    assert_eq!(next_event(&bob_rx)["eventType"], "INVITE");
+    assert_eq!(next_event(&alice_rx)["eventType"], "INVITE_DELIVERED");
+    let sent = ok(alice, nim_signaling_query_invitations, json!({}));
+    let received = ok(bob, nim_signaling_query_invitations, json!({}));
+    for (r, list, other) in [(&sent, "sent", "bob"), (&received, "received", "alice")] {
+        let items = r[list].as_array().unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(items.len(), 1, "{r}");
+        assert_eq!(items[0]["channelId"], cid.as_str(), "{r}");
+        assert_eq!(items[0]["account"], other, "{r}");
+        assert_eq!(items[0]["requestId"], "q1", "{r}");
+        assert_eq!(items[0]["state"], "pending", "{r}");
+    }
+    assert_eq!(sent["received"], json!([]));
+    assert_eq!(received["sent"], json!([]));
+
+    ok(
+        bob,
+        nim_signaling_accept,
+        json!({"channelId": cid, "account": "alice", "requestId": "q1", "autoJoin": true}),
+    );
+    assert_eq!(next_event(&alice_rx)["eventType"], "ACCEPT");
+    assert_eq!(next_event(&alice_rx)["eventType"], "ROOM_JOIN");
+    let r = ok(
+        alice,
+        nim_signaling_update_channel,
+        json!({"channelId": cid, "ext": "topic"}),
+    );
+    assert_eq!(r["channelInfo"]["ext"], "topic", "{r}");
+    let ev = next_event(&bob_rx);
+    assert_eq!(
+        (ev["eventType"].as_str(), ev["eventTypeCode"].as_i64()),
+        (Some("CHANNEL_UPDATE"), Some(11)),
+        "{ev}"
+    );
+    assert_eq!(ev["channelInfo"]["ext"], "topic", "{ev}");
+    assert_eq!(ev["fromAccountId"], "alice", "{ev}");
+    let carol = logged_in(&srv.url(), "carol");
+    let (code, r) = request(
+        carol,
+        nim_signaling_update_channel,
+        json!({"channelId": cid, "ext": "x"}),
+    );
+    assert_eq!(code, 10406, "{r}");
+    let state = ok(bob, nim_signaling_query_invitations, json!({}));
+    assert_eq!(state["received"][0]["state"], "accepted", "{state}");
     unsafe {
         nim_signaling_client_free(alice);
         nim_signaling_client_free(bob);

@@ -198,6 +198,8 @@ fn valid_params(op: &str) -> Value {
         "sync" => json!({}),
         "queryChannelInfo" => json!({"channelId": "c1", "channelName": "n"}),
         "registerPushToken" => json!({"token": "t", "provider": "fcm"}),
+        "queryInvitations" => json!({}),
+        "updateChannel" => json!({"channelId": "c1", "ext": "e", "offlineEnabled": true}),
         other => panic!("no params for {other}"),
     }
 }
@@ -654,6 +656,9 @@ fn keys(op: &str) -> Vec<(&'static str, Kind)> {
         "queryChannelInfo" => vec![("channelId", OptText), ("channelName", OptText)],
         // An empty token removes the device's token.
         "registerPushToken" => vec![("token", Text), ("provider", OptText)],
+        "queryInvitations" => vec![],
+        // An empty ext clears the room's.
+        "updateChannel" => vec![("channelId", Id), ("ext", Text), ("offlineEnabled", Flag)],
         other => panic!("no keys for {other}"),
     }
 }

@@ -36,6 +36,9 @@ async fn calling_back_a_ringing_caller_joins_its_room() {
     let mut b2 = login(srv.url(), "bob", "b2").await;
     let room = alice.call_rings(&mut b1, "r1").await;
     b2.expect_invite(&room, "alice", "r1").await;
+    // Each of bob's devices acknowledged the INVITE (receipts).
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
+    alice.expect_delivered(&room, "bob", "r1", 2).await;
 
     // bob calls alice back before answering: type, name, ext and requestId
     // of his call are not used, his uid and attachExt are.
@@ -78,6 +81,7 @@ async fn an_invite_glares_too_and_an_answered_one_does_not() {
     let mut bob = login(srv.url(), "bob", "b1").await;
     let room = alice.create_joined(None).await;
     alice.invite_rings(&mut bob, &room, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     let r = bob.ok("call", call_params("alice", "r9")).await;
     assert_glared(&r, &room);
     alice.expect_event_from("ACCEPT", &room, "bob").await;
@@ -86,6 +90,7 @@ async fn an_invite_glares_too_and_an_answered_one_does_not() {
     // Rejected, then called back: an ordinary call that rings alice.
     let other = alice.create_joined(None).await;
     alice.invite_rings(&mut bob, &other, "r2").await;
+    alice.expect_delivered(&other, "bob", "r2", 1).await;
     let reply = json!({"channelId": other, "account": "alice", "requestId": "r2"});
     bob.ok("reject", reply).await;
     alice.expect_event("REJECT").await;
@@ -120,6 +125,7 @@ async fn a_glaring_call_that_cannot_join_fails_with_the_join_code() {
     let carol = login(srv.url(), "carol", "c1").await;
     let room = alice.create_joined(None).await;
     alice.invite_rings(&mut bob, &room, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     carol.ok("join", json!({"channelId": room})).await;
     alice.expect_event_from("ROOM_JOIN", &room, "carol").await;
     // Full: bob's call fails 10419 and neither accepts nor rings anyone.
@@ -212,6 +218,7 @@ async fn glare_comes_before_busy() {
     let mut bob = login(srv.url(), "bob", "b1").await;
     // alice sits in her own call room, ringing bob: busy for anyone else…
     let room = alice.call_rings(&mut bob, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     let mut p = call_params("alice", "r2");
     p["busyCheck"] = json!(true);
     // …but not for bob, whose call back glares.
@@ -258,6 +265,7 @@ async fn invite_many_answers_per_invitee_and_rings_each_once() {
     let answer =
         json!({"channelId": room, "account": "alice", "requestId": "g1", "autoJoin": true});
     bob.ok("accept", answer).await;
+    alice.expect_delivered(&room, "bob", "g1", 1).await;
     alice.expect_event_from("ACCEPT", &room, "bob").await;
     let mut cancel = invitation(&room, "erin", "g1");
     cancel["offlineEnabled"] = json!(true);

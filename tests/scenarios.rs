@@ -14,12 +14,15 @@ fn default_server() -> Value {
 /// rung on both of bob's devices, b1 and b2.
 async fn bob_rung_on_two_devices() -> (TestServer, TestClient, TestClient, TestClient, String) {
     let srv = start_server(default_server()).await;
-    let alice = login(srv.url(), "alice", "a1").await;
+    let mut alice = login(srv.url(), "alice", "a1").await;
     let mut b1 = login(srv.url(), "bob", "b1").await;
     let mut b2 = login(srv.url(), "bob", "b2").await;
     let room = alice.create_joined(None).await;
     alice.invite_rings(&mut b1, &room, "r1").await;
     b2.expect_invite(&room, "alice", "r1").await;
+    // Both of bob's devices acknowledge it.
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
+    alice.expect_delivered(&room, "bob", "r1", 2).await;
     (srv, alice, b1, b2, room)
 }
 
@@ -513,6 +516,7 @@ async fn accept_with_auto_join_that_cannot_join_changes_nothing() {
     // alice invites without joining, then fills the room with carol.
     let room = alice.create(None).await;
     alice.invite_rings(&mut bob, &room, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     let carol = login(srv.url(), "carol", "c1").await;
     carol.ok("join", json!({"channelId": room})).await;
     let acc = json!({"channelId": room, "account": "alice", "requestId": "r1", "autoJoin": true});
@@ -676,6 +680,7 @@ async fn call_creates_joins_and_invites() {
     assert_eq!(ev["pushInfo"]["needPush"], true);
     assert_eq!(ev["pushInfo"]["needBadge"], false);
     assert_eq!(ev["pushInfo"]["pushTitle"], "t");
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
 
     // The name is taken.
     alice

@@ -121,6 +121,7 @@ async fn a_whole_call_over_wss() {
     let mut bob = login_with(&by_name, "bob", "b1", ca).await;
 
     let room = alice.call_rings(&mut bob, "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
     let acc = bob
         .ok(
             "accept",

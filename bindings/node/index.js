@@ -93,6 +93,9 @@ function loadNative() {
       signalingGetChannelInfo: req('nim_signaling_query_channel_info'),
       // Ours, not the Web SDK's: this device's push token (docs/PUSH.md).
       signalingRegisterPushToken: req('nim_signaling_register_push_token'),
+      // Ours: this account's invitations, and changing a room's ext.
+      signalingQueryInvitations: req('nim_signaling_query_invitations'),
+      signalingUpdateChannel: req('nim_signaling_update_channel'),
     },
     reg: {
       online: reg('nim_signaling_reg_online_notify_cb'),
@@ -222,6 +225,8 @@ const EVENT_TYPES = {
   LEAVE: 7,
   CONTROL: 8,
   INVITE_TIMEOUT: 9, // nim-signaling's addition
+  INVITE_DELIVERED: 10, // nim-signaling's addition: the INVITE reached a device of the invitee
+  CHANNEL_UPDATE: 11, // nim-signaling's addition: the room's ext changed
 };
 
 function onEvent(kind, json, id) {
@@ -396,6 +401,10 @@ class NIM extends EventEmitter {
   signalingGetChannelInfo(param) { return this._op('signalingGetChannelInfo', param); }
   /** Ours, not the Web SDK's: `{token, provider?}` for the server's push gateway (docs/PUSH.md). */
   signalingRegisterPushToken(param) { return this._op('signalingRegisterPushToken', param); }
+  /** Ours: `{}` → `{sent, received}`, this account's invitations the server still keeps. */
+  signalingQueryInvitations(param) { return this._op('signalingQueryInvitations', param || {}); }
+  /** Ours: `{channelId, ext, offlineEnabled?}` → `{channelInfo}`; the others get CHANNEL_UPDATE. */
+  signalingUpdateChannel(param) { return this._op('signalingUpdateChannel', param); }
 
   /** Logs out (no reconnect); the instance stays usable only for destroy(). */
   logout() {

@@ -503,6 +503,48 @@ impl Conn {
         self.emit_state(ConnState::Disconnected, OK);
     }
 
+    /// An INVITE for this account reached this device: tells the server by
+    /// itself (inviteDelivered), so that the inviter learns it rings here.
+    /// Fire and forget: the reply is dropped, and the receipt counts
+    /// neither against the app's MAX_IN_FLIGHT nor as the app's request.
+    fn acknowledge(&mut self, event: &str) {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Invite {
+            event_type: String,
+            channel_info: Channel,
+            from_account_id: String,
+            to_account: Option<String>,
+            request_id: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Channel {
+            channel_id: String,
+        }
+        let Ok(ev) = serde_json::from_str::<Invite>(event) else {
+            return;
+        };
+        let (Some(to), Some(request_id)) = (ev.to_account, ev.request_id) else {
+            return;
+        };
+        if ev.event_type != "INVITE" || to != self.cfg.account {
+            return;
+        }
+        let params = json!({
+            "channelId": ev.channel_info.channel_id,
+            "account": ev.from_account_id,
+            "requestId": request_id,
+        });
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
+        self.add_request(
+            "inviteDelivered",
+            params,
+            Completer::new(|_, _| {}),
+            deadline,
+        );
+    }
+
     /// Handles one frame from the server; Some(end) when the connection ends.
     fn on_frame(&mut self, text: &str) -> Option<End> {
         let Ok(f) = serde_json::from_str::<ServerFrame>(text) else {
@@ -541,6 +583,9 @@ impl Conn {
                 }
                 self.last_seq = Some(seq);
                 let payload = ev.get().to_string();
+                if kind == NotifyKind::Notify {
+                    self.acknowledge(ev.get());
+                }
                 (self.sink)(match kind {
                     NotifyKind::Notify => Notification::Online(payload),
                     NotifyKind::MultiClientSync => Notification::MultiClientSync(payload),
@@ -549,6 +594,11 @@ impl Conn {
             }
             "offline" => {
                 let list = f.event_list.map(|r| r.get()).unwrap_or("[]");
+                let events: Vec<&serde_json::value::RawValue> =
+                    serde_json::from_str(list).unwrap_or_default();
+                for ev in events {
+                    self.acknowledge(ev.get());
+                }
                 (self.sink)(Notification::Offline(format!(r#"{{"eventList":{list}}}"#)));
             }
             "channels" => {

@@ -449,6 +449,44 @@ pub unsafe extern "C" fn nim_signaling_register_push_token(
     start(client, "registerPushToken", params_json, cb, user_data)
 }
 
+/// Lists this account's invitations (an addition to NIM's API): `{}` →
+/// `{"sent":[…], "received":[…]}`, each item `{"channelId", "account" (the
+/// other side), "requestId", "state", "createTimestamp",
+/// "expireTimestamp"}`, oldest first (then by channelId). `state` is
+/// "pending", "accepted", "rejected", "cancelled" or "expired" (a pending
+/// invitation past its `expireTimestamp` reads "expired"). Only the
+/// invitations the server still keeps: those of rooms not yet forgotten
+/// (answered ones go once they are past their expiry and the room changes
+/// again). After a restart this tells an app at once what is ringing.
+/// Calling convention as `nim_signaling_create`.
+#[no_mangle]
+pub unsafe extern "C" fn nim_signaling_query_invitations(
+    client: *mut nim_signaling_client,
+    params_json: *const c_char,
+    cb: nim_signaling_result_cb,
+    user_data: *mut c_void,
+) -> i32 {
+    start(client, "queryInvitations", params_json, cb, user_data)
+}
+
+/// Changes a room's ext (an addition to NIM's API): `{"channelId", "ext",
+/// "offlineEnabled"?}` → `{"channelInfo"}` with the new ext. Allowed to the
+/// creator and the members; the other members and the creator get
+/// CHANNEL_UPDATE (`eventTypeCode` 11) with the new channelInfo, the
+/// caller's other devices the same event as a multi-client sync. `ext`: at
+/// most 4096 bytes (empty clears it). 10404 for a closed, expired or
+/// unknown room; 10406 for anyone else. Calling convention as
+/// `nim_signaling_create`.
+#[no_mangle]
+pub unsafe extern "C" fn nim_signaling_update_channel(
+    client: *mut nim_signaling_client,
+    params_json: *const c_char,
+    cb: nim_signaling_result_cb,
+    user_data: *mut c_void,
+) -> i32 {
+    start(client, "updateChannel", params_json, cb, user_data)
+}
+
 unsafe fn register(
     client: *mut nim_signaling_client,
     kind: Kind,
@@ -479,8 +517,8 @@ pub unsafe extern "C" fn nim_signaling_reg_online_notify_cb(
     register(client, Kind::Online, cb, user_data)
 }
 
-/// Registers the signalingMutilClientSyncNotify callback: an ACCEPT or
-/// REJECT event done on another device of this account.
+/// Registers the signalingMutilClientSyncNotify callback: an ACCEPT,
+/// REJECT or CHANNEL_UPDATE event done on another device of this account.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_reg_multi_client_sync_notify_cb(
     client: *mut nim_signaling_client,
@@ -569,4 +607,6 @@ pub const REQUEST_FUNCTIONS: &[(&str, RequestFn)] = &[
     ("sync", nim_signaling_sync),
     ("queryChannelInfo", nim_signaling_query_channel_info),
     ("registerPushToken", nim_signaling_register_push_token),
+    ("queryInvitations", nim_signaling_query_invitations),
+    ("updateChannel", nim_signaling_update_channel),
 ];

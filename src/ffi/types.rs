@@ -82,6 +82,14 @@ pub enum nim_signaling_event_type {
     /// the server to every device of the inviter and of the invitee, with
     /// `fromAccountId` the inviter, `toAccount` the invitee, `requestId`.
     NIM_SIGNALING_EVENT_INVITE_TIMEOUT = 9,
+    /// Not in NIM: the INVITE reached one more device of the invitee (its
+    /// client library acknowledged it). Sent to the inviter's online
+    /// devices, with `fromAccountId` the invitee, `toAccount` the inviter,
+    /// `requestId` and `deliveredCount`, the devices reached so far.
+    NIM_SIGNALING_EVENT_INVITE_DELIVERED = 10,
+    /// Not in NIM: a member or the creator changed the room's ext
+    /// (`nim_signaling_update_channel`); `channelInfo` carries the new one.
+    NIM_SIGNALING_EVENT_CHANNEL_UPDATE = 11,
 }
 
 /// The opaque `void *user_data` handed back to callbacks. The library never
@@ -144,6 +152,11 @@ mod tests {
             (NIM_SIGNALING_EVENT_LEAVE, EventType::Leave),
             (NIM_SIGNALING_EVENT_CONTROL, EventType::Control),
             (NIM_SIGNALING_EVENT_INVITE_TIMEOUT, EventType::InviteTimeout),
+            (
+                NIM_SIGNALING_EVENT_INVITE_DELIVERED,
+                EventType::InviteDelivered,
+            ),
+            (NIM_SIGNALING_EVENT_CHANNEL_UPDATE, EventType::ChannelUpdate),
         ];
         for (c, e) in events {
             assert_eq!(c as i32, e.code() as i32, "{c:?}");

@@ -70,10 +70,16 @@ pub enum EventType {
     /// Ours, beyond NIM's 1-8: an invitation ran out unanswered (sent to
     /// the inviter's and the invitee's devices).
     InviteTimeout,
+    /// Ours: an INVITE reached one more device of the invitee (sent to the
+    /// inviter's devices, with `deliveredCount`).
+    InviteDelivered,
+    /// Ours: a member or the creator changed the room's ext (updateChannel).
+    ChannelUpdate,
 }
 
 impl EventType {
-    /// NIM's numeric code (`eventTypeCode`), 1 to 8; 9 is our addition.
+    /// NIM's numeric code (`eventTypeCode`), 1 to 8; 9 and up are our
+    /// additions (never a number NIM uses).
     pub fn code(self) -> u8 {
         match self {
             EventType::RoomClose => 1,
@@ -85,6 +91,8 @@ impl EventType {
             EventType::Leave => 7,
             EventType::Control => 8,
             EventType::InviteTimeout => 9,
+            EventType::InviteDelivered => 10,
+            EventType::ChannelUpdate => 11,
         }
     }
 }
@@ -107,6 +115,10 @@ pub struct Event {
     pub request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_info: Option<PushInfo>,
+    /// INVITE_DELIVERED only: how many devices of the invitee the INVITE
+    /// has reached so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_count: Option<u32>,
 }
 
 impl Event {
@@ -129,6 +141,7 @@ impl Event {
             to_account: None,
             request_id: None,
             push_info: None,
+            delivered_count: None,
         }
     }
 }

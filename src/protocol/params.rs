@@ -206,6 +206,27 @@ pub struct PushTokenParams {
     pub provider: Option<String>,
 }
 
+/// inviteDelivered (an addition to NIM, sent by the client library itself,
+/// not by apps): this device of the invitee got the INVITE.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveredParams {
+    pub channel_id: String,
+    /// The inviter.
+    pub account: String,
+    pub request_id: String,
+}
+
+/// updateChannel (an addition to NIM): the room's new ext.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateChannelParams {
+    pub channel_id: String,
+    pub ext: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pub offline_enabled: Option<bool>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryParams {
@@ -256,6 +277,9 @@ pub enum Request {
     Sync,
     QueryChannelInfo(QueryParams),
     RegisterPushToken(PushTokenParams),
+    QueryInvitations,
+    InviteDelivered(DeliveredParams),
+    UpdateChannel(UpdateChannelParams),
 }
 
 /// The operation names used on the wire (`"op"` of a request frame).
@@ -276,6 +300,9 @@ pub const OPS: &[&str] = &[
     "queryChannelInfo",
     "registerPushToken",
     "inviteMany",
+    "queryInvitations",
+    "inviteDelivered",
+    "updateChannel",
 ];
 
 fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
@@ -351,12 +378,14 @@ fn invitees(accounts: &[String]) -> Result<(), Failure> {
 }
 
 fn opt_ext(field: &str, v: &Option<String>) -> Result<(), Failure> {
-    match v {
-        Some(s) if s.len() > MAX_EXT_LEN => {
-            Err(bad(format!("{field} is longer than {MAX_EXT_LEN} bytes")))
-        }
-        _ => Ok(()),
+    v.as_deref().map_or(Ok(()), |s| ext(field, s))
+}
+
+fn ext(field: &str, v: &str) -> Result<(), Failure> {
+    if v.len() > MAX_EXT_LEN {
+        return Err(bad(format!("{field} is longer than {MAX_EXT_LEN} bytes")));
     }
+    Ok(())
 }
 
 fn channel_type(kind: u8) -> Result<(), Failure> {
@@ -504,6 +533,20 @@ impl Request {
                 opt_name("provider", &p.provider)?;
                 Request::RegisterPushToken(p)
             }
+            "queryInvitations" => Request::QueryInvitations,
+            "inviteDelivered" => {
+                let p: DeliveredParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                need_id("account", &p.account)?;
+                need_id("requestId", &p.request_id)?;
+                Request::InviteDelivered(p)
+            }
+            "updateChannel" => {
+                let p: UpdateChannelParams = parse(params)?;
+                need_id("channelId", &p.channel_id)?;
+                ext("ext", &p.ext)?;
+                Request::UpdateChannel(p)
+            }
             other => return Err(bad(format!("unknown operation \"{other}\""))),
         };
         Ok(req)
@@ -528,6 +571,9 @@ impl Request {
             Request::QueryChannelInfo(_) => "queryChannelInfo",
             Request::RegisterPushToken(_) => "registerPushToken",
             Request::InviteMany(_) => "inviteMany",
+            Request::QueryInvitations => "queryInvitations",
+            Request::InviteDelivered(_) => "inviteDelivered",
+            Request::UpdateChannel(_) => "updateChannel",
         }
     }
 }
@@ -585,6 +631,12 @@ mod tests {
             ("inviteMany, accounts a string", "inviteMany", json!({"channelId": "c", "accounts": "bob", "requestId": "r"}), Some("invalid type")),
             ("busyCheck as a number",      "invite", invite("busyCheck", json!(1)), None),
             ("busyCheck as text",          "invite", invite("busyCheck", json!("yes")), Some("expected a boolean")),
+            ("update ext at the limit", "updateChannel", json!({"channelId": "c", "ext": ext(4096)}), None),
+            ("update ext past",     "updateChannel", json!({"channelId": "c", "ext": ext(4097)}), Some("ext is longer than 4096 bytes")),
+            ("update without ext",  "updateChannel", json!({"channelId": "c"}), Some("missing field `ext`")),
+            ("update, empty id",    "updateChannel", json!({"channelId": "", "ext": ""}), Some("channelId must not be empty")),
+            ("receipt, no requestId", "inviteDelivered", json!({"channelId": "c", "account": "a"}), Some("missing field `requestId`")),
+            ("receipt, empty inviter", "inviteDelivered", json!({"channelId": "c", "account": "", "requestId": "r"}), Some("account must not be empty")),
             ("instance too long",     "login",  json!({"account": "a", "deviceId": "d", "instance": name(129)}), Some("instance is longer than 128 bytes")),
         ];
         for (case, op, params, want) in rows {

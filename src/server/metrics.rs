@@ -49,7 +49,7 @@ const BUCKETS_US: &[u64] = &[
 ];
 
 /// Slots per dimension: the known values plus one for "other".
-const OP_SLOTS: usize = 17;
+const OP_SLOTS: usize = 20;
 const CODE_SLOTS: usize = 22;
 const BUCKET_SLOTS: usize = 12;
 const _: () = assert!(OPS.len() + 1 == OP_SLOTS);

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use crate::protocol::codes::*;
 use crate::protocol::params::*;
 use crate::protocol::{ChannelInfo, Event, EventType, Failure, NotifyKind};
-use crate::store::{Invitation, InviteState, LogBody, NewEntry, Room, RoomMember, Timer};
+use crate::store::{
+    Invitation, InviteState, LogBody, NewEntry, Room, RoomMember, Timer, MAX_DELIVERED,
+};
 
 /// The server settings the rules depend on.
 #[derive(Debug, Clone)]
@@ -456,6 +458,7 @@ fn ask(
         expire_at,
         device: ctx.actor.device.to_string(),
         offline: p.offline_enabled.unwrap_or(false),
+        delivered: Vec::new(),
     });
     let timer = (
         expire_at,
@@ -693,6 +696,118 @@ pub fn reject(
         deliveries,
         timers: Vec::new(),
     })
+}
+
+/// inviteDelivered (ours): the INVITE reached one more device of the
+/// invitee (the actor), which its client library acknowledged. The
+/// invitation records the device, and the inviter's devices get
+/// INVITE_DELIVERED with how many devices it has reached (online only: a
+/// receipt is worth nothing later). A device already recorded, or past
+/// [`MAX_DELIVERED`], changes nothing: 200 and no event. An invitation that
+/// can no longer be answered fails as an answer would (10408/10409/10410).
+pub fn invite_delivered(room: Option<&Room>, ctx: &Ctx, p: &DeliveredParams) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let i = answerable(&room, &p.request_id, &p.account, ctx.actor.account, ctx.now)?;
+    let seen = &mut room.invites[i].delivered;
+    if seen.iter().any(|d| d == ctx.actor.device) || seen.len() >= MAX_DELIVERED {
+        return Ok(Outcome::plain(room, Vec::new()));
+    }
+    seen.push(ctx.actor.device.to_string());
+    let count = seen.len() as u32;
+    let mut ev = invite_event(
+        EventType::InviteDelivered,
+        &room,
+        ctx,
+        &p.account,
+        &p.request_id,
+        &None,
+    );
+    ev.delivered_count = Some(count);
+    Ok(Outcome::plain(
+        room,
+        vec![notify(&p.account, Some(false), ev)],
+    ))
+}
+
+/// updateChannel (ours): the creator or a member replaces the room's ext.
+/// The others (members and the creator) get CHANNEL_UPDATE, the actor's
+/// other devices the same as a multi-client sync. 10404, 10406.
+pub fn update_channel(room: Option<&Room>, ctx: &Ctx, p: &UpdateChannelParams) -> RuleResult {
+    let mut room = valid(room, ctx.now)?.clone();
+    let me = ctx.actor.account;
+    if room.creator != me && room.member(me).is_none() {
+        return Err(fail(NOT_IN_ROOM));
+    }
+    room.ext = p.ext.clone();
+    let creator = std::iter::once(room.creator.as_str()).filter(|c| room.member(c).is_none());
+    let others = room.accounts().chain(creator).filter(|a| *a != me);
+    let mut deliveries = to_each(
+        others,
+        EventType::ChannelUpdate,
+        &room,
+        ctx,
+        &None,
+        p.offline_enabled,
+    );
+    let info = room.channel_info(ctx.now);
+    let ev = Event::new(EventType::ChannelUpdate, info.clone(), me, "", ctx.now);
+    deliveries.push(to_my_other_devices(ctx.actor, ev));
+    Ok(Outcome {
+        data: json!({"channelInfo": info}),
+        room,
+        code: OK,
+        deliveries,
+        timers: Vec::new(),
+    })
+}
+
+/// queryInvitations (ours): the invitations `account` sent and was sent
+/// that `rooms` still keep, each with the other side, oldest first (then
+/// by channelId). A pending one past its time reads "expired" before its
+/// timer has run, since it can no longer be answered. Rooms past their
+/// time are left out whether or not the sweeper has deleted them yet.
+pub fn invitations(rooms: &[Room], account: &str, now: i64) -> Value {
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    for room in rooms.iter().filter(|r| !r.is_forgettable(now)) {
+        for inv in &room.invites {
+            let state = match inv.state {
+                InviteState::Pending if inv.is_overdue(now) => "expired",
+                InviteState::Pending => "pending",
+                InviteState::Accepted => "accepted",
+                InviteState::Rejected => "rejected",
+                InviteState::Cancelled => "cancelled",
+                InviteState::Expired => "expired",
+            };
+            let item = |other: &str| {
+                let key = (
+                    inv.created_at,
+                    room.channel_id.clone(),
+                    inv.request_id.clone(),
+                );
+                let v = json!({
+                    "channelId": room.channel_id,
+                    "account": other,
+                    "requestId": inv.request_id,
+                    "state": state,
+                    "createTimestamp": inv.created_at,
+                    "expireTimestamp": inv.expire_at,
+                });
+                (key, v)
+            };
+            if inv.from == account {
+                sent.push(item(&inv.to));
+            }
+            if inv.to == account {
+                received.push(item(&inv.from));
+            }
+        }
+    }
+    let sorted = |mut list: Vec<((i64, String, String), Value)>| {
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+    };
+    json!({"sent": sorted(sent), "received": sorted(received)})
 }
 
 /// signalingControl: anyone may send; the receiver must be a member or the

@@ -150,6 +150,7 @@ fn inv(request_id: &str, from: &str, to: &str, state: InviteState) -> Invitation
         expire_at: INVITED + INVITE_TTL,
         device: "d1".into(),
         offline: false,
+        delivered: Vec::new(),
     }
 }
 
@@ -361,7 +362,7 @@ fn with_members(r: &Room) -> Value {
 /// An event at NOW in room `r` (shown invalid only if `r` is closed), plus
 /// the optional fields in `extra`.
 fn event(ty: &str, r: &Room, from: &str, attach: &str, extra: Value) -> Value {
-    const TYPES: [&str; 9] = [
+    const TYPES: [&str; 11] = [
         "ROOM_CLOSE",
         "ROOM_JOIN",
         "INVITE",
@@ -371,6 +372,8 @@ fn event(ty: &str, r: &Room, from: &str, attach: &str, extra: Value) -> Value {
         "LEAVE",
         "CONTROL",
         "INVITE_TIMEOUT",
+        "INVITE_DELIVERED",
+        "CHANNEL_UPDATE",
     ];
     let code = TYPES.iter().position(|t| *t == ty).expect("event type") + 1;
     let mut ev = json!({
@@ -1222,6 +1225,228 @@ fn invitation_is_answerable_until_it_expires() {
             assert_eq!(code_of(&res), code, "{op} at expiry{:+}", at - expiry);
         }
     }
+}
+
+// ---------------------------------------------------------------- receipts
+
+fn delivered_p(inviter: &str, request_id: &str) -> DeliveredParams {
+    DeliveredParams {
+        channel_id: "c1".into(),
+        account: inviter.into(),
+        request_id: request_id.into(),
+    }
+}
+
+#[test]
+fn invite_delivered_failures() {
+    // An acknowledgement of what can no longer be answered fails as the
+    // answer would: (case, room, who acknowledges, inviter named, requestId, code).
+    let r = || Some(invited());
+    #[rustfmt::skip]
+    let rows = [
+        ("not the invitee",       r(), "erin",  "bob", "r1", INVITE_NOT_EXIST),
+        ("the inviter itself",    r(), "bob",   "dave", "r1", INVITE_NOT_EXIST),
+        ("other inviter named",   r(), "dave",  "carol", "r1", INVITE_NOT_EXIST),
+        ("no such request",       r(), "dave",  "bob", "r9", INVITE_NOT_EXIST),
+        ("past its time",         r(), "hank",  "bob", "r5", INVITE_NOT_EXIST),
+        ("cancelled",             r(), "gina",  "bob", "r4", INVITE_NOT_EXIST),
+        ("rejected",              r(), "erin",  "bob", "r2", INVITE_REJECTED),
+        ("accepted",              r(), "frank", "bob", "r3", INVITE_ACCEPTED),
+    ];
+    let gone_rows = gone(|c, r| (c, r, "dave", "bob", "r1", ROOM_NOT_EXIST));
+    for (case, r, who, inviter, rid, code) in gone_rows.chain(rows) {
+        let res = invite_delivered(r.as_ref(), &ctx(who), &delivered_p(inviter, rid));
+        assert_fails(case, res, code);
+    }
+}
+
+#[test]
+fn invite_delivered_counts_each_device_once() {
+    let devices = |n: usize| (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>();
+    let with = |list: Vec<String>| {
+        let mut r = invited();
+        r.invites[0].delivered = list;
+        r
+    };
+    let strings = |l: &[&str]| l.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    // (case, devices recorded before, acknowledging device, recorded after,
+    // deliveredCount told to the inviter, if any)
+    #[rustfmt::skip]
+    let rows = [
+        ("first device",            strings(&[]),     "d1",  strings(&["d1"]),       Some(1)),
+        ("second device",           strings(&["d1"]), "d2",  strings(&["d1", "d2"]), Some(2)),
+        ("the same device again",   strings(&["d1"]), "d1",  strings(&["d1"]),       None),
+        ("past the bound",          devices(16),      "d1",  devices(16),            None),
+    ];
+    for (case, before, device, after, count) in rows {
+        let o = succeeded(
+            case,
+            invite_delivered(
+                Some(&with(before)),
+                &ctx("dave").on(device),
+                &delivered_p("bob", "r1"),
+            ),
+        );
+        let want = with(after);
+        assert_eq!(o.code, OK, "{case}");
+        assert_eq!(o.data, json!({}), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        let told: Vec<Seen> = count
+            .map(|n| {
+                let extra = json!({"toAccount": "bob", "requestId": "r1", "deliveredCount": n});
+                // Online only: a receipt is stale by the time anyone logs in.
+                notified(
+                    "bob",
+                    false,
+                    event("INVITE_DELIVERED", &want, "dave", "", extra),
+                )
+            })
+            .into_iter()
+            .collect();
+        assert_eq!(seen(&o), told, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- update
+
+fn update_p(ext: &str) -> UpdateChannelParams {
+    UpdateChannelParams {
+        channel_id: "c1".into(),
+        ext: ext.into(),
+        offline_enabled: Some(true),
+    }
+}
+
+#[test]
+fn update_channel_failures() {
+    // (case, room, who, code)
+    #[rustfmt::skip]
+    let rows = [
+        ("an outsider",            Some(room()),    "dave", NOT_IN_ROOM),
+        ("an invitee not yet in",  Some(invited()), "dave", NOT_IN_ROOM),
+    ];
+    let gone_rows = gone(|c, r| (c, r, "bob", ROOM_NOT_EXIST));
+    for (case, r, who, code) in gone_rows.chain(rows) {
+        assert_fails(
+            case,
+            update_channel(r.as_ref(), &ctx(who), &update_p("x")),
+            code,
+        );
+    }
+}
+
+#[test]
+fn update_channel_tells_the_others_and_my_other_devices() {
+    let creator_in = || room_with(|r| r.members.push(member("alice", 10)));
+    // (case, room, who, who else is told)
+    #[rustfmt::skip]
+    let rows = [
+        ("a member",                      room(),       "bob",   &["bob", "carol", "alice"][..]),
+        ("the creator outside the room",  room(),       "alice", &["bob", "carol"]),
+        ("the creator inside the room",   creator_in(), "alice", &["bob", "carol"]),
+    ];
+    for (case, before, who, members) in rows {
+        let o = succeeded(
+            case,
+            update_channel(
+                Some(&before),
+                &ctx(who).on("d2"),
+                &update_p("{\"topic\":1}"),
+            ),
+        );
+        let want = Room {
+            ext: "{\"topic\":1}".into(),
+            ..before.clone()
+        };
+        assert_eq!(o.code, OK, "{case}");
+        assert_eq!(o.data, json!({"channelInfo": info(&want, 0)}), "{case}");
+        assert_eq!(o.room, want, "{case}");
+        let ev = event("CHANNEL_UPDATE", &want, who, "", json!({}));
+        let others: Vec<&str> = members.iter().copied().filter(|a| *a != who).collect();
+        let mut told = notified_each(&others, Some(true), &ev);
+        told.push(synced(who, "d2", ev));
+        assert_eq!(seen(&o), told, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------- query
+
+#[test]
+fn invitations_lists_both_sides_in_order() {
+    let item = |channel: &str, other: &str, rid: &str, state: &str, created: i64| {
+        json!({
+            "channelId": channel,
+            "account": other,
+            "requestId": rid,
+            "state": state,
+            "createTimestamp": created,
+            "expireTimestamp": created + INVITE_TTL,
+        })
+    };
+    // c1: bob's invitations in every state (r5 pending past its time).
+    // c0: one of bob's made with c1's (c0 sorts first), one made later, and
+    // one to bob made earlier than any in c1.
+    let c0 = room_with(|r| {
+        r.channel_id = "c0".into();
+        r.invites = vec![
+            inv("r2", "bob", "yan", Accepted),
+            Invitation {
+                created_at: INVITED + 5,
+                expire_at: INVITED + 5 + INVITE_TTL,
+                ..inv("r1", "bob", "zoe", Expired)
+            },
+            Invitation {
+                created_at: INVITED - 5,
+                expire_at: INVITED - 5 + INVITE_TTL,
+                ..inv("q1", "zoe", "bob", Pending)
+            },
+        ];
+    });
+    // A room past its time is left out, swept or not.
+    let forgotten = room_with(|r| {
+        r.channel_id = "c9".into();
+        r.members.clear();
+        r.expire_at = NOW;
+        r.invites = vec![inv("old", "bob", "zoe", Pending)];
+    });
+    let rooms = [invited(), c0, forgotten];
+    #[rustfmt::skip]
+    let rows = [
+        ("bob sent and was sent", "bob", json!({
+            "sent": [
+                item("c0", "yan", "r2", "accepted", INVITED),
+                item("c1", "dave", "r1", "pending", INVITED),
+                item("c1", "erin", "r2", "rejected", INVITED),
+                item("c1", "frank", "r3", "accepted", INVITED),
+                item("c1", "gina", "r4", "cancelled", INVITED),
+                Value::Null, // r5, below
+                item("c0", "zoe", "r1", "expired", INVITED + 5),
+            ],
+            "received": [item("c0", "zoe", "q1", "pending", INVITED - 5)],
+        })),
+        ("dave, invited twice in one room", "dave", json!({
+            "sent": [],
+            "received": [
+                item("c1", "bob", "r1", "pending", INVITED),
+                item("c1", "carol", "r6", "pending", INVITED),
+            ],
+        })),
+        ("an outsider", "nobody", json!({"sent": [], "received": []})),
+    ];
+    for (case, account, mut want) in rows {
+        if account == "bob" {
+            // r5 expires at NOW and its timer has not run: it reads expired.
+            want["sent"][5] = json!({
+                "channelId": "c1", "account": "hank", "requestId": "r5",
+                "state": "expired", "createTimestamp": INVITED, "expireTimestamp": NOW,
+            });
+        }
+        assert_eq!(invitations(&rooms, account, NOW), want, "{case}");
+    }
+    // A moment earlier r5 is still pending.
+    let before = invitations(&rooms, "bob", NOW - 1);
+    assert_eq!(before["sent"][5]["state"], "pending");
+    assert_eq!(before["sent"][5]["requestId"], "r5");
 }
 
 // ---------------------------------------------------------------- control

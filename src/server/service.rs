@@ -141,11 +141,17 @@ impl Service {
         self.store
             .update_room(key, now, &mut |room| match rule(room) {
                 Ok(mut o) => {
-                    o.room.version = room.map_or(0, |r| r.version) + 1;
+                    let old = room.map_or(0, |r| r.version);
+                    o.room.version = old + 1;
                     // Derived in here, from this run's before and after, so
                     // that (like the result) only the run that counts does.
                     if reporting {
                         hooks = webhooks::facts(room, &o.room, cause, now);
+                        // A change no webhook reports (a delivery receipt)
+                        // keeps the version: receivers see no gaps.
+                        if hooks.is_empty() {
+                            o.room.version = old;
+                        }
                     }
                     result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
                     Tx::Write(o.room)
@@ -455,6 +461,22 @@ impl Service {
                     self.store.set_push_token(&s.account, token).await?;
                 }
                 Ok((OK, json!({})))
+            }
+            Request::QueryInvitations => {
+                let rooms = self.store.rooms_involving(&s.account).await?;
+                Ok((OK, rules::invitations(&rooms, &s.account, now)))
+            }
+            Request::InviteDelivered(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::invite_delivered(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::UpdateChannel(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::update_channel(r, &ctx, &p)
+                })
+                .await
             }
             Request::Login(_) | Request::Logout => Err(Failure::new(
                 crate::protocol::codes::INVALID_PARAM,

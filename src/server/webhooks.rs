@@ -39,6 +39,7 @@ pub const EVENTS: &[&str] = &[
     "invitation.rejected",
     "invitation.cancelled",
     "invitation.timedOut",
+    "room.updated",
 ];
 
 /// Lanes per receiver: rooms are spread over them by channelId.
@@ -158,7 +159,8 @@ impl Hook {
 
 /// The webhooks of one atomic change of a room, from the room `before` it
 /// (None: the change made the room) and `after` it (its version already
-/// set), in this order: room.created; invitations answered, cancelled or
+/// set), in this order: room.created; room.updated (its ext changed);
+/// invitations answered, cancelled or
 /// timed out; members gone; members come; invitations sent; room.closed.
 /// Closing a room reports room.closed only, not each member it removes.
 pub fn facts(before: Option<&Room>, after: &Room, cause: &Cause, now: i64) -> Vec<Hook> {
@@ -166,6 +168,9 @@ pub fn facts(before: Option<&Room>, after: &Room, cause: &Cause, now: i64) -> Ve
     let mut out = Vec::new();
     if before.is_none() {
         out.push(Hook::about("room.created", after, v, now));
+    }
+    if before.is_some_and(|b| b.ext != after.ext) {
+        out.push(Hook::about("room.updated", after, v, now));
     }
     let closing = after.closed && !before.is_some_and(|b| b.closed);
     let old_invites = before.map(|b| b.invites.as_slice()).unwrap_or(&[]);

@@ -226,6 +226,34 @@ fn re_inviting_with_the_same_request_id_is_a_new_invitation() {
 }
 
 #[test]
+fn an_ext_change_is_room_updated_and_a_receipt_is_nothing() {
+    let room = called();
+    // (case, new ext, hooks)
+    let rows: [(&str, &str, &[&str]); 2] = [
+        ("a new ext", "{\"topic\":\"q3\"}", &["room.updated"]),
+        ("the same ext again", "", &[]),
+    ];
+    for (case, ext, want) in rows {
+        let update: UpdateChannelParams = params(json!({"channelId": "c1", "ext": ext}));
+        let (_, h) = hooks(Some(&room), by("updateChannel", "alice"), NOW + 1, |r| {
+            rules::update_channel(r, &ctx("alice", NOW + 1), &update)
+        });
+        assert_eq!(names(&h), want, "{case}");
+        if let Some(h) = h.first() {
+            assert_eq!(h.channel_info.ext, ext, "{case}");
+            assert_eq!(h.room_version, 2, "{case}");
+        }
+    }
+    // A delivery receipt changes the invitation's devices only.
+    let ack: DeliveredParams =
+        params(json!({"channelId": "c1", "account": "alice", "requestId": "r1"}));
+    let (_, h) = hooks(Some(&room), by("inviteDelivered", "bob"), NOW + 1, |r| {
+        rules::invite_delivered(r, &ctx("bob", NOW + 1), &ack)
+    });
+    assert_eq!(names(&h), Vec::<&str>::new());
+}
+
+#[test]
 fn an_unchanged_room_yields_nothing() {
     let room = called();
     let mut same = room.clone();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::protocol::Failure;
 pub use model::{
     Invitation, InviteState, LogBody, LogEntry, NewEntry, PushToken, Room, RoomMember, Timer,
+    MAX_DELIVERED,
 };
 
 /// How a room is addressed in an update.

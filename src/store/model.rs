@@ -24,7 +24,8 @@ pub struct Room {
     pub closed: bool,
     pub members: Vec<RoomMember>,
     pub invites: Vec<Invitation>,
-    /// Counts the room's writes (1 when created). Set by the service, not
+    /// Counts the room's reported changes (1 when created; a write that no
+    /// webhook reports, such as a delivery receipt, keeps it). Set by the service, not
     /// the rules, and carried by every webhook, so that a receiver can order
     /// the events of one room even when different nodes sent them. Rooms
     /// stored before it existed read as 0.
@@ -69,7 +70,15 @@ pub struct Invitation {
     /// (timeout, cancel) are kept for an offline invitee too.
     #[serde(default)]
     pub offline: bool,
+    /// The invitee's devices that acknowledged the INVITE (inviteDelivered),
+    /// at most [`MAX_DELIVERED`]: what the inviter's receipts count.
+    #[serde(default)]
+    pub delivered: Vec<String>,
 }
+
+/// Devices an invitation records as reached. Bounded because every login
+/// may be a new deviceId; past it the inviter already knows it rings.
+pub const MAX_DELIVERED: usize = 16;
 
 impl Invitation {
     /// Still ringing: unanswered and within its time. What the invitee may

@@ -367,6 +367,26 @@ impl TestClient {
         ev
     }
 
+    /// The next event, which must be the receipt (INVITE_DELIVERED) of this
+    /// account's invitation `request_id` into `room`: the invitee's library
+    /// acknowledged it on one more device, `count` so far. Returns it.
+    pub async fn expect_delivered(
+        &mut self,
+        room: &str,
+        invitee: &str,
+        request_id: &str,
+        count: u64,
+    ) -> Value {
+        let ev = self
+            .expect_event_from("INVITE_DELIVERED", room, invitee)
+            .await;
+        assert_eq!(ev["eventTypeCode"], 10, "{}: {ev}", self.account);
+        assert_eq!(ev["toAccount"], self.account.as_str(), "{ev}");
+        assert_eq!(ev["requestId"], request_id, "{}: {ev}", self.account);
+        assert_eq!(ev["deliveredCount"], count, "{}: {ev}", self.account);
+        ev
+    }
+
     /// Invites `to`'s account into `room` as `request_id` (answered 200); the
     /// next event of `to` must be that INVITE, from this account. Returns it.
     pub async fn invite_rings(&self, to: &mut TestClient, room: &str, request_id: &str) -> Value {

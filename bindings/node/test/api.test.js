@@ -180,6 +180,33 @@ test('signalingRegisterPushToken (ours) takes a token and refuses a bad one', as
   }
 });
 
+test('signalingQueryInvitations, INVITE_DELIVERED and signalingUpdateChannel (ours)', async () => {
+  const a = await client(server.url, 'qru-a');
+  const b = await client(server.url, 'qru-b');
+  try {
+    const seenA = [];
+    const seenB = [];
+    a.on('signalingNotify', (ev) => seenA.push(ev));
+    b.on('signalingNotify', (ev) => seenB.push(ev));
+    const { channelInfo } = await a.signalingCall({ type: 1, account: 'qru-b', requestId: 'u1' });
+    const cid = channelInfo.channelId;
+    await waitFor(() => seenA.some((e) => e.eventType === 'INVITE_DELIVERED'), 'the receipt');
+    const rec = seenA.find((e) => e.eventType === 'INVITE_DELIVERED');
+    assert.equal(rec.eventTypeCode, NIM.EVENT_TYPE_INVITE_DELIVERED);
+    assert.equal(rec.deliveredCount, 1);
+    const q = await a.signalingQueryInvitations();
+    assert.deepEqual(q.sent.map((i) => [i.channelId, i.account, i.requestId, i.state]), [[cid, 'qru-b', 'u1', 'pending']]);
+    assert.deepEqual(q.received, []);
+    const u = await a.signalingUpdateChannel({ channelId: cid, ext: 'new' });
+    assert.equal(u.channelInfo.ext, 'new');
+    // bob is only invited, not a member: not his to change, and he hears nothing.
+    await assert.rejects(b.signalingUpdateChannel({ channelId: cid, ext: 'x' }), { code: 10406 });
+    assert.equal(NIM.EVENT_TYPE_CHANNEL_UPDATE, 11);
+  } finally {
+    await Promise.all([a.destroy(), b.destroy()]);
+  }
+});
+
 test('a missing library is a clear error', () => {
   const r = runChild(`
     const NIM = require('.');

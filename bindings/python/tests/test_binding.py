@@ -190,6 +190,33 @@ def test_invite_many(make_client):
     assert e.value.code == 414
 
 
+def test_query_invitations_receipts_and_update_channel(make_client):
+    alice, bob = make_client("alice-q"), make_client("bob-q")
+    res = alice.call(type=1, account="bob-q", requestId="q-1")
+    cid = res["channelInfo"]["channelId"]
+    bob.events.expect_event("INVITE")
+    # bob's library acknowledged the INVITE by itself.
+    rec = alice.events.expect_event("INVITE_DELIVERED")
+    assert rec["eventTypeCode"] == ns.EventType.INVITE_DELIVERED == 10
+    assert rec["fromAccountId"] == "bob-q" and rec["deliveredCount"] == 1
+
+    got = bob.query_invitations()
+    assert got["sent"] == []
+    [item] = got["received"]
+    assert (item["channelId"], item["account"], item["requestId"], item["state"]) == (cid, "alice-q", "q-1", "pending")
+
+    bob.accept(channelId=cid, account="alice-q", requestId="q-1", autoJoin=True)
+    upd = alice.update_channel(channelId=cid, ext="topic")
+    assert upd["channelInfo"]["ext"] == "topic"
+    ev = bob.events.expect_event("CHANNEL_UPDATE")
+    assert ev["eventTypeCode"] == ns.EventType.CHANNEL_UPDATE == 11
+    assert ev["channelInfo"]["ext"] == "topic" and ev["fromAccountId"] == "alice-q"
+    assert alice.query_invitations()["sent"][0]["state"] == "accepted"
+    with pytest.raises(SignalingError) as e:
+        make_client("carol-q").update_channel(channelId=cid, ext="x")
+    assert e.value.code == Code.NOT_IN_ROOM == 10406
+
+
 def test_login_refused():
     auth = {"auth": {"mode": "static", "accounts": {"alice": "secret-a"}}}
     with ns.Server(auth) as srv:

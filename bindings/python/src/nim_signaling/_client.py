@@ -424,6 +424,16 @@ class Client:
         "register_push_token",
         "This device's push token for the server's push gateway: token (empty removes it), provider?.",
     )
+    query_invitations = _request_method(
+        "query_invitations",
+        "This account's invitations (an addition to NIM): {} -> {sent, received}, each item "
+        "{channelId, account, requestId, state, createTimestamp, expireTimestamp}.",
+    )
+    update_channel = _request_method(
+        "update_channel",
+        "Changes the room's ext (an addition to NIM): channelId, ext, offlineEnabled? -> {channelInfo}; "
+        "the others get CHANNEL_UPDATE.",
+    )
 
 
 class Server:

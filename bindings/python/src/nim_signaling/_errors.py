@@ -30,7 +30,7 @@ class Code(enum.IntEnum):
 
 
 class EventType(enum.IntEnum):
-    """`eventTypeCode` of events (1-8 as NIM numbers them, 9 an addition)."""
+    """`eventTypeCode` of events (1-8 as NIM numbers them, 9 and up additions)."""
 
     ROOM_CLOSE = 1
     ROOM_JOIN = 2
@@ -41,6 +41,8 @@ class EventType(enum.IntEnum):
     LEAVE = 7
     CONTROL = 8
     INVITE_TIMEOUT = 9
+    INVITE_DELIVERED = 10
+    CHANNEL_UPDATE = 11
 
 
 # What an immediate (non-200) return of a request function means: nothing

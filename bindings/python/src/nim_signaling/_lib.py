@@ -36,6 +36,8 @@ REQUEST_FUNCTIONS = (
     "sync",
     "query_channel_info",
     "register_push_token",
+    "query_invitations",
+    "update_channel",
 )
 
 # Notification name (Client.on) -> registration function.
