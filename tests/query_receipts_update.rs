@@ -242,3 +242,21 @@ async fn a_member_updates_the_room_and_everyone_else_hears_it() {
         .await;
     srv.shutdown().await;
 }
+
+/// A client configured with `inviteReceipts: false` sends no receipts: its
+/// inviter hears nothing after the INVITE, while a device with receipts on
+/// still makes one.
+#[tokio::test]
+async fn a_client_with_receipts_off_sends_none() {
+    let srv = start_server(json!({})).await;
+    let mut alice = login(srv.url(), "alice", "a1").await;
+    let mut quiet = login_with(srv.url(), "bob", "b1", json!({"inviteReceipts": false})).await;
+    let room = alice.create_joined(None).await;
+    alice.invite_rings(&mut quiet, &room, "r1").await;
+    alice.expect_silence(QUIET).await;
+    let mut loud = login(srv.url(), "bob", "b2").await;
+    alice.invite_rings(&mut loud, &room, "r2").await;
+    quiet.expect_invite(&room, "alice", "r2").await;
+    alice.expect_delivered(&room, "bob", "r2", 1).await;
+    alice.expect_silence(QUIET).await;
+}

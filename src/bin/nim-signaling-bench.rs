@@ -108,6 +108,11 @@ struct Args {
     /// out a 1 s SYN retransmit.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Clients do not acknowledge INVITEs (client config
+    /// `inviteReceipts: false`): setups without the INVITE_DELIVERED round
+    /// trip, to measure what receipts cost.
+    #[arg(long)]
+    no_receipts: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -215,6 +220,7 @@ async fn run(args: &Args) -> Result<Report<'_>, String> {
         next_url: AtomicUsize::new(0),
         hmac_secret: args.hmac_secret.clone(),
         timeout_ms: args.timeout_ms,
+        receipts: !args.no_receipts,
         prefix: format!("bench-{:08x}", rand::random::<u32>()),
     };
     let drops = Arc::new(AtomicU64::new(0));
@@ -285,6 +291,7 @@ struct Target {
     next_url: AtomicUsize,
     hmac_secret: Option<String>,
     timeout_ms: u64,
+    receipts: bool,
     /// Makes this run's accounts its own, so a server that still remembers
     /// an earlier run (rooms, invitations, devices) does not get in the way.
     prefix: String,
@@ -314,6 +321,7 @@ impl Target {
         let cfg = json!({
             "serverUrl": url, "account": account, "token": self.token(account),
             "deviceId": DEVICE, "requestTimeoutMs": self.timeout_ms,
+            "inviteReceipts": self.receipts,
         });
         ClientConfig::from_json(&cfg.to_string()).expect("bench client config is valid")
     }

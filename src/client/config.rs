@@ -32,6 +32,11 @@ pub struct ClientConfig {
     pub heartbeat_interval_ms: u64,
     #[serde(default = "defaults::heartbeat_timeout_ms")]
     pub heartbeat_timeout_ms: u64,
+    /// Acknowledge each INVITE that reaches this device, so the inviter
+    /// gets INVITE_DELIVERED (default true). Off: no receipts from here
+    /// (one request and one event less per invitation).
+    #[serde(default = "defaults::invite_receipts")]
+    pub invite_receipts: bool,
     /// PEM file of one or more CA certificates that verify `wss://`
     /// servers instead of the system's roots (a private CA).
     #[serde(default)]
@@ -46,6 +51,9 @@ mod defaults {
         10_000
     }
     pub fn reconnect() -> bool {
+        true
+    }
+    pub fn invite_receipts() -> bool {
         true
     }
     pub fn heartbeat_interval_ms() -> u64 {

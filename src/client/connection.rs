@@ -508,6 +508,9 @@ impl Conn {
     /// Fire and forget: the reply is dropped, and the receipt counts
     /// neither against the app's MAX_IN_FLIGHT nor as the app's request.
     fn acknowledge(&mut self, event: &str) {
+        if !self.cfg.invite_receipts {
+            return;
+        }
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Invite {
