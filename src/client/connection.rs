@@ -19,7 +19,7 @@ use super::{
     tls, ClientConfig, Cmd, Completer, ConnState, Notification, Shared, Sink, StateChange,
 };
 use crate::protocol::codes::{self, NOT_CONNECTED, OK, TIMEOUT};
-use crate::protocol::frames::{self, NotifyKind, ServerFrame, SUBPROTOCOL};
+use crate::protocol::frames::{self, NotifyKind, Rid, ServerFrame, SUBPROTOCOL};
 use crate::protocol::Failure;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -184,7 +184,7 @@ impl Conn {
         let id = self.next_id;
         self.next_id += 1;
         // The same request id the server's log lines carry (`rid`).
-        tracing::debug!(rid = %format_args!("{}-{id}", self.instance), op, "request queued");
+        tracing::debug!(rid = %Rid(&self.instance, id), op, "request queued");
         self.pending.insert(
             id,
             Pending {
@@ -573,7 +573,7 @@ impl Conn {
                         .ok()
                         .and_then(|v| v["code"].as_i64())
                         .unwrap_or(codes::INTERNAL as i64) as i32;
-                    tracing::debug!(rid = %format_args!("{}-{id}", self.instance), op = p.op, code, "reply");
+                    tracing::debug!(rid = %Rid(&self.instance, id), op = p.op, code, "reply");
                     p.done.complete(code, result.to_string());
                 }
             }

@@ -50,6 +50,18 @@ pub struct ClientFrame {
 }
 
 /// Encodes a request frame.
+/// The request id both sides log (`rid`): the client instance (or, for a
+/// client that names none, its device) and the frame id, so one request can
+/// be followed from the app's log to the server's. Formatted only when a
+/// log line is actually written.
+pub struct Rid<'a>(pub &'a str, pub u64);
+
+impl std::fmt::Display for Rid<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
 pub fn request_frame(id: u64, op: &str, params: &Value, ack: Option<u64>) -> String {
     let mut f = serde_json::json!({"t": "req", "id": id, "op": op, "params": params});
     if let Some(a) = ack {

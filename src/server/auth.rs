@@ -44,7 +44,7 @@ pub fn hmac_token(secret: &str, account: &str, expiry: u64) -> String {
 }
 
 /// Constant-time comparison of two byte strings.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

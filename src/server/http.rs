@@ -205,13 +205,7 @@ pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
     let Some(at) = at else {
         return false;
     };
-    let want = signature(secret, at, body);
-    want.len() == header.len()
-        && want
-            .bytes()
-            .zip(header.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    super::auth::same(signature(secret, at, body).as_bytes(), header.as_bytes())
 }
 
 /// How [`post_json`] verifies `https://` receivers.

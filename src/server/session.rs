@@ -29,7 +29,7 @@ use super::{Phase, Stopping};
 use crate::protocol::codes::{
     AUTH_FAILED, FORBIDDEN, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED,
 };
-use crate::protocol::frames::{self, ClientFrame, SUBPROTOCOL};
+use crate::protocol::frames::{self, ClientFrame, Rid, SUBPROTOCOL};
 use crate::protocol::params::LoginParams;
 use crate::protocol::{Failure, Request};
 
@@ -534,12 +534,10 @@ async fn handle_text(
     }
     let id = frame.id.unwrap_or(0);
     let op = frame.op.take().unwrap_or_default();
-    // The request id of the log lines: the client instance and the frame
-    // id, as the client library logs it too (so one request can be followed
-    // from app to server); the device for clients that name no instance.
+    // The request id of the log lines, as the client library logs it too.
     let span = tracing::debug_span!(
         "request",
-        rid = %format_args!("{}-{id}", info.instance.as_deref().unwrap_or(&info.device)),
+        rid = %Rid(info.instance.as_deref().unwrap_or(&info.device), id),
         op = %op,
         account = %info.account,
     );
