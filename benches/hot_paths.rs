@@ -16,15 +16,15 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 
-use nim_signaling::ffi::client::{
+use nim_signaling::client::{
     nim_signaling_client_free, nim_signaling_client_new, nim_signaling_control,
 };
-use nim_signaling::protocol::codes::{NOT_CONNECTED, OK};
-use nim_signaling::protocol::frames::{self, ClientFrame, NotifyKind, ServerFrame};
-use nim_signaling::protocol::params::{AcceptParams, CallParams, ControlParams, JoinParams};
-use nim_signaling::protocol::{Event, EventType, Request};
-use nim_signaling::server::rules::{self, Actor, Ctx, Limits, Reach};
-use nim_signaling::store::{Invitation, InviteState, Room, RoomMember};
+use nim_signaling_protocol::codes::{NOT_CONNECTED, OK};
+use nim_signaling_protocol::frames::{self, ClientFrame, NotifyKind, ServerFrame};
+use nim_signaling_protocol::params::{AcceptParams, CallParams, ControlParams, JoinParams};
+use nim_signaling_protocol::{Event, EventType, Request};
+use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
+use nim_signaling_server::store::{Invitation, InviteState, Room, RoomMember};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -201,6 +201,7 @@ fn bench_rules(c: &mut Criterion) {
     let online = Reach {
         online: true,
         push_available: false,
+        busy: false,
     };
 
     let call: CallParams = serde_json::from_value(call_params_json()).unwrap();

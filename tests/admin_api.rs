@@ -8,8 +8,8 @@ mod common;
 
 use common::cluster::{forget, redis_store};
 use common::*;
-use nim_signaling::client::ConnState;
-use nim_signaling::server::{self, admin, ServerConfig, ServerHandle};
+use nim_signaling_client::ConnState;
+use nim_signaling_server::{self as server, admin, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -631,7 +631,7 @@ async fn the_binary_serves_the_admin_api_it_logs() {
         "127.0.0.1:0",
     ];
 
-    let out = Command::new(SERVER_BIN)
+    let out = Command::new(server_bin())
         .args(args)
         .arg("--print-config")
         .output()
@@ -643,7 +643,7 @@ async fn the_binary_serves_the_admin_api_it_logs() {
     );
     assert!(!shown.contains(TOKEN), "the token is masked: {shown}");
 
-    let mut child = Command::new(SERVER_BIN)
+    let mut child = Command::new(server_bin())
         .args(args)
         .env("NIM_SIGNALING_LOG", "info")
         .stdout(Stdio::null())

@@ -16,7 +16,7 @@ mod call_demo;
 #[path = "common/child.rs"]
 mod child;
 
-use built::{lib_dir, profile_dir};
+use built::{lib_dir, profile_dir, server_bin};
 use call_demo::CALL_DEMO_LINES;
 
 use child::{Run, Running};
@@ -166,10 +166,9 @@ fn group_call_asan() {
 /// webhooks and the push, signed; the client the ROOM_CLOSE.
 #[test]
 fn the_operator_walkthrough() {
-    const BIN: &str = env!("CARGO_BIN_EXE_nim-signaling-server");
     const WAIT: Duration = Duration::from_secs(20);
     let receiver = Running::start(
-        Command::new(BIN).args([
+        Command::new(server_bin()).args([
             "dev-receiver",
             "--listen",
             "127.0.0.1:0",
@@ -184,7 +183,7 @@ fn the_operator_walkthrough() {
     let hooks = at.split_whitespace().nth(3).expect("the receiver's URL");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/server.toml");
     let server = Running::start(
-        Command::new(BIN)
+        Command::new(server_bin())
             .arg("--config")
             .arg(&sample)
             .env("NIM_SIGNALING_LISTEN", "127.0.0.1:0")
@@ -207,7 +206,7 @@ fn the_operator_walkthrough() {
         .expect("admin URL")
         .trim_end_matches("/v1")
         .to_string();
-    let token = Command::new(BIN)
+    let token = Command::new(server_bin())
         .args([
             "token",
             "--secret",

@@ -8,7 +8,7 @@
 mod common;
 use common::proxy::FaultProxy;
 use common::*;
-use nim_signaling::client::{Completer, ConnState, Notification, StateChange};
+use nim_signaling_client::{Completer, ConnState, Notification, StateChange};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

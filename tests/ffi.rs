@@ -10,9 +10,9 @@ use common::keep::keep;
 use common::proxy::FaultProxy;
 use common::receiver::Receiver as Gateway;
 use common::{cid, WAIT};
-use nim_signaling::ffi::client::*;
-use nim_signaling::ffi::server::*;
-use nim_signaling::ffi::types::{nim_signaling_client, nim_signaling_event_cb};
+use nim_signaling::client::*;
+use nim_signaling::server::*;
+use nim_signaling::types::{nim_signaling_client, nim_signaling_event_cb};
 use serde_json::{json, Value};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::net::SocketAddr;
@@ -113,7 +113,7 @@ fn next_event(rx: &Receiver<Report>) -> Value {
     serde_json::from_str(&s).expect("notification is JSON")
 }
 
-use nim_signaling::ffi::client::{RequestFn as OpFn, REQUEST_FUNCTIONS as OPS};
+use nim_signaling::client::{RequestFn as OpFn, REQUEST_FUNCTIONS as OPS};
 
 #[test]
 fn bad_input_gives_414_or_415_and_no_callback() {
@@ -689,7 +689,7 @@ fn too_many_outstanding_requests_are_refused_up_front() {
     let (url, _t) = black_hole();
     let c = new_client(json!({"serverUrl": url, "account": "flood", "requestTimeoutMs": 60000}));
     login(c);
-    let slots = counters(nim_signaling::client::MAX_IN_FLIGHT);
+    let slots = counters(::nim_signaling_client::MAX_IN_FLIGHT);
     start_many(c, &slots);
     let refused = AtomicU32::new(0);
     let p = cs(r#"{"channelId":"nowhere"}"#);

@@ -13,14 +13,14 @@ mod common;
 
 use common::c_server::Server;
 use common::keep::keep;
-use nim_signaling::ffi::client::*;
-use nim_signaling::ffi::server::*;
-use nim_signaling::ffi::types::{
+use nim_signaling::client::*;
+use nim_signaling::server::*;
+use nim_signaling::types::{
     nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb,
 };
-use nim_signaling::ffi::MAX_JSON_BYTES;
-use nim_signaling::protocol::params::{MAX_EXT_LEN, MAX_NAME_LEN};
-use nim_signaling::protocol::Request;
+use nim_signaling::MAX_JSON_BYTES;
+use nim_signaling_protocol::params::{MAX_EXT_LEN, MAX_NAME_LEN};
+use nim_signaling_protocol::Request;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -123,7 +123,7 @@ impl Drop for Client {
     }
 }
 
-use nim_signaling::ffi::client::{RequestFn as OpFn, REQUEST_FUNCTIONS as OPS};
+use nim_signaling::client::{RequestFn as OpFn, REQUEST_FUNCTIONS as OPS};
 
 type RegFn =
     unsafe extern "C" fn(*mut nim_signaling_client, nim_signaling_event_cb, *mut c_void) -> i32;

@@ -12,10 +12,10 @@
 mod keep;
 
 use keep::keep;
-use nim_signaling::ffi::client::*;
-use nim_signaling::ffi::log::nim_signaling_set_log_cb;
-use nim_signaling::ffi::server::*;
-use nim_signaling::ffi::types::nim_signaling_server;
+use nim_signaling::client::*;
+use nim_signaling::log::nim_signaling_set_log_cb;
+use nim_signaling::server::*;
+use nim_signaling::types::nim_signaling_server;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -193,7 +193,7 @@ fn logs_reach_the_callback_filtered_by_level() {
     };
     assert_eq!(level, 3, "{message}");
     assert!(
-        target.starts_with("nim_signaling::server"),
+        target.starts_with("nim_signaling_server"),
         "target {target}"
     );
     assert!(message.contains("bad token"), "{message}");
@@ -207,7 +207,7 @@ fn logs_reach_the_callback_filtered_by_level() {
     assert_eq!(l.0, 1, "{l:?}");
     assert!(l.2.contains("embedded server did not start"), "{l:?}");
     assert!(
-        l.1.starts_with("nim_signaling::ffi"),
+        l.1.starts_with("nim_signaling"),
         "target of the failed start: {}",
         l.1
     );
@@ -236,11 +236,11 @@ fn logs_reach_the_callback_filtered_by_level() {
         .iter()
         .find(|l| l.2.contains("request queued") && l.2.contains("op=queryChannelInfo"))
         .unwrap_or_else(|| panic!("no client line for the request: {lines:#?}"));
-    assert!(queued.1.starts_with("nim_signaling::client"), "{queued:?}");
+    assert!(queued.1.starts_with("nim_signaling_client"), "{queued:?}");
     let rid = field(&queued.2, "rid").expect("the client's line has a rid");
     let done = lines
         .iter()
-        .find(|l| l.1.starts_with("nim_signaling::server") && l.2.contains("request done"))
+        .find(|l| l.1.starts_with("nim_signaling_server") && l.2.contains("request done"))
         .unwrap_or_else(|| panic!("no server line for the request: {lines:#?}"));
     assert_eq!(field(&done.2, "rid"), Some(rid), "{done:?}");
     assert_eq!(field(&done.2, "code"), Some("10404"), "{done:?}");

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use nim_signaling::client::{ConnState, Notification};
+use nim_signaling_client::{ConnState, Notification};
 use serde_json::{json, Value};
 
 fn default_server() -> Value {

@@ -6,7 +6,7 @@ mod common;
 
 use common::client_for;
 use common::{raw_connect, raw_request, spawn_server_with};
-use common::{spawn_server as spawn, SERVER_BIN as BIN};
+use common::{server_bin, spawn_server as spawn};
 use serde_json::json;
 use std::process::Command;
 
@@ -48,7 +48,7 @@ async fn hmac_tokens_from_the_token_command_and_a_toml_config() {
     )
     .unwrap();
     let p = spawn(&["--config", cfg.to_str().unwrap()]);
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args([
             "token",
             "--secret",
@@ -68,7 +68,7 @@ async fn hmac_tokens_from_the_token_command_and_a_toml_config() {
         302,
         "a token is bound to its account"
     );
-    let forged = Command::new(BIN)
+    let forged = Command::new(server_bin())
         .args(["token", "--secret", "other", "--account", "alice"])
         .output()
         .unwrap();
@@ -87,14 +87,14 @@ fn bad_settings_are_refused_with_the_key_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.json");
     std::fs::write(&cfg, r#"{"listen":"127.0.0.1:0","roomTtl":5}"#).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("roomTtl"), "names the unknown key: {err}");
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["--print-config", "--hmac-secret", "hush"])
         .output()
         .unwrap();
@@ -110,7 +110,7 @@ fn bad_settings_are_refused_with_the_key_named() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
-    use nim_signaling::client::ConnState;
+    use nim_signaling_client::ConnState;
     let mut p = spawn(&["--listen", "127.0.0.1:0"]);
     let mut c = client_for(&p.1, "alice", "a1", json!({}));
     assert_eq!(c.client.login().await.0, 200);
@@ -131,7 +131,7 @@ async fn sigterm_shuts_down_gracefully() {
 /// in as anyone is never started by accident.
 #[test]
 fn no_authentication_is_refused_off_loopback() {
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["--listen", "0.0.0.0:0"])
         .output()
         .unwrap();
@@ -153,7 +153,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 fn hmac_token_for(secret: &str, account: &str) -> String {
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["token", "--secret", secret, "--account", account])
         .output()
         .unwrap();
@@ -213,7 +213,7 @@ async fn the_systemd_unit_runs_the_sample_config_with_the_env_file() {
         "the environment overrides the file"
     );
     // --print-config shows the layered result, masked.
-    let mut print = Command::new(BIN);
+    let mut print = Command::new(server_bin());
     print
         .args(&args)
         .arg("--print-config")
@@ -236,7 +236,7 @@ async fn the_systemd_unit_runs_the_sample_config_with_the_env_file() {
 
 #[test]
 fn a_misspelt_environment_variable_stops_the_start() {
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["--listen", "127.0.0.1:0"])
         .env("NIM_SIGNALING_MAX_MEMBER", "5")
         .output()
@@ -260,7 +260,7 @@ async fn json_logs_carry_the_request_id() {
             "--log-format",
             "json",
             "--log-level",
-            "info,nim_signaling::server::session=debug",
+            "info,nim_signaling_server::session=debug",
         ],
         &[],
         std::fs::File::create(&log).unwrap().into(),
@@ -295,7 +295,7 @@ async fn json_logs_carry_the_request_id() {
         lines.iter().all(|l| l["level"] != "DEBUG"
             || l["target"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("nim_signaling::server::session"))),
+                .is_some_and(|t| t.starts_with("nim_signaling_server::session"))),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use nim_signaling::client::{Backlog, Client, ClientConfig, Notification, MAX_BACKLOG};
+use nim_signaling_client::{Backlog, Client, ClientConfig, Notification, MAX_BACKLOG};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

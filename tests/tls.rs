@@ -7,10 +7,10 @@
 mod common;
 
 use common::*;
-use nim_signaling::client::ClientConfig;
-use nim_signaling::ffi::client::*;
-use nim_signaling::ffi::server::*;
-use nim_signaling::server::{self, ServerConfig};
+use nim_signaling_client::ClientConfig;
+use nim_signaling::client::*;
+use nim_signaling::server::*;
+use nim_signaling_server::{self as server, ServerConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::{json, Value};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -338,7 +338,6 @@ fn the_c_abi_serves_and_connects_over_wss() {
     }
 }
 
-const BIN: &str = SERVER_BIN;
 
 #[tokio::test]
 async fn the_binary_serves_wss_with_tls_flags() {
@@ -358,7 +357,7 @@ async fn the_binary_serves_wss_with_tls_flags() {
     assert_eq!(result.0, 200, "{}", result.1);
 
     // A bad file: exit 1 with a message naming it.
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -374,7 +373,7 @@ async fn the_binary_serves_wss_with_tls_flags() {
     assert!(err.contains(&pki.key), "{err}");
 
     // One flag without the other is a usage error.
-    let out = Command::new(BIN)
+    let out = Command::new(server_bin())
         .args(["--tls-cert", &pki.cert])
         .output()
         .unwrap();

@@ -9,9 +9,9 @@ mod common;
 
 use common::receiver::signed_by;
 use common::*;
-use nim_signaling::server::http::{self, HttpRequest, HttpResponse};
-use nim_signaling::server::service::Service;
-use nim_signaling::server::{self as srvmod, ServerConfig, ServerHandle};
+use nim_signaling_server::http::{self, HttpRequest, HttpResponse};
+use nim_signaling_server::service::Service;
+use nim_signaling_server::{self as srvmod, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -577,7 +577,7 @@ fn print_config_masks_the_webhook_secret() {
     let file = dir.join("server.json");
     let cfg = json!({"webhooks": {"urls": ["http://127.0.0.1:9/h"], "secret": "hush-hook"}});
     std::fs::write(&file, cfg.to_string()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nim-signaling-server"))
+    let out = std::process::Command::new(common::server_bin())
         .args(["--print-config", "--config", file.to_str().unwrap()])
         .output()
         .unwrap();

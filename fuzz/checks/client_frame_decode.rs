@@ -1,6 +1,6 @@
 //! Check of the fuzz target `client_frame_decode`.
 
-use nim_signaling::protocol::frames::ServerFrame;
+use nim_signaling_protocol::frames::ServerFrame;
 use serde_json::value::RawValue;
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! Check of the fuzz target `ffi_client_new`.
 
 use super::common;
-use nim_signaling::ffi::client::{nim_signaling_client_free, nim_signaling_client_new};
+use nim_signaling::client::{nim_signaling_client_free, nim_signaling_client_new};
 use serde_json::Value;
 use std::ptr::null_mut;
 

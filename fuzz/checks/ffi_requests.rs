@@ -1,17 +1,17 @@
 //! Check of the fuzz target `ffi_requests`.
 
 use super::common;
-use nim_signaling::ffi::client::*;
-use nim_signaling::ffi::types::{nim_signaling_client, nim_signaling_result_cb};
-use nim_signaling::ffi::MAX_JSON_BYTES;
-use nim_signaling::protocol::Request;
+use nim_signaling::client::*;
+use nim_signaling::types::{nim_signaling_client, nim_signaling_result_cb};
+use nim_signaling::MAX_JSON_BYTES;
+use nim_signaling_protocol::Request;
 use serde_json::Value;
 use std::ffi::{c_char, c_void};
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use nim_signaling::ffi::client::REQUEST_FUNCTIONS as OPS;
+use nim_signaling::client::REQUEST_FUNCTIONS as OPS;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,14 +1,14 @@
 //! Check of the fuzz target `ffi_server_start`.
 
 use super::common;
-use nim_signaling::ffi::client::{
+use nim_signaling::client::{
     nim_signaling_call, nim_signaling_client_free, nim_signaling_client_new, nim_signaling_create,
     nim_signaling_login,
 };
-use nim_signaling::ffi::server::{
+use nim_signaling::server::{
     nim_signaling_server_start, nim_signaling_server_stop, nim_signaling_server_url,
 };
-use nim_signaling::server::ServerConfig;
+use nim_signaling_server::ServerConfig;
 use serde_json::{json, Value};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::null_mut;

@@ -1,9 +1,9 @@
 //! Check of the fuzz target `frame_decode`.
 
-use nim_signaling::protocol::codes::INVALID_PARAM;
-use nim_signaling::protocol::frames::{self, ClientFrame};
-use nim_signaling::protocol::params::OPS;
-use nim_signaling::protocol::{Failure, Request};
+use nim_signaling_protocol::codes::INVALID_PARAM;
+use nim_signaling_protocol::frames::{self, ClientFrame};
+use nim_signaling_protocol::params::OPS;
+use nim_signaling_protocol::{Failure, Request};
 use serde_json::{json, Value};
 
 /// The server's parse of a client frame, as `server::session` does it:

@@ -30,3 +30,20 @@ pub fn profile_dir() -> PathBuf {
         .expect("<target>/<profile>/deps")
         .to_path_buf()
 }
+
+/// The `nim-signaling-server` binary (crates/server-bin) beside this test
+/// binary's profile directory. `cargo test` at the top builds it with every
+/// crate; `cargo test -p nim-signaling` alone does not, hence the message.
+pub fn server_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let path = profile_dir().join(format!("nim-signaling-server{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo test` at the top of the workspace, or \
+             `cargo build -p nim-signaling-server-bin` first",
+            path.display()
+        );
+        path.to_string_lossy().into_owned()
+    })
+}

@@ -1,7 +1,7 @@
 //! An embedded server started through the C ABI, stopped when dropped.
 
-use nim_signaling::ffi::server::*;
-use nim_signaling::ffi::types::nim_signaling_server;
+use nim_signaling::server::*;
+use nim_signaling::types::nim_signaling_server;
 use std::ffi::{CStr, CString};
 use std::ptr::null_mut;
 

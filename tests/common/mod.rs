@@ -1,6 +1,8 @@
 //! Shared test helpers: an embedded server on 127.0.0.1:0 and logged-in
 //! clients whose notifications arrive on a channel.
 #![allow(dead_code)]
+#[path = "built.rs"]
+pub mod built;
 pub mod c_server;
 pub mod cluster;
 pub mod keep;
@@ -8,7 +10,7 @@ pub mod proxy;
 pub mod receiver;
 pub use cluster::TestServer;
 
-use nim_signaling::client::{
+use nim_signaling_client::{
     channel_sink, Client, ClientConfig, ConnState, Notification, StateChange,
 };
 use serde_json::{json, Value};
@@ -464,8 +466,7 @@ pub async fn raw_request_frame(ws: &mut RawWs, frame: Value) -> Option<Value> {
 // ---------------------------------------------------------------------------
 // The standalone server binary.
 
-/// The `nim-signaling-server` binary cargo built for these tests.
-pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_nim-signaling-server");
+pub use built::server_bin;
 
 /// A running `nim-signaling-server` and the URL it printed; killed on drop.
 pub struct ServerProcess(pub std::process::Child, pub String);
@@ -491,7 +492,7 @@ pub fn spawn_server_with(
 ) -> ServerProcess {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let mut child = Command::new(SERVER_BIN)
+    let mut child = Command::new(server_bin())
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())

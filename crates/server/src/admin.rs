@@ -1,0 +1,450 @@
+//! The admin HTTP API (docs/ADMIN.md; the contract is
+//! docs/admin-openapi.json): rooms, members, devices and counts for an
+//! operator, on its own address (`adminListen`) away from the signaling
+//! port. Every request carries `Authorization: Bearer <adminToken>`.
+//!
+//! What it changes goes through the same pure rules as the signaling
+//! requests (`rules::admin_close`, `remove_member`, `admin_control`), run
+//! by the service, so clients see exactly the events the protocol defines.
+
+use hmac::{Hmac, Mac};
+use hyper::header::AUTHORIZATION;
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+use super::http::{self, percent_decode, HttpRequest, HttpResponse};
+use nim_signaling_core::rules;
+use super::service::{now_ms, Service};
+use super::webhooks::Cause;
+use nim_signaling_protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM, NOT_IN_ROOM, ROOM_NOT_EXIST};
+use nim_signaling_protocol::params::{CloseParams, ControlParams, LeaveParams};
+use nim_signaling_protocol::Failure;
+use crate::store::{RoomKey, Signal};
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    ListRooms,
+    GetRoom,
+    CloseRoom,
+    RemoveMember,
+    Control,
+    Devices,
+    Kick,
+    Stats,
+    OpenApi,
+}
+
+/// One route: its method, its path template (`{name}` matches one
+/// non-empty segment, percent-decoded) and what it does.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    op: Op,
+}
+
+const fn route(method: &'static str, path: &'static str, op: Op) -> Route {
+    Route { method, path, op }
+}
+
+/// Every route the API serves. Data, so that a test can hold the OpenAPI
+/// document to exactly this set.
+#[rustfmt::skip]
+pub static ROUTES: &[Route] = &[
+    route("GET",    "/v1/rooms",                                      Op::ListRooms),
+    route("GET",    "/v1/rooms/{channelId}",                          Op::GetRoom),
+    route("DELETE", "/v1/rooms/{channelId}",                          Op::CloseRoom),
+    route("DELETE", "/v1/rooms/{channelId}/members/{account}",        Op::RemoveMember),
+    route("POST",   "/v1/rooms/{channelId}/control",                  Op::Control),
+    route("GET",    "/v1/accounts/{account}/devices",                 Op::Devices),
+    route("POST",   "/v1/accounts/{account}/devices/{deviceId}/kick", Op::Kick),
+    route("GET",    "/v1/stats",                                      Op::Stats),
+    route("GET",    "/v1/openapi.json",                               Op::OpenApi),
+];
+
+/// The OpenAPI 3.0 document of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/admin-openapi.json");
+
+/// Rooms per page of `GET /v1/rooms` unless `limit` says otherwise.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Serves the admin API on `listener` until the task is dropped.
+pub async fn serve_http(listener: TcpListener, service: Arc<Service>, token: String) {
+    let check = Arc::new(TokenCheck::new(&token));
+    http::serve(listener, move |req| {
+        let service = service.clone();
+        let check = check.clone();
+        async move { answer(&req, &service, &check).await }
+    })
+    .await
+}
+
+/// Compares bearer tokens in constant time: both sides are MACed with a key
+/// drawn at start and the MACs compared by `verify_slice`, so neither the
+/// bytes nor the length of the token leak through timing.
+struct TokenCheck {
+    key: [u8; 32],
+    want: Vec<u8>,
+}
+
+impl TokenCheck {
+    fn new(token: &str) -> Self {
+        let key: [u8; 32] = rand::random();
+        let want = Self::mac(&key, token).finalize().into_bytes().to_vec();
+        TokenCheck { key, want }
+    }
+
+    fn mac(key: &[u8], token: &str) -> Hmac<Sha256> {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        m.update(token.as_bytes());
+        m
+    }
+
+    fn accepts(&self, req: &HttpRequest) -> bool {
+        let given = req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some((scheme, token)) = given.and_then(|g| g.trim().split_once(' ')) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && Self::mac(&self.key, token.trim())
+                .verify_slice(&self.want)
+                .is_ok()
+    }
+}
+
+/// The one error shape: `{"error":{"status","code","message"}}`, `code`
+/// being the NIM code where one applies and the HTTP status otherwise.
+fn error(status: u16, code: i32, message: impl Into<String>) -> HttpResponse {
+    let message: String = message.into();
+    HttpResponse::json(
+        status,
+        &json!({"error": {"status": status, "code": code, "message": message}}),
+    )
+}
+
+/// 400 for a bad parameter or body; the message names it.
+fn bad(message: impl Into<String>) -> HttpResponse {
+    error(400, INVALID_PARAM, message)
+}
+
+/// A rule's or the store's failure, with the HTTP status that fits it.
+fn failed(f: Failure) -> HttpResponse {
+    let status = match f.code {
+        ROOM_NOT_EXIST | NOT_IN_ROOM => 404,
+        INVALID_PARAM => 400,
+        FORBIDDEN => 403,
+        INTERNAL => 500,
+        _ => 409,
+    };
+    error(status, f.code, f.message)
+}
+
+fn ok(body: Value) -> Result<HttpResponse, HttpResponse> {
+    Ok(HttpResponse::json(200, &body))
+}
+
+async fn answer(req: &HttpRequest, service: &Service, check: &TokenCheck) -> HttpResponse {
+    // Before routing, so that without the token not even the routes show.
+    if !check.accepts(req) {
+        return error(401, 401, "missing or wrong bearer token (adminToken)")
+            .with_header("www-authenticate", "Bearer realm=\"nim-signaling admin\"");
+    }
+    let mut allowed = Vec::new();
+    for r in ROUTES {
+        let Some(params) = matches(r.path, &req.path) else {
+            continue;
+        };
+        if r.method == req.method.as_str() {
+            return run(r.op, &params, req, service).await.unwrap_or_else(|e| e);
+        }
+        allowed.push(r.method);
+    }
+    if allowed.is_empty() {
+        return error(404, 404, format!("no such route: {}", req.path));
+    }
+    let allow = allowed.join(", ");
+    error(
+        405,
+        405,
+        format!(
+            "{} is not allowed on {} (allowed: {allow})",
+            req.method, req.path
+        ),
+    )
+    .with_header("allow", allow)
+}
+
+/// The decoded `{…}` segments of `path` if it fits `template`.
+fn matches(template: &str, path: &str) -> Option<Vec<String>> {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (t, p) in t.iter().zip(&p) {
+        if t.starts_with('{') {
+            if p.is_empty() {
+                return None;
+            }
+            params.push(segment(p));
+        } else if t != p {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// A path segment, decoded: `%XX` only. A `+` in a path is a plus sign (an
+/// account like "+8613…"), not the space it stands for in a query.
+fn segment(s: &str) -> String {
+    percent_decode(&s.replace('+', "%2B"))
+}
+
+async fn run(
+    op: Op,
+    p: &[String],
+    req: &HttpRequest,
+    svc: &Service,
+) -> Result<HttpResponse, HttpResponse> {
+    let now = now_ms();
+    let limits = &svc.limits;
+    match op {
+        Op::ListRooms => list_rooms(req, svc, now).await,
+        Op::GetRoom => {
+            let room = svc
+                .store
+                .get_room(RoomKey::Id(&p[0]), now)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| failed(Failure::code(ROOM_NOT_EXIST)))?;
+            let members: Vec<Value> = room
+                .members
+                .iter()
+                .map(|m| {
+                    let mut v = json!(room.member_view(m));
+                    // Which device joined: what a kick would name.
+                    v["deviceId"] = json!(m.device_id);
+                    v
+                })
+                .collect();
+            let invitations: Vec<Value> = room
+                .invites
+                .iter()
+                .filter(|i| i.is_ringing(now))
+                .map(|i| {
+                    json!({"requestId": i.request_id, "from": i.from, "to": i.to,
+                           "createTimestamp": i.created_at, "expireTimestamp": i.expire_at})
+                })
+                .collect();
+            ok(
+                json!({"channelInfo": room.channel_info(now), "members": members,
+                      "invitations": invitations}),
+            )
+        }
+        Op::CloseRoom => {
+            let b = Body::parse(req, &["ext", "offlineEnabled"], false)?;
+            let cp = CloseParams {
+                channel_id: p[0].clone(),
+                offline_enabled: b.bool("offlineEnabled")?,
+                ext: b.string("ext")?,
+            };
+            let cause = Cause::Admin {
+                action: "closeRoom",
+            };
+            svc.apply(RoomKey::Id(&p[0]), now, &cause, |r| {
+                rules::admin_close(r, now, limits, &cp)
+            })
+            .await
+            .map_err(failed)?;
+            ok(json!({"channelId": p[0], "closed": true}))
+        }
+        Op::RemoveMember => {
+            let b = Body::parse(req, &["attachExt", "offlineEnabled"], false)?;
+            let lp = LeaveParams {
+                channel_id: p[0].clone(),
+                offline_enabled: b.bool("offlineEnabled")?,
+                attach_ext: b.string("attachExt")?,
+            };
+            let cause = Cause::Admin {
+                action: "removeMember",
+            };
+            svc.apply(RoomKey::Id(&p[0]), now, &cause, |r| {
+                rules::remove_member(r, now, limits, &p[1], &lp)
+            })
+            .await
+            .map_err(failed)?;
+            ok(json!({"channelId": p[0], "account": p[1], "removed": true}))
+        }
+        Op::Control => {
+            let b = Body::parse(req, &["toAccount", "attachExt"], true)?;
+            let attach = b
+                .string("attachExt")?
+                .ok_or_else(|| bad("attachExt is required (a string)"))?;
+            let cp = ControlParams {
+                channel_id: p[0].clone(),
+                account: b.string("toAccount")?.filter(|a| !a.is_empty()),
+                attach_ext: Some(attach),
+            };
+            svc.read_and_tell(&p[0], now, |r| rules::admin_control(r, now, limits, &cp))
+                .await
+                .map_err(failed)?;
+            ok(json!({"channelId": p[0], "toAccount": cp.account}))
+        }
+        Op::Devices => {
+            let mut devices = svc.store.devices_of(&p[0]).await;
+            devices.sort();
+            let devices: Vec<Value> = devices.iter().map(|d| json!({"deviceId": d})).collect();
+            ok(json!({"devices": devices}))
+        }
+        Op::Kick => {
+            let (account, device) = (&p[0], &p[1]);
+            let Some(session) = svc.store.live_session(account, device).await else {
+                return Err(error(
+                    404,
+                    404,
+                    format!("device {device:?} of account {account:?} has no live session"),
+                ));
+            };
+            // Here if the session is here; the other nodes are told, and the
+            // one holding it ends it.
+            svc.hub.evict(account, session);
+            svc.store
+                .broadcast(Signal::Evict {
+                    account: account.clone(),
+                    session,
+                })
+                .await;
+            ok(json!({"account": account, "deviceId": device, "kicked": true}))
+        }
+        Op::Stats => {
+            let st = svc.store.stats().await;
+            let m = &svc.metrics;
+            ok(json!({
+                "connections": m.connections.load(Relaxed),
+                "sessions": m.sessions.load(Relaxed),
+                "rooms": st.rooms,
+                "logEntries": st.log_entries,
+                "timersPending": st.timers,
+                "draining": svc.draining.load(Relaxed),
+                "logins": m.logins.load(Relaxed),
+                "loginsRefused": m.logins_refused.load(Relaxed),
+                "eventsSent": m.events_sent.load(Relaxed),
+                "slowReadersDropped": m.slow_readers_dropped.load(Relaxed),
+                "repeatsAnswered": m.repeats_answered.load(Relaxed),
+                "timersRun": m.timers_run.load(Relaxed),
+            }))
+        }
+        Op::OpenApi => Ok(HttpResponse {
+            status: 200,
+            content_type: "application/json",
+            body: OPENAPI.to_string(),
+            headers: Vec::new(),
+        }),
+    }
+}
+
+async fn list_rooms(
+    req: &HttpRequest,
+    svc: &Service,
+    now: i64,
+) -> Result<HttpResponse, HttpResponse> {
+    let limit = match req.query_param("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}, got {v:?}"
+                ))
+            })?,
+    };
+    let cursor = req.query_param("cursor").filter(|c| !c.is_empty());
+    let (rooms, next) = svc
+        .store
+        .list_rooms(cursor.as_deref(), limit, now)
+        .await
+        .map_err(failed)?;
+    let rooms: Vec<Value> = rooms
+        .iter()
+        .map(|r| {
+            let mut v = json!(r.channel_info(now));
+            v["memberCount"] = json!(r.members.len());
+            v
+        })
+        .collect();
+    ok(json!({"rooms": rooms, "nextCursor": next}))
+}
+
+/// A request body: a JSON object with only known fields, or nothing.
+struct Body(Map<String, Value>);
+
+impl Body {
+    fn parse(req: &HttpRequest, known: &[&str], required: bool) -> Result<Body, HttpResponse> {
+        if req.body.iter().all(u8::is_ascii_whitespace) {
+            return match required {
+                true => Err(bad("a JSON object body is required")),
+                false => Ok(Body(Map::new())),
+            };
+        }
+        let v: Value = serde_json::from_slice(&req.body)
+            .map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+        let Value::Object(m) = v else {
+            return Err(bad("the body must be a JSON object"));
+        };
+        // A misspelt field would otherwise be ignored without a word.
+        if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown field {k:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        Ok(Body(m))
+    }
+
+    /// Field `key` (absent or null: None), `kind` naming the type wanted.
+    fn field<T>(
+        &self,
+        key: &str,
+        kind: &str,
+        pick: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<T>, HttpResponse> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => pick(v)
+                .map(Some)
+                .ok_or_else(|| bad(format!("{key} must be {kind}, got {v}"))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, HttpResponse> {
+        self.field(key, "a string", |v| v.as_str().map(String::from))
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, HttpResponse> {
+        self.field(key, "a boolean", Value::as_bool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments_and_decode_them() {
+        let t = "/v1/accounts/{account}/devices";
+        assert_eq!(
+            matches(t, "/v1/accounts/a%2Fb+c%20d/devices"),
+            Some(vec!["a/b+c d".to_string()])
+        );
+        assert_eq!(matches(t, "/v1/accounts//devices"), None);
+        assert_eq!(matches(t, "/v1/accounts/a/devices/"), None);
+        assert_eq!(matches(t, "/v1/accounts/a/device"), None);
+        assert_eq!(matches("/v1/stats", "/v1/stats"), Some(vec![]));
+    }
+}

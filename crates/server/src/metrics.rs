@@ -1,0 +1,337 @@
+//! Server metrics in the Prometheus text format, and the small HTTP
+//! listener that serves them (`/metrics`) with a health check (`/healthz`)
+//! on their own address (`metricsListen`), away from the signaling port.
+//!
+//! Counters are plain atomics indexed by operation and code, so recording
+//! on the hot path takes no lock and allocates nothing.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use super::http::{self, HttpRequest, HttpResponse};
+
+use super::service::Service;
+use nim_signaling_protocol::codes;
+use nim_signaling_protocol::params::OPS;
+use crate::store::StoreStats;
+
+/// The codes counted by name; any other lands in "other".
+const CODES: &[i32] = &[
+    codes::OK,
+    codes::AUTH_FAILED,
+    codes::FORBIDDEN,
+    codes::TIMEOUT,
+    codes::INVALID_PARAM,
+    codes::NOT_CONNECTED,
+    codes::RATE_LIMITED,
+    codes::INTERNAL,
+    codes::PEER_OFFLINE,
+    codes::PUSH_UNREACHABLE,
+    codes::ROOM_NOT_EXIST,
+    codes::ROOM_EXISTS,
+    codes::NOT_IN_ROOM,
+    codes::ALREADY_IN_ROOM,
+    codes::INVITE_NOT_EXIST,
+    codes::INVITE_REJECTED,
+    codes::INVITE_ACCEPTED,
+    codes::UID_CONFLICT,
+    codes::ROOM_FULL,
+    codes::IN_ROOM_ON_OTHER_DEVICE,
+    codes::PEER_BUSY,
+];
+
+/// Upper bounds (µs) of the request latency buckets.
+const BUCKETS_US: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+/// Slots per dimension: the known values plus one for "other".
+const OP_SLOTS: usize = 20;
+const CODE_SLOTS: usize = 22;
+const BUCKET_SLOTS: usize = 12;
+const _: () = assert!(OPS.len() + 1 == OP_SLOTS);
+const _: () = assert!(CODES.len() + 1 == CODE_SLOTS);
+const _: () = assert!(BUCKETS_US.len() + 1 == BUCKET_SLOTS);
+
+#[derive(Default)]
+struct Histogram {
+    /// Cumulative counts are computed when rendering; each slot counts the
+    /// observations of its own bucket (the last: above every bound).
+    buckets: [AtomicU64; BUCKET_SLOTS],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, us: u64) {
+        let slot = BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKETS_US.len());
+        self.buckets[slot].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+}
+
+/// Everything the server counts.
+#[derive(Default)]
+pub struct Metrics {
+    /// Open connections (before and after login).
+    pub connections: AtomicI64,
+    /// Logged-in sessions.
+    pub sessions: AtomicI64,
+    pub logins: AtomicU64,
+    pub logins_refused: AtomicU64,
+    /// Event frames written to sessions.
+    pub events_sent: AtomicU64,
+    /// Sessions dropped because they did not take their events in time.
+    pub slow_readers_dropped: AtomicU64,
+    /// Requests answered from the retry record instead of being applied.
+    pub repeats_answered: AtomicU64,
+    pub timers_run: AtomicU64,
+    /// Pushes the push gateway took (2xx) / refused or did not answer.
+    pub pushes_accepted: AtomicU64,
+    pub pushes_refused: AtomicU64,
+    pub webhooks: super::webhooks::Counters,
+    requests: [[AtomicU64; CODE_SLOTS]; OP_SLOTS],
+    latency: [Histogram; OP_SLOTS],
+}
+
+fn op_slot(op: &str) -> usize {
+    OPS.iter().position(|o| *o == op).unwrap_or(OPS.len())
+}
+
+fn code_slot(code: i32) -> usize {
+    CODES.iter().position(|c| *c == code).unwrap_or(CODES.len())
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::default()
+    }
+
+    /// One request answered with `code` after `took`.
+    pub fn request(&self, op: &str, code: i32, took: Duration) {
+        let op = op_slot(op);
+        self.requests[op][code_slot(code)].fetch_add(1, Relaxed);
+        self.latency[op].observe(took.as_micros() as u64);
+    }
+
+    /// The Prometheus text exposition of every metric, with the store's
+    /// sizes as gauges.
+    pub fn render(&self, store: StoreStats) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let sizes = [
+            ("rooms", "Rooms remembered (valid or not).", store.rooms),
+            (
+                "log_entries",
+                "Events held in the accounts' logs (queued, offline, for resume).",
+                store.log_entries,
+            ),
+            ("timers_pending", "Timers waiting to run.", store.timers),
+        ];
+        for (name, help, v) in sizes {
+            let _ = writeln!(out, "# HELP nim_signaling_{name} {help}");
+            let _ = writeln!(out, "# TYPE nim_signaling_{name} gauge");
+            let _ = writeln!(out, "nim_signaling_{name} {v}");
+        }
+        let gauges = [
+            (
+                "connections",
+                "Open WebSocket connections.",
+                &self.connections,
+            ),
+            ("sessions", "Logged-in sessions.", &self.sessions),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP nim_signaling_{name} {help}");
+            let _ = writeln!(out, "# TYPE nim_signaling_{name} gauge");
+            let _ = writeln!(out, "nim_signaling_{name} {}", v.load(Relaxed));
+        }
+        let counters = [
+            ("logins_total", "Successful logins.", &self.logins),
+            (
+                "logins_refused_total",
+                "Refused logins (token, limits).",
+                &self.logins_refused,
+            ),
+            (
+                "events_sent_total",
+                "Event frames written to sessions.",
+                &self.events_sent,
+            ),
+            (
+                "slow_readers_dropped_total",
+                "Sessions dropped for not taking their events in time.",
+                &self.slow_readers_dropped,
+            ),
+            (
+                "repeats_answered_total",
+                "Resent requests answered from the retry record.",
+                &self.repeats_answered,
+            ),
+            (
+                "timers_run_total",
+                "Timers run (invitation expiry, devices gone).",
+                &self.timers_run,
+            ),
+            (
+                "pushes_accepted_total",
+                "Pushes the push gateway took (2xx).",
+                &self.pushes_accepted,
+            ),
+            (
+                "pushes_refused_total",
+                "Pushes the push gateway refused or did not answer in time.",
+                &self.pushes_refused,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP nim_signaling_{name} {help}");
+            let _ = writeln!(out, "# TYPE nim_signaling_{name} counter");
+            let _ = writeln!(out, "nim_signaling_{name} {}", v.load(Relaxed));
+        }
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
+        self.webhooks.render(&mut out);
+        out
+    }
+
+    fn op_name(i: usize) -> &'static str {
+        OPS.get(i).copied().unwrap_or("other")
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        out.push_str(
+            "# HELP nim_signaling_requests_total Requests answered, by operation and code.\n",
+        );
+        out.push_str("# TYPE nim_signaling_requests_total counter\n");
+        for (op, row) in self.requests.iter().enumerate() {
+            for (c, n) in row.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let code = CODES.get(c).map(|c| c.to_string());
+                let code = code.as_deref().unwrap_or("other");
+                let op = Self::op_name(op);
+                let _ = writeln!(
+                    out,
+                    "nim_signaling_requests_total{{op=\"{op}\",code=\"{code}\"}} {n}"
+                );
+            }
+        }
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        out.push_str(
+            "# HELP nim_signaling_request_seconds Time to answer a request, by operation.\n",
+        );
+        out.push_str("# TYPE nim_signaling_request_seconds histogram\n");
+        for (op, h) in self.latency.iter().enumerate() {
+            let count = h.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let op = Self::op_name(op);
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS_US.iter().enumerate() {
+                cumulative += h.buckets[i].load(Relaxed);
+                let le = *bound as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "nim_signaling_request_seconds_bucket{{op=\"{op}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "nim_signaling_request_seconds_bucket{{op=\"{op}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "nim_signaling_request_seconds_sum{{op=\"{op}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "nim_signaling_request_seconds_count{{op=\"{op}\"}} {count}"
+            );
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until the task is
+/// dropped; anything else is 404.
+pub async fn serve_http(listener: TcpListener, service: Arc<Service>) {
+    http::serve(listener, move |req| {
+        let service = service.clone();
+        async move { answer(&req, &service).await }
+    })
+    .await
+}
+
+async fn answer(req: &HttpRequest, service: &Service) -> HttpResponse {
+    if req.method != hyper::Method::GET {
+        return HttpResponse::text(404, "not found\n");
+    }
+    match req.path.as_str() {
+        "/metrics" => HttpResponse {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: service.metrics.render(service.store.stats().await),
+            headers: Vec::new(),
+        },
+        "/healthz" if service.draining.load(Relaxed) => HttpResponse::text(503, "draining\n"),
+        "/healthz" => match service.store.health().await {
+            Ok(()) => HttpResponse::text(200, "ok\n"),
+            // A load balancer takes the node out; the body says why.
+            Err(why) => HttpResponse::text(503, format!("{why}\n")),
+        },
+        _ => HttpResponse::text(404, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_by_op_and_code_and_latency_buckets() {
+        let m = Metrics::new();
+        m.request("call", 200, Duration::from_micros(80));
+        m.request("call", 200, Duration::from_micros(3_000));
+        m.request("join", 10404, Duration::from_micros(40));
+        m.request("bogus", 12345, Duration::from_micros(40));
+        m.connections.fetch_add(3, Relaxed);
+        let stats = StoreStats {
+            rooms: 4,
+            log_entries: 5,
+            timers: 6,
+        };
+        let text = m.render(stats);
+        for line in [
+            "nim_signaling_connections 3",
+            "nim_signaling_rooms 4",
+            "nim_signaling_log_entries 5",
+            "nim_signaling_timers_pending 6",
+            "nim_signaling_requests_total{op=\"call\",code=\"200\"} 2",
+            "nim_signaling_requests_total{op=\"join\",code=\"10404\"} 1",
+            "nim_signaling_requests_total{op=\"other\",code=\"other\"} 1",
+            "nim_signaling_request_seconds_bucket{op=\"call\",le=\"0.0001\"} 1",
+            "nim_signaling_request_seconds_bucket{op=\"call\",le=\"0.0025\"} 1",
+            "nim_signaling_request_seconds_bucket{op=\"call\",le=\"0.005\"} 2",
+            "nim_signaling_request_seconds_bucket{op=\"call\",le=\"+Inf\"} 2",
+            "nim_signaling_request_seconds_count{op=\"call\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("op=\"leave\""), "unused series are left out");
+    }
+}

@@ -1,0 +1,764 @@
+//! The shell around the rules: loads state from the store, runs a rule
+//! inside the store's atomic update, appends the resulting events to the
+//! recipients' logs and wakes their sessions. Also the read-only operations
+//! (sync, channel query) and the timers (sweeping, member drop).
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::metrics::Metrics;
+use super::push::{Push, PushGateway};
+use super::router::Hub;
+use nim_signaling_core::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
+use super::webhooks::{self, Cause, Hook, Webhooks};
+use super::ServerConfig;
+use nim_signaling_protocol::codes::{
+    FORBIDDEN, INTERNAL, INVITE_NOT_EXIST, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
+};
+use nim_signaling_protocol::frames::result_object;
+use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
+use nim_signaling_protocol::{Failure, Request};
+use crate::store::{
+    LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
+};
+
+type Timers = Vec<(i64, Timer)>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the service needs to know about the session a request came from.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub account: String,
+    pub device: String,
+    /// The device's log cursor before this login: events after it that
+    /// were kept for offline delivery form its offline list.
+    pub offline_from: u64,
+    /// The log head at login: the offline list ends there.
+    pub offline_to: u64,
+    /// The client instance (login's `instance`): its requests are applied
+    /// at most once per id.
+    pub instance: Option<String>,
+}
+
+/// How long a repeated request waits for the first copy's answer.
+const REPEAT_WAIT: Duration = Duration::from_secs(5);
+
+/// Per-account bounds that span rooms. A rule sees one room, so these are
+/// checked by the service before the rule runs; two requests racing at the
+/// bound may both pass (they are a defence against abuse, not an invariant).
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    pub rooms_per_account: usize,
+    pub pending_invites_per_account: usize,
+}
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub limits: Limits,
+    pub quotas: Quotas,
+    pub metrics: Arc<Metrics>,
+    /// Grace before a vanished device's memberships are dropped.
+    pub member_drop_grace: Duration,
+    /// Where offline invitees' pushes go (absent: 10202 for them).
+    pub push: Option<PushGateway>,
+    /// Where room changes are reported (None: `webhooks` not configured).
+    pub webhooks: Option<Webhooks>,
+    /// Draining: new connections are refused (HTTP 503) and `/healthz`
+    /// says so, while the sessions here go on; see
+    /// [`super::ServerHandle::set_draining`].
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Makes channelIds unique within this process run.
+    id_counter: AtomicU64,
+    /// Random per process, so that ids of two runs (or nodes) differ.
+    id_salt: u64,
+}
+
+/// Up to this many offline events are delivered at login.
+pub const MAX_OFFLINE_EVENTS: usize = 1000;
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, cfg: &ServerConfig) -> Self {
+        Service {
+            store,
+            hub: Hub::default(),
+            limits: cfg.limits(),
+            quotas: cfg.quotas(),
+            metrics: Metrics::new(),
+            member_drop_grace: Duration::from_millis(cfg.member_drop_grace_ms as u64),
+            push: None,
+            webhooks: None,
+            draining: Default::default(),
+            id_counter: AtomicU64::new(1),
+            id_salt: rand::random(),
+        }
+    }
+
+    /// Sends the pushes of offline invitees to `push` (see [`super::push`]).
+    pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
+        self.push = push;
+        self
+    }
+
+    fn new_channel_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:016x}{:016x}",
+            self.id_salt,
+            n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rand::random::<u64>()
+        )
+    }
+
+    fn uid_seed() -> u64 {
+        // Server-assigned uids are random (and then made unique by the rule)
+        // so that they reveal nothing about other rooms; kept below 2^53 so
+        // JavaScript numbers hold them exactly.
+        rand::random::<u64>() % (1 << 53)
+    }
+
+    /// Runs `rule` atomically on the room at `key`, then delivers its events
+    /// (and its webhooks, for `cause`).
+    pub(crate) async fn apply(
+        &self,
+        key: RoomKey<'_>,
+        now: i64,
+        cause: &Cause<'_>,
+        mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
+    ) -> Result<(i32, Value), Failure> {
+        let mut result: Option<Result<(i32, Value, Vec<Delivery>, Timers), Failure>> = None;
+        let mut hooks: Vec<Hook> = Vec::new();
+        let reporting = self.webhooks.is_some();
+        self.store
+            .update_room(key, now, &mut |room| match rule(room) {
+                Ok(mut o) => {
+                    let old = room.map_or(0, |r| r.version);
+                    o.room.version = old + 1;
+                    // Derived in here, from this run's before and after, so
+                    // that (like the result) only the run that counts does.
+                    if reporting {
+                        hooks = webhooks::facts(room, &o.room, cause, now);
+                        // A change no webhook reports (a delivery receipt)
+                        // keeps the version: receivers see no gaps.
+                        if hooks.is_empty() {
+                            o.room.version = old;
+                        }
+                    }
+                    result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
+                    Tx::Write(o.room)
+                }
+                Err(f) => {
+                    hooks.clear();
+                    result = Some(Err(f));
+                    Tx::Abort
+                }
+            })
+            .await?;
+        let (code, data, deliveries, timers) =
+            result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
+        for (at, t) in timers {
+            self.store.schedule(at, t).await;
+        }
+        self.deliver(deliveries, now).await;
+        if let Some(w) = &self.webhooks {
+            w.send(hooks, cause, now);
+        }
+        Ok((code, data))
+    }
+
+    /// Runs a rule that changes nothing (control) on the room as it is,
+    /// then delivers its events: reading instead of locking the room.
+    pub(crate) async fn read_and_tell(
+        &self,
+        channel_id: &str,
+        now: i64,
+        rule: impl FnOnce(Option<&Room>) -> RuleResult,
+    ) -> Result<(i32, Value), Failure> {
+        let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
+        let o = rule(room.as_ref())?;
+        self.deliver(o.deliveries, now).await;
+        Ok((o.code, o.data))
+    }
+
+    /// Deletes the rooms past their time; those that expired (rather than
+    /// closed) are reported as room.expired.
+    pub async fn sweep(&self, now: i64) -> Result<(), Failure> {
+        let forgotten = self.store.sweep(now).await?;
+        if let Some(w) = &self.webhooks {
+            w.send(webhooks::expired(&forgotten, now), &Cause::RoomExpiry, now);
+        }
+        Ok(())
+    }
+
+    /// Appends each event to its recipient's log, then wakes the recipient.
+    pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) {
+        for d in deliveries {
+            match self.store.append(&d.to, d.entry, now).await {
+                Ok(_) => self.hub.wake(&d.to),
+                Err(e) => tracing::error!(account = %d.to, error = %e, "event not stored"),
+            }
+        }
+    }
+
+    /// Handles request `id` of a session at most once: a copy sent again
+    /// after a reconnect (same instance, same id) gets the first answer.
+    /// Returns the code and the result object's JSON text.
+    pub async fn handle_once(
+        &self,
+        s: &SessionInfo,
+        id: u64,
+        ack: Option<u64>,
+        req: Request,
+    ) -> (i32, Arc<str>) {
+        let fresh = |v: Value| {
+            let code = v["code"].as_i64().unwrap_or(INTERNAL as i64) as i32;
+            (code, Arc::<str>::from(v.to_string()))
+        };
+        let Some(instance) = s.instance.as_deref() else {
+            return fresh(self.handle(s, req).await);
+        };
+        let key = RequestKey {
+            account: &s.account,
+            device: &s.device,
+            instance,
+            id,
+        };
+        let give_up = tokio::time::Instant::now() + REPEAT_WAIT;
+        loop {
+            match self.store.request_begin(&key, ack, now_ms()).await {
+                RequestSlot::Fresh => {
+                    let (code, answer) = fresh(self.handle(s, req).await);
+                    self.store.request_end(&key, answer.clone()).await;
+                    return (code, answer);
+                }
+                RequestSlot::Done(answer) => {
+                    self.metrics
+                        .repeats_answered
+                        .fetch_add(1, Ordering::Relaxed);
+                    let code = serde_json::from_str::<Value>(&answer)
+                        .ok()
+                        .and_then(|v| v["code"].as_i64())
+                        .unwrap_or(INTERNAL as i64) as i32;
+                    return (code, answer);
+                }
+                RequestSlot::Running if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                RequestSlot::Running => {
+                    let f =
+                        Failure::new(INTERNAL, "an earlier copy of this request is still running");
+                    return fresh(result_object(f.code, Some(&f.message), None));
+                }
+            }
+        }
+    }
+
+    /// Handles one request of a logged-in session; returns the result object.
+    pub async fn handle(&self, s: &SessionInfo, req: Request) -> Value {
+        let outcome = self.dispatch(s, req).await;
+        match outcome {
+            Ok((code, data)) if code == OK => result_object(code, None, Some(data)),
+            Ok((code, data)) => result_object(
+                code,
+                Some(nim_signaling_protocol::codes::message(code)),
+                Some(data),
+            ),
+            Err(f) => result_object(f.code, Some(&f.message), None),
+        }
+    }
+
+    async fn reach(&self, account: &str) -> Reach {
+        Reach {
+            online: self.store.account_online(account).await,
+            push_available: self.push.is_some(),
+            busy: false,
+        }
+    }
+
+    /// How invitation `p` from `inviter` can reach its invitee, with its
+    /// busy-ness read from the invitee's rooms when `busyCheck` asks for it
+    /// (read before the update, like the quotas: two invitations racing
+    /// for one idle invitee may both ring).
+    async fn reach_for(&self, inviter: &str, p: &InviteParams, now: i64) -> Result<Reach, Failure> {
+        let mut reach = self.reach(&p.account).await;
+        if p.busy_check.unwrap_or(false) {
+            let rooms = self.store.rooms_involving(&p.account).await?;
+            reach.busy = rules::is_busy(&rooms, inviter, p, now);
+        }
+        Ok(reach)
+    }
+
+    /// A call that glares (see [`rules::glare_room`]): joins the callee's
+    /// ringing room instead of making one. None when there is no glare, or
+    /// the invitation stopped ringing before the update ran.
+    async fn glare(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &CallParams,
+        cause: &Cause<'_>,
+        now: i64,
+    ) -> Result<Option<(i32, Value)>, Failure> {
+        let rooms = self.store.rooms_involving(ctx.actor.account).await?;
+        let Some(room) = rules::glare_room(&rooms, ctx.actor.account, &p.account, now) else {
+            return Ok(None);
+        };
+        let online = self.store.account_online(&p.account).await;
+        let seed = Self::uid_seed();
+        let id = &room.channel_id;
+        let r = self
+            .apply(RoomKey::Id(id), now, cause, |r| {
+                rules::glare(r, ctx, p, online, seed)
+            })
+            .await;
+        match r {
+            Err(f) if f.code == INVITE_NOT_EXIST || f.code == ROOM_NOT_EXIST => Ok(None),
+            r => r.map(Some),
+        }
+    }
+
+    async fn dispatch(&self, s: &SessionInfo, req: Request) -> Result<(i32, Value), Failure> {
+        let now = now_ms();
+        let actor = Actor {
+            account: &s.account,
+            device: &s.device,
+        };
+        let cause = &Cause::Request {
+            op: req.op(),
+            account: &s.account,
+            device: &s.device,
+        };
+        let ctx = Ctx {
+            now,
+            actor,
+            limits: &self.limits,
+        };
+        match req {
+            Request::Create(p) => {
+                let id = self.new_channel_id();
+                let name = p
+                    .channel_name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| id.clone());
+                self.apply(RoomKey::Name(&name), now, cause, |r| {
+                    rules::create(r, &ctx, &p, &id)
+                })
+                .await
+            }
+            Request::Close(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::close(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::Join(p) => {
+                self.room_quota(&s.account, Some(&p.channel_id), now)
+                    .await?;
+                let seed = Self::uid_seed();
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::join(r, &ctx, &p, seed)
+                })
+                .await
+            }
+            Request::Leave(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::leave(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::Invite(p) => {
+                self.invite_quota(&s.account, now, 1).await?;
+                let reach = self.reach_for(&s.account, &p, now).await?;
+                let r = self
+                    .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                        rules::invite(r, &ctx, &p, reach)
+                    })
+                    .await;
+                self.push_if_offline(r, &s.account, &p.channel_id, &p, now)
+                    .await
+            }
+            Request::InviteMany(p) => self.invite_many(&ctx, &p, cause, now).await,
+            Request::Cancel(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::cancel(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::Accept(p) => {
+                if p.auto_join.unwrap_or(false) {
+                    self.room_quota(&s.account, Some(&p.channel_id), now)
+                        .await?;
+                }
+                let online = self.store.account_online(&p.account).await;
+                let seed = Self::uid_seed();
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::accept(r, &ctx, &p, online, seed)
+                })
+                .await
+            }
+            Request::Reject(p) => {
+                let online = self.store.account_online(&p.account).await;
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::reject(r, &ctx, &p, online)
+                })
+                .await
+            }
+            Request::Control(p) => {
+                self.read_and_tell(&p.channel_id, now, |r| rules::control(r, &ctx, &p))
+                    .await
+            }
+            Request::Call(p) => {
+                self.room_quota(&s.account, None, now).await?;
+                // Glare before busy: the callee sitting in its own room,
+                // ringing us, is not busy for us.
+                if let Some(joined) = self.glare(&ctx, &p, cause, now).await? {
+                    return Ok(joined);
+                }
+                self.invite_quota(&s.account, now, 1).await?;
+                let id = self.new_channel_id();
+                let name = p
+                    .channel_name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| id.clone());
+                let reach = self.reach_for(&s.account, &p.invitation(&id), now).await?;
+                let seed = Self::uid_seed();
+                let r = self
+                    .apply(RoomKey::Name(&name), now, cause, |r| {
+                        rules::call(r, &ctx, &p, &id, seed, reach)
+                    })
+                    .await;
+                self.push_if_offline(r, &s.account, &id, &p.invitation(&id), now)
+                    .await
+            }
+            Request::Sync => {
+                let events = self
+                    .offline_list(&s.account, &s.device, s.offline_from, s.offline_to, now)
+                    .await?;
+                let channels = self.channels_of(&s.account, now).await?;
+                Ok((OK, json!({"eventList": events, "channels": channels})))
+            }
+            Request::QueryChannelInfo(p) => self.query(&p, now).await,
+            Request::RegisterPushToken(p) => {
+                if p.token.is_empty() {
+                    self.store.remove_push_token(&s.account, &s.device).await?;
+                } else {
+                    let token = PushToken {
+                        device_id: s.device.clone(),
+                        token: p.token,
+                        provider: p.provider,
+                        updated_at: now,
+                    };
+                    self.store.set_push_token(&s.account, token).await?;
+                }
+                Ok((OK, json!({})))
+            }
+            Request::QueryInvitations => {
+                let rooms = self.store.rooms_involving(&s.account).await?;
+                Ok((OK, rules::invitations(&rooms, &s.account, now)))
+            }
+            Request::InviteDelivered(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::invite_delivered(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::UpdateChannel(p) => {
+                self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                    rules::update_channel(r, &ctx, &p)
+                })
+                .await
+            }
+            Request::Login(_) | Request::Logout => Err(Failure::new(
+                nim_signaling_protocol::codes::INVALID_PARAM,
+                "login/logout are session operations",
+            )),
+        }
+    }
+
+    /// An invitation that left its invitee unreachable (10201) and asked for
+    /// a push goes to the push gateway; the code turns 10202 when the
+    /// gateway refuses it. Any other outcome passes through.
+    async fn push_if_offline(
+        &self,
+        outcome: Result<(i32, Value), Failure>,
+        from: &str,
+        channel_id: &str,
+        p: &InviteParams,
+        now: i64,
+    ) -> Result<(i32, Value), Failure> {
+        let (code, data) = outcome?;
+        let wanted = p.push_info.as_ref().filter(|i| i.need_push);
+        let (Some(gateway), Some(info), PEER_OFFLINE) = (&self.push, wanted, code) else {
+            return Ok((code, data));
+        };
+        let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
+        let Some(room) = room else {
+            return Ok((code, data));
+        };
+        let tokens = match self.store.push_tokens(&p.account).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The gateway may keep tokens of its own: push without ours.
+                tracing::warn!(account = %p.account, error = %e, "push tokens unreadable");
+                Vec::new()
+            }
+        };
+        let push = Push {
+            account: &p.account,
+            info,
+            channel: &room.channel_info(now),
+            from,
+            request_id: &p.request_id,
+            attach_ext: p.attach_ext.as_deref().unwrap_or(""),
+            tokens: &tokens,
+            at: now,
+        };
+        if gateway.send(&push).await {
+            self.metrics.pushes_accepted.fetch_add(1, Ordering::Relaxed);
+            Ok((PEER_OFFLINE, data))
+        } else {
+            self.metrics.pushes_refused.fetch_add(1, Ordering::Relaxed);
+            Ok((PUSH_UNREACHABLE, data))
+        }
+    }
+
+    /// 403 when joining one more room would put `account` in more than
+    /// maxRoomsPerAccount rooms (`joining` is the room it asks for: already
+    /// being in it is the rule's 10407, not a quota matter).
+    async fn room_quota(
+        &self,
+        account: &str,
+        joining: Option<&str>,
+        now: i64,
+    ) -> Result<(), Failure> {
+        let rooms = self.store.rooms_of(account, now).await?;
+        let max = self.quotas.rooms_per_account;
+        let already = joining.is_some_and(|id| rooms.iter().any(|r| r.channel_id == id));
+        if rooms.len() >= max && !already {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!("this account is already in {max} rooms (maxRoomsPerAccount)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// inviteMany: each invitee's reach, one update of the room for all,
+    /// then the push gateway for each offline invitee that wants a push
+    /// (its result turns 10202 when the gateway refuses, as for invite).
+    async fn invite_many(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &InviteManyParams,
+        cause: &Cause<'_>,
+        now: i64,
+    ) -> Result<(i32, Value), Failure> {
+        let me = ctx.actor.account;
+        self.invite_quota(me, now, p.accounts.len()).await?;
+        let mut reaches = Vec::with_capacity(p.accounts.len());
+        for a in &p.accounts {
+            reaches.push(self.reach_for(me, &p.invitation(a), now).await?);
+        }
+        let (code, mut data) = self
+            .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
+                rules::invite_many(r, ctx, p, &reaches)
+            })
+            .await?;
+        if let Some(results) = data["results"].as_array_mut() {
+            for (a, result) in p.accounts.iter().zip(results) {
+                if result["code"] == PEER_OFFLINE {
+                    let one = Ok((PEER_OFFLINE, json!({})));
+                    let inv = p.invitation(a);
+                    let (pushed, _) = self
+                        .push_if_offline(one, me, &p.channel_id, &inv, now)
+                        .await?;
+                    result["code"] = pushed.into();
+                }
+            }
+        }
+        Ok((code, data))
+    }
+
+    /// 403 when `account` already has maxPendingInvitesPerAccount
+    /// invitations ringing, or would have more with `new` more.
+    async fn invite_quota(&self, account: &str, now: i64, new: usize) -> Result<(), Failure> {
+        let rooms = self.store.rooms_involving(account).await?;
+        let ringing = rooms
+            .iter()
+            .flat_map(|r| &r.invites)
+            .filter(|i| i.from == account && i.is_ringing(now))
+            .count();
+        let max = self.quotas.pending_invites_per_account;
+        if ringing + new > max {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!("this account already has {max} invitations ringing (maxPendingInvitesPerAccount)"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn query(&self, p: &QueryParams, now: i64) -> Result<(i32, Value), Failure> {
+        let room = match (
+            p.channel_id.as_deref().filter(|s| !s.is_empty()),
+            p.channel_name.as_deref(),
+        ) {
+            (Some(id), _) => self.store.get_room(RoomKey::Id(id), now).await?,
+            (None, Some(name)) => self.store.get_room(RoomKey::Name(name), now).await?,
+            (None, None) => None,
+        };
+        let room = room.ok_or_else(|| Failure::code(ROOM_NOT_EXIST))?;
+        Ok((
+            OK,
+            serde_json::to_value(room.with_members(now)).unwrap_or_default(),
+        ))
+    }
+
+    /// The rooms `account` is in, as the channels sync carries them.
+    pub async fn channels_of(&self, account: &str, now: i64) -> Result<Value, Failure> {
+        let rooms = self.store.rooms_of(account, now).await?;
+        let list: Vec<_> = rooms.iter().map(|r| r.with_members(now)).collect();
+        Ok(serde_json::to_value(list).unwrap_or_default())
+    }
+
+    /// Events kept for offline delivery in (from, to], for this device, with
+    /// each channelInfo showing the room's validity now.
+    pub async fn offline_list(
+        &self,
+        account: &str,
+        device: &str,
+        from: u64,
+        to: u64,
+        now: i64,
+    ) -> Result<Vec<Value>, Failure> {
+        let mut out = Vec::new();
+        let mut rooms: HashMap<String, Option<Room>> = HashMap::new();
+        let mut after = from;
+        while after < to && out.len() < MAX_OFFLINE_EVENTS {
+            let batch = self.store.read_after(account, after, 256).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                after = e.seq;
+                if e.seq > to {
+                    break;
+                }
+                if !e.offline || e.exclude_device.as_deref() == Some(device) {
+                    continue;
+                }
+                if let Some(v) = self.render_late(&e, &mut rooms, now).await? {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn render_late(
+        &self,
+        e: &LogEntry,
+        rooms: &mut HashMap<String, Option<Room>>,
+        now: i64,
+    ) -> Result<Option<Value>, Failure> {
+        let Some(LogBody::Event(ev)) = &e.body else {
+            return Ok(None);
+        };
+        let id = &ev.channel_info.channel_id;
+        if !rooms.contains_key(id) {
+            let room = self.store.get_room(RoomKey::Id(id), now).await?;
+            rooms.insert(id.clone(), room);
+        }
+        let mut ev = ev.clone();
+        match rooms.get(id).and_then(|r| r.as_ref()) {
+            Some(room) => ev.channel_info = room.channel_info(now),
+            None => ev.channel_info.invalid = 1,
+        }
+        Ok(serde_json::to_value(ev).ok())
+    }
+
+    /// A device's session ended at `now`: after the grace period, if it is
+    /// still away, its memberships and ringing invitations go.
+    pub async fn device_went_away(&self, account: &str, device: &str, now: i64) {
+        let at = now + self.member_drop_grace.as_millis() as i64;
+        let timer = Timer::DeviceGone {
+            account: account.to_string(),
+            device: device.to_string(),
+        };
+        self.store.schedule(at, timer).await;
+    }
+
+    /// Runs the timers that are due; returns how many ran.
+    pub async fn run_due_timers(&self, now: i64) -> usize {
+        let mut ran = 0;
+        loop {
+            let due = self.store.take_due(now, 256).await;
+            if due.is_empty() {
+                return ran;
+            }
+            ran += due.len();
+            self.metrics
+                .timers_run
+                .fetch_add(due.len() as u64, Ordering::Relaxed);
+            for (at, t) in due {
+                self.run_timer(t.clone(), now).await;
+                self.store.timer_done(at, &t).await;
+            }
+        }
+    }
+
+    async fn run_timer(&self, timer: Timer, now: i64) {
+        match timer {
+            Timer::InviteExpiry { channel_id } => {
+                let r = self
+                    .apply(RoomKey::Id(&channel_id), now, &Cause::InviteTimeout, |r| {
+                        rules::expire_invites(r, now)
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::trace!(channel = %channel_id, error = %e, "no invitation expired");
+                }
+            }
+            Timer::DeviceGone { account, device } => {
+                let grace = self.member_drop_grace.as_millis() as i64;
+                // Came back, or went away again later (a later timer covers
+                // that absence): nothing to do now.
+                match self.store.device_gone_since(&account, &device).await {
+                    Some(since) if now - since >= grace => {}
+                    _ => return,
+                }
+                let Ok(rooms) = self.store.rooms_involving(&account).await else {
+                    return;
+                };
+                let limits = &self.limits;
+                let cause = &Cause::DeviceGone {
+                    account: &account,
+                    device: &device,
+                };
+                for room in rooms {
+                    // device_gone decides (a room the account joined from
+                    // another device, with no invitation from this one,
+                    // answers 10406 and is left alone).
+                    let r = self
+                        .apply(RoomKey::Id(&room.channel_id), now, cause, |r| {
+                            rules::device_gone(r, &account, &device, now, limits)
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::trace!(%account, channel = %room.channel_id, error = %e, "nothing to drop");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! One session per connection: the WebSocket handshake, login (nothing else
+//! is accepted before it), then requests in and events out until the peer
+//! leaves, goes silent, is replaced by a newer login, or the server stops.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as HsRequest, Response as HsResponse,
+};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use super::limits::{IpSlot, RequestRate};
+use super::metrics::Metrics;
+use super::router::SessionLink;
+use super::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
+use super::tls::{ServerStream, TlsAcceptor};
+use super::ServerConfig;
+use super::{Phase, Stopping};
+use nim_signaling_protocol::codes::{
+    AUTH_FAILED, FORBIDDEN, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED,
+};
+use nim_signaling_protocol::frames::{self, ClientFrame, Rid, SUBPROTOCOL};
+use nim_signaling_protocol::params::LoginParams;
+use nim_signaling_protocol::{Failure, Request};
+
+type Ws = WebSocketStream<ServerStream>;
+
+/// Session ids must differ across the nodes sharing a store (a login on one
+/// node replaces a session on another by id): each process counts from a
+/// random start, far from every other's.
+static SESSION_IDS: once_cell::sync::Lazy<AtomicU64> =
+    once_cell::sync::Lazy::new(|| AtomicU64::new(rand::random::<u64>() >> 12));
+
+/// Events read from the log per batch; one flush per batch.
+const DRAIN_BATCH: usize = 256;
+
+/// What an idle connection keeps for reading. Our frames are small; a
+/// larger one grows the buffer while it is read (up to maxFrameBytes).
+const READ_BUFFER: usize = 512;
+
+/// The tungstenite settings for server sessions: bounded frames, small
+/// buffers (idle connections must stay cheap).
+pub fn ws_config(max_frame: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_frame * 4)
+}
+
+/// Echoes our subprotocol when the client offers it. Clients that offer
+/// none are served too (the protocol version is then implied).
+fn negotiate(req: &HsRequest, mut resp: HsResponse) -> Result<HsResponse, ErrorResponse> {
+    let offered = req
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if offered {
+        resp.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    Ok(resp)
+}
+
+/// Longest a single reply may wait for a peer that does not read; then the
+/// session ends (event batches have their own bound, see `drain`).
+const WRITE_PATIENCE: Duration = Duration::from_secs(20);
+
+async fn send_text(ws: &mut Ws, text: String) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_PATIENCE, ws.send(Message::text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Reads frames until one is text (the caller bounds the wait).
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Waits for the login request; answers failures and returns None for them.
+/// `refusal`: the connection may not log in at all (answered to its first
+/// request).
+async fn login(
+    ws: &mut Ws,
+    cfg: &ServerConfig,
+    metrics: &Metrics,
+    refusal: Option<Failure>,
+) -> Option<(u64, LoginParams)> {
+    let text = next_text(ws).await?;
+    let frame: Option<ClientFrame> = serde_json::from_str(&text).ok();
+    let Some(frame) = frame.filter(|f| f.t == "req") else {
+        let _ = send_text(
+            ws,
+            frames::failure_frame(0, &Failure::new(INVALID_PARAM, "not a request frame")),
+        )
+        .await;
+        return None;
+    };
+    let id = frame.id.unwrap_or(0);
+    if let Some(f) = refusal {
+        metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        let _ = send_text(ws, frames::failure_frame(id, &f)).await;
+        return None;
+    }
+    if frame.op.as_deref() != Some("login") {
+        let _ = send_text(
+            ws,
+            frames::failure_frame(id, &Failure::new(NOT_CONNECTED, "log in first")),
+        )
+        .await;
+        return None;
+    }
+    let params = frame.params.unwrap_or(json!({}));
+    let p = match Request::parse("login", &params) {
+        Ok(Request::Login(p)) => p,
+        Ok(_) => return None,
+        Err(f) => {
+            let _ = send_text(ws, frames::failure_frame(id, &f)).await;
+            return None;
+        }
+    };
+    let now_secs = (now_ms() / 1000) as u64;
+    if !cfg.auth.verify(&p.account, &p.token, now_secs) {
+        tracing::info!(account = %p.account, device = %p.device_id, "login refused: bad token");
+        metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        let f = Failure::new(
+            AUTH_FAILED,
+            "authentication failed: unknown account or bad token",
+        );
+        let _ = send_text(ws, frames::failure_frame(id, &f)).await;
+        return None;
+    }
+    Some((id, p))
+}
+
+/// Serves one TCP connection to its end (over TLS when `tls` is set).
+pub(crate) async fn serve(
+    svc: Arc<Service>,
+    cfg: Arc<ServerConfig>,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    stopping: Arc<Stopping>,
+    ip_slot: Option<IpSlot>,
+) {
+    // Subscribed before anything else: a shutdown that starts while this
+    // connection is still logging in is seen by the loop at once.
+    let mut phase = stopping.phase.subscribe();
+    let _ = stream.set_nodelay(true);
+    let login_timeout = Duration::from_millis(cfg.login_timeout_ms);
+    // The TLS and WebSocket handshakes share one login timeout: a peer
+    // that connects and never finishes either is closed after it.
+    //
+    // This and the other one-off phases below are boxed: a future is as
+    // large as its largest await point, and every idle connection would
+    // otherwise carry the handshake's and the login's space for its life.
+    let hs = Box::pin(async {
+        let stream = ServerStream::accept(stream, tls.as_ref())
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "TLS handshake failed"))?;
+        let draining = svc.draining.load(Ordering::Relaxed);
+        let ws = tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            |req: &HsRequest, resp: HsResponse| {
+                if draining {
+                    // Refused before the WebSocket exists: the client counts
+                    // it as a failed connection and tries its next server.
+                    let mut refusal = ErrorResponse::new(Some("node draining\n".into()));
+                    *refusal.status_mut() =
+                        tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE;
+                    return Err(refusal);
+                }
+                negotiate(req, resp)
+            },
+            Some(ws_config(cfg.max_frame_bytes)),
+        );
+        ws.await.map_err(|_| ())
+    });
+    let Ok(Ok(mut ws)) = tokio::time::timeout(login_timeout, hs).await else {
+        return;
+    };
+    let refusal = ip_slot.is_none().then(|| {
+        let max = cfg.max_connections_per_ip;
+        Failure::new(
+            RATE_LIMITED,
+            format!("too many connections from this address (maxConnectionsPerIp {max})"),
+        )
+    });
+    let login = tokio::time::timeout(
+        login_timeout,
+        Box::pin(login(&mut ws, &cfg, &svc.metrics, refusal)),
+    )
+    .await;
+    let Ok(Some((login_id, p))) = login else {
+        Box::pin(close_politely(&mut ws, None)).await;
+        return;
+    };
+    let devices = svc.store.devices_of(&p.account).await;
+    let max = cfg.max_devices_per_account;
+    if devices.len() >= max && !devices.contains(&p.device_id) {
+        tracing::info!(account = %p.account, "login refused: maxDevicesPerAccount");
+        svc.metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        let f = Failure::new(
+            RATE_LIMITED,
+            format!("this account already has {max} devices online (maxDevicesPerAccount)"),
+        );
+        let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
+        Box::pin(close_politely(&mut ws, None)).await;
+        return;
+    }
+    let account = p.account.clone();
+    let device = p.device_id.clone();
+    let session_id = SESSION_IDS.fetch_add(1, Ordering::Relaxed);
+    let link = Arc::new(SessionLink::new(session_id, device.clone()));
+
+    // Read the log bounds before going live: anything appended after this
+    // point has a larger seq and is sent live; anything before it and kept
+    // for offline delivery is in the offline list. Nothing falls between.
+    let bounds = match svc.store.log_bounds(&account).await {
+        Ok(b) => b,
+        Err(f) => {
+            tracing::warn!(%account, error = %f, "login failed: store unavailable");
+            let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
+            Box::pin(close_politely(&mut ws, None)).await;
+            return;
+        }
+    };
+    svc.hub.register(&account, link.clone());
+    if let Some(old) = svc.store.session_up(&account, &device, session_id).await {
+        // The replaced session may live on another node.
+        svc.hub.kick(&account, old);
+        svc.store
+            .broadcast(crate::store::Signal::Kick {
+                account: account.clone(),
+                session: old,
+            })
+            .await;
+    }
+    // Resume continues the device's stream after its last seq; when that is
+    // impossible the reply says why and the device starts afresh (offline
+    // list + channels), so a gap is never silent.
+    let resync = p
+        .resume_seq
+        .and_then(|seq| bounds.resume_gap(p.resume_epoch.as_deref().unwrap_or_default(), seq));
+    let resumed = p.resume_seq.filter(|_| resync.is_none());
+    let offline_from = svc.store.cursor(&account, &device).await;
+    let mut cursor = resumed.unwrap_or(bounds.head);
+    let info = SessionInfo {
+        account: account.clone(),
+        device: device.clone(),
+        offline_from,
+        offline_to: bounds.head,
+        instance: p.instance.clone(),
+    };
+
+    let now = now_ms();
+    let mut reply = json!({
+        "code": OK, "account": account, "deviceId": device, "seq": cursor,
+        "epoch": bounds.epoch, "resumed": resumed.is_some(),
+        "heartbeatIntervalMs": cfg.heartbeat_interval_ms,
+    });
+    if let Some(r) = resync {
+        reply["resync"] = r.as_str().into();
+    }
+    let mut ok = send_text(&mut ws, frames::reply_frame(login_id, &reply))
+        .await
+        .is_ok();
+    if ok && resumed.is_none() {
+        let events = Box::pin(svc.offline_list(&account, &device, offline_from, bounds.head, now))
+            .await
+            .unwrap_or_default();
+        if !events.is_empty() {
+            ok = send_text(
+                &mut ws,
+                frames::offline_frame(&events[..events.len().min(MAX_OFFLINE_EVENTS)]),
+            )
+            .await
+            .is_ok();
+        }
+    }
+    if ok {
+        let channels = Box::pin(svc.channels_of(&account, now))
+            .await
+            .unwrap_or_else(|_| json!([]));
+        ok = send_text(&mut ws, frames::channels_frame(&channels))
+            .await
+            .is_ok();
+    }
+    svc.store.set_cursor(&account, &device, cursor).await;
+    tracing::debug!(%account, %device, session_id, resumed = resumed.is_some(), "logged in");
+    svc.metrics.logins.fetch_add(1, Ordering::Relaxed);
+    svc.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+
+    let mut farewell = None;
+    let mut left = false;
+    if ok {
+        let mut s = Live {
+            ws: &mut ws,
+            svc: &svc,
+            cfg: &cfg,
+            info: &info,
+            link: &link,
+            cursor: &mut cursor,
+        };
+        match s.run(&stopping, &mut phase).await {
+            Ended::ServerStopping => farewell = Box::pin(s.hand_over(&mut phase)).await,
+            Ended::StateLost => {
+                farewell = Some(CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "server lost its state; reconnect".into(),
+                })
+            }
+            Ended::LoggedOut => left = true,
+            Ended::Peer => {}
+        }
+    }
+    svc.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    if !left {
+        leave(&svc, &info, &link, cursor).await;
+    }
+    Box::pin(close_politely(&mut ws, farewell)).await;
+}
+
+/// The session's device is gone from here: no longer live, its cursor
+/// saved, and (unless a newer login replaced it) the review of its
+/// memberships scheduled for after the grace.
+async fn leave(svc: &Service, info: &SessionInfo, link: &SessionLink, cursor: u64) {
+    let (account, device) = (&info.account, &info.device);
+    svc.hub.unregister(account, link.id);
+    let now = now_ms();
+    svc.store.session_down(account, device, link.id, now).await;
+    svc.store.set_cursor(account, device, cursor).await;
+    if !link.kicked.load(Ordering::SeqCst) {
+        svc.device_went_away(account, device, now).await;
+    }
+}
+
+/// How long a closing session keeps reading for the peer's close.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Sends a close frame, then reads (and drops) what the peer still sends
+/// until its close or EOF, for at most [`CLOSE_LINGER`]. Dropping a socket
+/// with unread input makes the kernel send a reset, and a reset destroys
+/// what the peer has not read yet — the last events, the close frame.
+async fn close_politely(ws: &mut Ws, frame: Option<CloseFrame>) {
+    let _ = tokio::time::timeout(WRITE_PATIENCE, ws.close(frame)).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Why the logged-in loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The peer left, went silent or was replaced.
+    Peer,
+    /// The peer logged out (and the session has left, see [`leave`]).
+    LoggedOut,
+    /// The server is shutting down: hand over, then ask it to reconnect.
+    ServerStopping,
+    /// The store lost its state: ask the client to reconnect, and its
+    /// resume is then answered with a resync.
+    StateLost,
+}
+
+/// A logged-in session.
+struct Live<'a> {
+    ws: &'a mut Ws,
+    svc: &'a Arc<Service>,
+    cfg: &'a ServerConfig,
+    info: &'a SessionInfo,
+    link: &'a SessionLink,
+    cursor: &'a mut u64,
+}
+
+impl Live<'_> {
+    /// The logged-in loop: requests in, events out, heartbeats.
+    async fn run(&mut self, stopping: &Stopping, phase: &mut watch::Receiver<Phase>) -> Ended {
+        let silence = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+        let mut last_heard = Instant::now();
+        // The server pings too: a client that cannot send pings itself (a
+        // browser's WebSocket answers pings but never sends one) stays alive
+        // by its pongs, and the client hears the server even when idle.
+        let mut ping = tokio::time::interval(Duration::from_millis(self.cfg.heartbeat_interval_ms));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval((silence / 4).max(Duration::from_millis(250)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Events may have arrived between login and now.
+        self.link.wake.notify_one();
+        let mut rate = RequestRate::new(self.cfg.max_requests_per_second, Instant::now());
+        loop {
+            if *phase.borrow_and_update() != Phase::Serving {
+                return Ended::ServerStopping;
+            }
+            let (svc, info) = (self.svc, self.info);
+            tokio::select! {
+                msg = self.ws.next() => {
+                    last_heard = Instant::now();
+                    let text = match msg {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                        Some(Ok(Message::Binary(_))) => {
+                            let f = Failure::new(INVALID_PARAM, "binary frames are not part of the protocol");
+                            if send_text(self.ws, frames::failure_frame(0, &f)).await.is_err() { return Ended::Peer }
+                            continue;
+                        }
+                        _ => return Ended::Peer,
+                    };
+                    // Requests run under the gate's read side, so a shutdown
+                    // can wait for those in progress; one that arrives after
+                    // the shutdown began is not applied (the client sends it
+                    // again to the server it reconnects to).
+                    let gate = stopping.gate.read().await;
+                    if *phase.borrow() != Phase::Serving {
+                        return Ended::ServerStopping;
+                    }
+                    // Boxed: the request path is deep and runs briefly;
+                    // the idle loop should not carry its space.
+                    let handled = Box::pin(handle_text(svc, info, &mut rate, &text)).await;
+                    drop(gate);
+                    match handled {
+                        Handled::Reply(r) => if send_text(self.ws, r).await.is_err() { return Ended::Peer },
+                        Handled::Logout(r) => {
+                            // Gone before the reply: once the client hears its
+                            // logout succeeded, events for the account must count
+                            // as offline (10201, kept when offlineEnabled), not as
+                            // delivered to this closing session; and the drop of
+                            // its memberships is scheduled, even if this node
+                            // dies the next moment.
+                            leave(svc, info, self.link, *self.cursor).await;
+                            let _ = send_text(self.ws, r).await;
+                            return Ended::LoggedOut;
+                        }
+                        Handled::Nothing => {}
+                    }
+                }
+                _ = self.link.wake.notified() => {
+                    if self.link.lost.load(Ordering::SeqCst) {
+                        return Ended::StateLost;
+                    }
+                    let kicked = if self.link.kicked.load(Ordering::SeqCst) {
+                        Some("replaced by a newer login of this device")
+                    } else if self.link.evicted.load(Ordering::SeqCst) {
+                        // Not replaced: `leave` then schedules the drop of
+                        // the device's memberships, as for any device gone.
+                        Some("ended by the server's administrator")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = kicked {
+                        let _ = send_text(self.ws, frames::kicked_frame(FORBIDDEN, why)).await;
+                        return Ended::Peer;
+                    }
+                    if Box::pin(drain(self.ws, svc, info, self.cursor, silence)).await.is_err() { return Ended::Peer }
+                }
+                _ = check.tick() => {
+                    if last_heard.elapsed() > silence {
+                        tracing::debug!(account = %info.account, "heartbeat timeout");
+                        return Ended::Peer;
+                    }
+                }
+                _ = ping.tick() => {
+                    let sent = tokio::time::timeout(silence, self.ws.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) { return Ended::Peer }
+                }
+                _ = phase.changed() => {}
+            }
+        }
+    }
+
+    /// Shutdown: once every request in progress anywhere has been applied
+    /// (the server moves to [`Phase::Drain`] then), sends this device what
+    /// its log holds and returns the close frame asking it to reconnect.
+    /// Nothing acknowledged is lost: every event of an answered request is
+    /// in the log before the drain starts.
+    async fn hand_over(&mut self, phase: &mut watch::Receiver<Phase>) -> Option<CloseFrame> {
+        let _ = phase.wait_for(|p| *p == Phase::Drain).await;
+        let silence = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+        drain(self.ws, self.svc, self.info, self.cursor, silence)
+            .await
+            .ok()?;
+        Some(CloseFrame {
+            code: CloseCode::Restart,
+            reason: "server shutting down; reconnect".into(),
+        })
+    }
+}
+
+enum Handled {
+    Reply(String),
+    Logout(String),
+    Nothing,
+}
+
+async fn handle_text(
+    svc: &Service,
+    info: &SessionInfo,
+    rate: &mut RequestRate,
+    text: &str,
+) -> Handled {
+    let mut frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let f = Failure::new(INVALID_PARAM, format!("malformed frame: {e}"));
+            return Handled::Reply(frames::failure_frame(0, &f));
+        }
+    };
+    if frame.t != "req" {
+        return Handled::Nothing;
+    }
+    let id = frame.id.unwrap_or(0);
+    let op = frame.op.take().unwrap_or_default();
+    // The request id of the log lines, as the client library logs it too.
+    let span = tracing::debug_span!(
+        "request",
+        rid = %Rid(info.instance.as_deref().unwrap_or(&info.device), id),
+        op = %op,
+        account = %info.account,
+    );
+    handle_request(svc, info, rate, frame, id, op)
+        .instrument(span)
+        .await
+}
+
+async fn handle_request(
+    svc: &Service,
+    info: &SessionInfo,
+    rate: &mut RequestRate,
+    frame: ClientFrame,
+    id: u64,
+    op: String,
+) -> Handled {
+    let started = Instant::now();
+    let (code, reply) = if !rate.allow(started) {
+        let f = rate.refusal();
+        (f.code, frames::failure_frame(id, &f))
+    } else {
+        let params = frame.params.unwrap_or(json!({}));
+        match Request::parse(&op, &params) {
+            Ok(Request::Logout) => {
+                svc.metrics.request(&op, OK, started.elapsed());
+                return Handled::Logout(frames::reply_frame(id, &json!({"code": OK})));
+            }
+            Ok(Request::Login(_)) => {
+                let f = Failure::new(INVALID_PARAM, "already logged in");
+                (f.code, frames::failure_frame(id, &f))
+            }
+            Ok(req) => {
+                let (code, answer) = svc.handle_once(info, id, frame.ack, req).await;
+                (code, frames::reply_frame(id, &*answer))
+            }
+            Err(f) => (f.code, frames::failure_frame(id, &f)),
+        }
+    };
+    let took = started.elapsed();
+    svc.metrics.request(&op, code, took);
+    if code == nim_signaling_protocol::codes::INTERNAL {
+        tracing::warn!(code, took_us = took.as_micros() as u64, "request failed");
+    } else {
+        tracing::debug!(code, took_us = took.as_micros() as u64, "request done");
+    }
+    Handled::Reply(reply)
+}
+
+/// Sends every log entry after `cursor`, feeding frames and flushing once
+/// per batch. A peer that cannot take them within `patience` is dropped
+/// (it will resume from its log when it reconnects); so is one whose
+/// unsent events were trimmed from the log.
+async fn drain(
+    ws: &mut Ws,
+    svc: &Service,
+    info: &SessionInfo,
+    cursor: &mut u64,
+    patience: Duration,
+) -> Result<(), ()> {
+    loop {
+        let batch = svc
+            .store
+            .read_after(&info.account, *cursor, DRAIN_BATCH)
+            .await
+            .map_err(|_| ())?;
+        let n = batch.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if batch[0].seq > *cursor + 1 {
+            // The log dropped events this session has not sent yet (it fell
+            // more than the log's length behind). Sending on would hide the
+            // gap; closing makes the client reconnect, and its resume is
+            // answered with an explicit resync.
+            tracing::debug!(account = %info.account, "log trimmed past a live session");
+            return Err(());
+        }
+        let send = async {
+            let mut sent = 0;
+            for e in batch {
+                *cursor = e.seq;
+                if e.exclude_device.as_deref() == Some(info.device.as_str()) {
+                    continue;
+                }
+                ws.feed(Message::text(frames::event_frame(
+                    e.seq, e.kind, &e.encoded,
+                )))
+                .await?;
+                sent += 1;
+            }
+            ws.flush().await?;
+            svc.metrics.events_sent.fetch_add(sent, Ordering::Relaxed);
+            Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+        };
+        match tokio::time::timeout(patience, send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(()),
+            Err(_) => {
+                svc.metrics
+                    .slow_readers_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(());
+            }
+        }
+        if n < DRAIN_BATCH {
+            return Ok(());
+        }
+    }
+}

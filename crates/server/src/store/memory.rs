@@ -1,0 +1,432 @@
+//! The default store: everything in this process, in sharded maps, so that
+//! operations on different rooms or accounts never wait for each other.
+//!
+//! Lock order (to rule out deadlock): names -> rooms -> account_rooms, and
+//! logs -> presence -> gone. `timers` is a leaf (nothing is locked under it). No code holds a shard of one map while locking a map
+//! earlier in its order.
+
+use async_trait::async_trait;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::model::{push_token_to_evict, LogEntry, NewEntry, PushToken, Room, Timer};
+use super::{
+    LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Store, StoreStats, Tx,
+};
+use nim_signaling_protocol::Failure;
+
+#[derive(Default)]
+struct AccountLog {
+    entries: VecDeque<Arc<LogEntry>>,
+    /// Last sequence handed out.
+    head: u64,
+    /// Per device: last sequence given to it.
+    cursors: HashMap<String, u64>,
+}
+
+/// The retry record of one device: answers of its current client instance.
+struct DeviceRequests {
+    instance: String,
+    /// id -> (when claimed, answer once there is one).
+    answers: BTreeMap<u64, (i64, Option<Arc<str>>)>,
+}
+
+pub struct MemoryStore {
+    rooms: DashMap<String, Room>,
+    /// channelName -> channelId of the room that last took the name. The
+    /// name is free when that room is no longer valid.
+    names: DashMap<String, String>,
+    /// account -> channelIds of rooms it is involved in (see `involved`).
+    account_rooms: DashMap<String, HashSet<String>>,
+    /// account -> live (device, session id) pairs.
+    presence: DashMap<String, Vec<(String, u64)>>,
+    /// (account, device) -> when its last session ended, while it has none.
+    gone: DashMap<(String, String), i64>,
+    timers: Mutex<BTreeSet<(i64, Timer)>>,
+    logs: DashMap<String, AccountLog>,
+    /// (account, device) -> retry record.
+    requests: DashMap<(String, String), DeviceRequests>,
+    limits: LogLimits,
+    /// Every log of this store shares one epoch: they are all lost together
+    /// when the process ends.
+    epoch: String,
+    /// account -> its devices' push tokens.
+    push_tokens: DashMap<String, Vec<PushToken>>,
+}
+
+impl MemoryStore {
+    pub fn new(limits: LogLimits) -> Self {
+        MemoryStore {
+            rooms: DashMap::new(),
+            names: DashMap::new(),
+            account_rooms: DashMap::new(),
+            presence: DashMap::new(),
+            gone: DashMap::new(),
+            timers: Mutex::new(BTreeSet::new()),
+            logs: DashMap::new(),
+            requests: DashMap::new(),
+            limits,
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            push_tokens: DashMap::new(),
+        }
+    }
+
+    fn online(&self, account: &str) -> bool {
+        self.presence
+            .get(account)
+            .map(|l| !l.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// Keeps account -> rooms in step with a room's member list and pending
+    /// invitations.
+    fn reindex(&self, old: Option<&Room>, new: &Room) {
+        let before = old.map(Room::involved).unwrap_or_default();
+        let after = new.involved();
+        for gone in before.difference(&after) {
+            if let Some(mut set) = self.account_rooms.get_mut(*gone) {
+                set.remove(&new.channel_id);
+            }
+            self.account_rooms.remove_if(*gone, |_, s| s.is_empty());
+        }
+        for came in after.difference(&before) {
+            self.account_rooms
+                .entry(came.to_string())
+                .or_default()
+                .insert(new.channel_id.clone());
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(LogLimits::default())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure> {
+        match key {
+            RoomKey::Id(id) => match self.rooms.entry(id.to_string()) {
+                Entry::Occupied(mut o) => {
+                    if let Tx::Write(room) = f(Some(o.get())) {
+                        self.reindex(Some(o.get()), &room);
+                        *o.get_mut() = room;
+                    }
+                }
+                Entry::Vacant(v) => {
+                    if let Tx::Write(room) = f(None) {
+                        self.reindex(None, &room);
+                        v.insert(room);
+                    }
+                }
+            },
+            RoomKey::Name(name) => {
+                let mut slot = self.names.entry(name.to_string()).or_default();
+                let holder = self
+                    .rooms
+                    .get(slot.value().as_str())
+                    .filter(|r| r.is_valid(now))
+                    .map(|r| r.clone());
+                if let Tx::Write(room) = f(holder.as_ref()) {
+                    *slot.value_mut() = room.channel_id.clone();
+                    self.reindex(None, &room);
+                    self.rooms.insert(room.channel_id.clone(), room);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure> {
+        Ok(match key {
+            RoomKey::Id(id) => self.rooms.get(id).map(|r| r.clone()),
+            RoomKey::Name(name) => {
+                let id = self.names.get(name).map(|v| v.clone());
+                id.and_then(|id| self.rooms.get(&id).map(|r| r.clone()))
+                    .filter(|r| r.is_valid(now))
+            }
+        })
+    }
+
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure> {
+        let ids: Vec<String> = self
+            .account_rooms
+            .get(account)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.clone()))
+            .collect())
+    }
+
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), Failure> {
+        let ids = self
+            .rooms
+            .iter()
+            .filter(|r| !r.is_forgettable(now))
+            .map(|r| r.key().clone())
+            .collect();
+        let (page, next) = super::page_after(ids, cursor, limit);
+        // A room swept since is simply left out.
+        let rooms = page
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.clone()))
+            .collect();
+        Ok((rooms, next))
+    }
+
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure> {
+        let mut gone: Vec<Room> = Vec::new();
+        self.rooms.retain(|_, r| {
+            if r.is_forgettable(now) {
+                gone.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        // Retry records outlive their use by the log retention at most.
+        let horizon = now - self.limits.retention_ms;
+        self.requests.retain(|_, rec| {
+            rec.answers.retain(|_, (at, _)| *at >= horizon);
+            !rec.answers.is_empty()
+        });
+        for r in &gone {
+            self.names.remove_if(&r.name, |_, id| *id == r.channel_id);
+            for account in r.involved() {
+                if let Some(mut set) = self.account_rooms.get_mut(account) {
+                    set.remove(&r.channel_id);
+                }
+                self.account_rooms.remove_if(account, |_, s| s.is_empty());
+            }
+        }
+        Ok(gone)
+    }
+
+    async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64> {
+        let mut list = self.presence.entry(account.to_string()).or_default();
+        let replaced = list
+            .iter()
+            .position(|(d, _)| d == device)
+            .map(|i| list.remove(i).1);
+        list.push((device.to_string(), session));
+        self.gone.remove(&(account.to_string(), device.to_string()));
+        replaced
+    }
+
+    async fn session_down(&self, account: &str, device: &str, session: u64, now: i64) {
+        if let Some(mut list) = self.presence.get_mut(account) {
+            let before = list.len();
+            list.retain(|(d, s)| !(d == device && *s == session));
+            if list.len() < before {
+                self.gone
+                    .insert((account.to_string(), device.to_string()), now);
+            }
+        }
+        self.presence.remove_if(account, |_, l| l.is_empty());
+    }
+
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure> {
+        let mut list = self.push_tokens.entry(account.to_string()).or_default();
+        list.retain(|t| t.device_id != token.device_id);
+        list.push(token);
+        if let Some(old) = push_token_to_evict(&list).map(str::to_string) {
+            list.retain(|t| t.device_id != old);
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure> {
+        if let Some(mut list) = self.push_tokens.get_mut(account) {
+            list.retain(|t| t.device_id != device);
+        }
+        self.push_tokens.remove_if(account, |_, l| l.is_empty());
+        Ok(())
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure> {
+        let mut list = self
+            .push_tokens
+            .get(account)
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        list.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(list)
+    }
+
+    async fn devices_of(&self, account: &str) -> Vec<String> {
+        self.presence
+            .get(account)
+            .map(|l| l.iter().map(|(d, _)| d.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
+        let list = self.presence.get(account)?;
+        list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
+    }
+
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
+        self.gone
+            .get(&(account.to_string(), device.to_string()))
+            .map(|t| *t)
+    }
+
+    async fn account_online(&self, account: &str) -> bool {
+        self.online(account)
+    }
+
+    async fn append(
+        &self,
+        account: &str,
+        entry: NewEntry,
+        now: i64,
+    ) -> Result<Arc<LogEntry>, Failure> {
+        let encoded: Arc<str> = entry.body.encode()?.into();
+        let mut log = self.logs.entry(account.to_string()).or_default();
+        let offline = entry.offline_enabled && !self.online(account);
+        log.head += 1;
+        let e = Arc::new(LogEntry {
+            seq: log.head,
+            kind: entry.kind,
+            exclude_device: entry.exclude_device,
+            offline,
+            time: now,
+            body: offline.then_some(entry.body),
+            encoded,
+        });
+        log.entries.push_back(e.clone());
+        // Trim: the count cap always; old entries that only serve resume
+        // once they are past retention (offline ones wait for their login).
+        while log.entries.len() > self.limits.max_events {
+            log.entries.pop_front();
+        }
+        while let Some(front) = log.entries.front() {
+            if !front.offline && now - front.time > self.limits.retention_ms {
+                log.entries.pop_front();
+            } else {
+                break;
+            }
+        }
+        Ok(e)
+    }
+
+    async fn read_after(
+        &self,
+        account: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<LogEntry>>, Failure> {
+        let Some(log) = self.logs.get(account) else {
+            return Ok(Vec::new());
+        };
+        let first = log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1);
+        let skip = (after + 1).saturating_sub(first) as usize;
+        Ok(log.entries.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure> {
+        let (first, head) = match self.logs.get(account) {
+            Some(log) => (
+                log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1),
+                log.head,
+            ),
+            None => (1, 0),
+        };
+        Ok(LogBounds {
+            epoch: self.epoch.clone(),
+            first,
+            head,
+        })
+    }
+
+    async fn cursor(&self, account: &str, device: &str) -> u64 {
+        self.logs
+            .get(account)
+            .and_then(|l| l.cursors.get(device).copied())
+            .unwrap_or(0)
+    }
+
+    async fn set_cursor(&self, account: &str, device: &str, seq: u64) {
+        let mut log = self.logs.entry(account.to_string()).or_default();
+        let c = log.cursors.entry(device.to_string()).or_insert(0);
+        *c = (*c).max(seq);
+    }
+
+    async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot {
+        let mut rec = self
+            .requests
+            .entry((key.account.to_string(), key.device.to_string()))
+            .or_insert_with(|| DeviceRequests {
+                instance: key.instance.to_string(),
+                answers: BTreeMap::new(),
+            });
+        if rec.instance != key.instance {
+            rec.instance = key.instance.to_string();
+            rec.answers.clear();
+        }
+        if let Some(ack) = ack {
+            rec.answers = rec.answers.split_off(&(ack.saturating_add(1)));
+        }
+        let horizon = now - self.limits.retention_ms;
+        rec.answers.retain(|_, (at, _)| *at >= horizon);
+        while rec.answers.len() >= self.limits.max_events {
+            rec.answers.pop_first();
+        }
+        match rec.answers.get(&key.id) {
+            Some((_, Some(answer))) => RequestSlot::Done(answer.clone()),
+            Some((_, None)) => RequestSlot::Running,
+            None => {
+                rec.answers.insert(key.id, (now, None));
+                RequestSlot::Fresh
+            }
+        }
+    }
+
+    async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
+        let k = (key.account.to_string(), key.device.to_string());
+        if let Some(mut rec) = self.requests.get_mut(&k) {
+            if rec.instance == key.instance {
+                if let Some(slot) = rec.answers.get_mut(&key.id) {
+                    slot.1 = Some(result);
+                }
+            }
+        }
+    }
+
+    async fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.rooms.len(),
+            log_entries: self.logs.iter().map(|l| l.entries.len()).sum(),
+            timers: self.timers.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+
+    async fn schedule(&self, at: i64, timer: Timer) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((at, timer));
+    }
+
+    async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)> {
+        let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Vec::new();
+        while due.len() < max && timers.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some(t) = timers.pop_first() {
+                due.push(t);
+            }
+        }
+        due
+    }
+}

@@ -1,0 +1,307 @@
+//! Where state lives. The service talks to the [`Store`] trait only, so the
+//! memory store (default) and a Redis store (cluster mode) are
+//! interchangeable without touching the rules or the service.
+
+pub mod memory;
+pub use nim_signaling_core::model;
+pub mod redis;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use nim_signaling_protocol::Failure;
+pub use model::{
+    Invitation, InviteState, LogBody, LogEntry, NewEntry, PushToken, Room, RoomMember, Timer,
+    MAX_DELIVERED,
+};
+
+/// How a room is addressed in an update.
+#[derive(Debug, Clone, Copy)]
+pub enum RoomKey<'a> {
+    /// By channelId: the room whatever its state, until it is forgotten.
+    Id(&'a str),
+    /// By channelName: the valid room holding that name, if any. Used to
+    /// create rooms, so that two creators of one name cannot both succeed.
+    Name(&'a str),
+}
+
+/// The decision of an atomic room update.
+pub enum Tx {
+    /// Change nothing.
+    Abort,
+    /// Store this room (under its channelId; a new room also takes its name).
+    Write(Room),
+}
+
+/// The callback run inside an atomic update. It may run more than once
+/// (a Redis store retries on conflict), so it must be pure.
+pub type RoomFn<'a> = &'a mut (dyn FnMut(Option<&Room>) -> Tx + Send);
+
+/// Retention of the per-account event logs.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLimits {
+    /// Entries kept per account at most.
+    pub max_events: usize,
+    /// How long entries not kept for offline delivery stay (for resume).
+    pub retention_ms: i64,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_events: 1000,
+            retention_ms: 120_000,
+        }
+    }
+}
+
+/// Where an account's log stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBounds {
+    /// Names this incarnation of the log. Sequence numbers only compare
+    /// within one epoch: a store that lost its state (a restarted memory
+    /// store, a flushed Redis) starts a new epoch, so a device asking to
+    /// resume from an old one is told to resync instead of being handed
+    /// unrelated events that happen to have larger numbers.
+    pub epoch: String,
+    /// The oldest seq still kept; `head + 1` when nothing is kept.
+    pub first: u64,
+    /// The last seq handed out.
+    pub head: u64,
+}
+
+impl LogBounds {
+    /// Why a device that last saw `seq` of `epoch` cannot resume from it,
+    /// or None when every event after it is still here.
+    pub fn resume_gap(&self, epoch: &str, seq: u64) -> Option<ResyncReason> {
+        if epoch != self.epoch || seq > self.head {
+            Some(ResyncReason::StateLost)
+        } else if seq + 1 < self.first {
+            Some(ResyncReason::Trimmed)
+        } else {
+            None
+        }
+    }
+}
+
+/// One request of one client instance, as the retry record knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub account: &'a str,
+    pub device: &'a str,
+    /// The client instance (login's `instance`); a new instance of the same
+    /// device starts a fresh record.
+    pub instance: &'a str,
+    pub id: u64,
+}
+
+/// What the retry record says about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestSlot {
+    /// First time seen: now claimed; apply it, then [`Store::request_end`].
+    Fresh,
+    /// An earlier copy is being applied right now (its connection died
+    /// while it ran); its answer will be recorded.
+    Running,
+    /// Already applied; this was its answer.
+    Done(Arc<str>),
+}
+
+/// Sizes of what a store holds (gauges for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Rooms remembered, valid or not.
+    pub rooms: usize,
+    /// Events held in all accounts' logs: queued for devices that have not
+    /// taken them yet, kept for offline delivery or for resume.
+    pub log_entries: usize,
+    /// Timers waiting to run.
+    pub timers: usize,
+}
+
+/// Why a session could not continue its event stream where it left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncReason {
+    /// Events after the device's last seq were dropped from the log
+    /// (retention or the count cap) before it came back for them.
+    Trimmed,
+    /// The server no longer has the log the device's seq belongs to.
+    StateLost,
+}
+
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Trimmed => "trimmed",
+            ResyncReason::StateLost => "stateLost",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` atomically on one room: nobody else changes that room (or,
+    /// for [`RoomKey::Name`], claims that name) between its read and write.
+    async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure>;
+    /// One room by id (any state until forgotten) or by name (valid only).
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure>;
+    /// The valid rooms `account` is a member of, oldest first (ties by id,
+    /// so every store and every node lists them in one order).
+    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure> {
+        let mut rooms = self.rooms_involving(account).await?;
+        rooms.retain(|r| r.is_valid(now) && r.member(account).is_some());
+        rooms.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.channel_id.cmp(&b.channel_id))
+        });
+        Ok(rooms)
+    }
+    /// The rooms (any state, until forgotten) `account` is a member of, or
+    /// that keep an invitation from or to it (see [`Room::involved`]).
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
+    /// One page of the rooms still remembered (valid or not; those the
+    /// sweeper may already delete are left out), in channelId order, after
+    /// `cursor` (the `next` of the page before; None: from the start).
+    /// Returns the page and the cursor of the next one (None: this was the
+    /// last). Every room that exists from the first page to the last is
+    /// listed exactly once; a page may hold fewer than `limit` rooms before
+    /// the end. For operators (the admin API): it may read every room id.
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), Failure>;
+    /// Deletes forgettable rooms; returns them as they were when deleted.
+    /// Stores shared by nodes return each room to the one node that deleted
+    /// it, so that its `room.expired` webhook goes out once.
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure>;
+
+    /// Marks a session of a device live. Returns the id of a session of the
+    /// same device it replaced, if any.
+    async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64>;
+    /// Marks a session gone at `now` (no-op when a newer session replaced it).
+    async fn session_down(&self, account: &str, device: &str, session: u64, now: i64);
+    /// Since when the device has had no live session; None while it has one
+    /// (or when it was never seen).
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64>;
+    /// The id of the device's live session, on whichever node it is.
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64>;
+    /// Whether any device of the account is live.
+    async fn account_online(&self, account: &str) -> bool;
+    /// The account's live devices.
+    async fn devices_of(&self, account: &str) -> Vec<String>;
+
+    /// Appends to the account's log; returns the entry with its sequence.
+    async fn append(
+        &self,
+        account: &str,
+        entry: NewEntry,
+        now: i64,
+    ) -> Result<Arc<LogEntry>, Failure>;
+    /// Entries with seq > `after`, oldest first, at most `max`.
+    async fn read_after(
+        &self,
+        account: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<LogEntry>>, Failure>;
+    /// Where the account's log stands; see [`LogBounds`].
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure>;
+    /// The last seq this device was given (0 when never seen).
+    async fn cursor(&self, account: &str, device: &str) -> u64;
+
+    /// Claims a request for applying, or returns the record of an earlier
+    /// copy of it. `ack`: the client has every answer up to this id, so
+    /// their records may go. Records also go after the log retention.
+    async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot;
+    /// Records the answer of a request claimed by `request_begin`.
+    async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>);
+
+    /// What the store holds now, for the metrics.
+    async fn stats(&self) -> StoreStats;
+
+    /// Asks for `timer` to run at `at` (ms). Scheduling one that is already
+    /// waiting for the same time is a no-op.
+    async fn schedule(&self, at: i64, timer: Timer);
+    /// Hands out up to `max` timers due at `now`, soonest first, with the
+    /// time each was scheduled for. A timer is handed out once, unless its
+    /// taker fails to report it done ([`Store::timer_done`]) within a lease
+    /// (a store shared by nodes hands it to another node then: a timer
+    /// whose node died still runs; handlers re-check state, so a second run
+    /// changes nothing).
+    async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)>;
+    /// The timer handed out by `take_due` has run.
+    async fn timer_done(&self, _at: i64, _timer: &Timer) {}
+    async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+
+    /// Records the push token of `token.device_id` (replacing that
+    /// device's earlier one), evicting per [`model::push_token_to_evict`].
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure>;
+    /// Removes the push token of a device (no-op when it has none).
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure>;
+    /// The account's push tokens, ordered by deviceId.
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure>;
+
+    /// Tells the other nodes sharing this store (none for the memory store).
+    async fn broadcast(&self, _signal: Signal) {}
+    /// What other nodes tell this one, and what this node must do about the
+    /// store itself; handed out once, to the server (None: nothing ever
+    /// comes).
+    fn signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+        None
+    }
+    /// Whether this node can serve: Err says what is broken (for
+    /// `/healthz`).
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What nodes sharing a store tell each other, and what a store tells its
+/// own node. Delivery never rests on these: a lost wake-up delays an event
+/// until the next one, it never loses it (sessions read their logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// The account's log grew: its sessions here should read it.
+    Wake(String),
+    /// Signals may have been missed (the subscription was re-made): every
+    /// session here should read its log.
+    WakeAll,
+    /// A newer login of the device replaced this session.
+    Kick { account: String, session: u64 },
+    /// The administrator ended this session (docs/ADMIN.md): unlike
+    /// [`Signal::Kick`] no newer login took over, so the device counts as
+    /// gone.
+    Evict { account: String, session: u64 },
+    /// The store lost its state (a flushed or restarted Redis): every
+    /// session here must end so that its client resyncs.
+    StateLost,
+    /// The session of this device ended at `at` on a node that died: its
+    /// memberships and invitations are reviewed after the grace, as for a
+    /// session that ended here.
+    DeviceGone {
+        account: String,
+        device: String,
+        at: i64,
+    },
+}
+
+/// The ids of one page of [`Store::list_rooms`]: the first `limit` of
+/// `ids` (any order) after `cursor`, sorted, and the next cursor (the
+/// page's last id) when more follow. The cursor is opaque to callers.
+pub fn page_after(
+    mut ids: Vec<String>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, Option<String>) {
+    if let Some(c) = cursor {
+        ids.retain(|id| id.as_str() > c);
+    }
+    ids.sort_unstable();
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    let next = if more { ids.last().cloned() } else { None };
+    (ids, next)
+}
