@@ -58,6 +58,11 @@ enum nim_signaling_code
    */
   NIM_SIGNALING_INTERNAL = 500,
   /*
+   Not in NIM: this build lacks the feature, e.g.
+   `nim_signaling_server_start` in the client-only library.
+   */
+  NIM_SIGNALING_UNSUPPORTED = 501,
+  /*
    The invitee has no online device (the invitation is still kept).
    */
   NIM_SIGNALING_PEER_OFFLINE = 10201,
@@ -548,7 +553,7 @@ int32_t nim_signaling_set_log_cb(int32_t level,
  On 200 `*out_server` receives a handle the caller owns and must release
  with `nim_signaling_server_stop`; otherwise it is not written. Returns
  414 for NULL arguments or a bad config, 500 when it cannot listen (or,
- with a Redis store, cannot reach Redis).
+ with a Redis store, cannot reach Redis), 501 in a client-only build.
  */
 int32_t nim_signaling_server_start(const char *config_json,
                                    struct nim_signaling_server **out_server);
