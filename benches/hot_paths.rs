@@ -19,11 +19,11 @@ use serde_json::{json, Value};
 use nim_signaling::client::{
     nim_signaling_client_free, nim_signaling_client_new, nim_signaling_control,
 };
+use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
 use nim_signaling_protocol::codes::{NOT_CONNECTED, OK};
 use nim_signaling_protocol::frames::{self, ClientFrame, NotifyKind, ServerFrame};
 use nim_signaling_protocol::params::{AcceptParams, CallParams, ControlParams, JoinParams};
 use nim_signaling_protocol::{Event, EventType, Request};
-use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
 use nim_signaling_server::store::{Invitation, InviteState, Room, RoomMember};
 
 // ---------------------------------------------------------------- fixtures

@@ -18,9 +18,9 @@ mod embedded {
 
     use super::super::types::nim_signaling_server;
     use super::super::{c_str, RUNTIME};
+    use ::nim_signaling_server::{self as server, ServerConfig, ServerHandle};
     use nim_signaling_protocol::codes::{INTERNAL, OK};
     use nim_signaling_protocol::Failure;
-    use ::nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 
     pub(super) struct Handle {
         pub(super) server: Option<ServerHandle>,
@@ -46,10 +46,11 @@ mod embedded {
         out_server: *mut *mut nim_signaling_server,
     ) -> i32 {
         // SAFETY: the caller's string is NUL-terminated and valid for the call.
-        let cfg = match unsafe { c_str(config_json, "config_json") }.and_then(ServerConfig::from_json) {
-            Ok(c) => c,
-            Err(f) => return f.code,
-        };
+        let cfg =
+            match unsafe { c_str(config_json, "config_json") }.and_then(ServerConfig::from_json) {
+                Ok(c) => c,
+                Err(f) => return f.code,
+            };
         let started = block_on(server::start(cfg)).unwrap_or_else(|| Err(Failure::code(INTERNAL)));
         match started {
             Ok(s) => {

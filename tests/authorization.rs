@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use nim_signaling_server::auth::hmac_token;
+use nim_signaling_server::net::auth::hmac_token;
 use serde_json::{json, Value};
 use std::time::Duration;
 

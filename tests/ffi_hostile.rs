@@ -15,9 +15,7 @@ use common::c_server::Server;
 use common::keep::keep;
 use nim_signaling::client::*;
 use nim_signaling::server::*;
-use nim_signaling::types::{
-    nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb,
-};
+use nim_signaling::types::{nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb};
 use nim_signaling::MAX_JSON_BYTES;
 use nim_signaling_protocol::params::{MAX_EXT_LEN, MAX_NAME_LEN};
 use nim_signaling_protocol::Request;

@@ -260,7 +260,7 @@ async fn json_logs_carry_the_request_id() {
             "--log-format",
             "json",
             "--log-level",
-            "info,nim_signaling_server::session=debug",
+            "info,nim_signaling_server::net::session=debug",
         ],
         &[],
         std::fs::File::create(&log).unwrap().into(),
@@ -295,7 +295,7 @@ async fn json_logs_carry_the_request_id() {
         lines.iter().all(|l| l["level"] != "DEBUG"
             || l["target"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("nim_signaling_server::session"))),
+                .is_some_and(|t| t.starts_with("nim_signaling_server::net::session"))),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,9 +7,9 @@
 mod common;
 
 use common::*;
-use nim_signaling_client::ClientConfig;
 use nim_signaling::client::*;
 use nim_signaling::server::*;
+use nim_signaling_client::ClientConfig;
 use nim_signaling_server::{self as server, ServerConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::{json, Value};
@@ -337,7 +337,6 @@ fn the_c_abi_serves_and_connects_over_wss() {
         nim_signaling_server_stop(srv);
     }
 }
-
 
 #[tokio::test]
 async fn the_binary_serves_wss_with_tls_flags() {

@@ -9,8 +9,8 @@ mod common;
 
 use common::receiver::signed_by;
 use common::*;
-use nim_signaling_server::http::{self, HttpRequest, HttpResponse};
-use nim_signaling_server::service::Service;
+use nim_signaling_server::engine::service::Service;
+use nim_signaling_server::ops::http::{self, HttpRequest, HttpResponse};
 use nim_signaling_server::{self as srvmod, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;

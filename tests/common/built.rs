@@ -37,7 +37,10 @@ pub fn profile_dir() -> PathBuf {
 pub fn server_bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let path = profile_dir().join(format!("nim-signaling-server{}", std::env::consts::EXE_SUFFIX));
+        let path = profile_dir().join(format!(
+            "nim-signaling-server{}",
+            std::env::consts::EXE_SUFFIX
+        ));
         assert!(
             path.exists(),
             "{} is missing: run `cargo test` at the top of the workspace, or \

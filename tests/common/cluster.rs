@@ -3,8 +3,8 @@
 //! behind a front door that hands each new connection to the next node, so
 //! every test's clients are spread across nodes without the test knowing.
 
-use nim_signaling_server::metrics::Metrics;
-use nim_signaling_server::service::Service;
+use nim_signaling_server::engine::service::Service;
+use nim_signaling_server::ops::metrics::Metrics;
 use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::net::SocketAddr;

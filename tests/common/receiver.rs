@@ -2,7 +2,7 @@
 //! gateway): it records every request and answers as it is told to. Also
 //! the signature check every receiver test uses.
 
-use nim_signaling_server::http::{serve, HttpRequest, HttpResponse};
+use nim_signaling_server::ops::http::{serve, HttpRequest, HttpResponse};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

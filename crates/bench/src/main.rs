@@ -23,7 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use nim_signaling_client::{Client, ClientConfig, ConnState, Notification, Sink};
 use nim_signaling_protocol::codes::OK;
 use nim_signaling_protocol::frames::{request_frame, SUBPROTOCOL};
-use nim_signaling_server::auth::hmac_token;
+use nim_signaling_server::net::auth::hmac_token;
 use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 
 /// nim-signaling-bench: load generator for nim-signaling call setups.

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+pub use config::ClientConfig;
 use nim_signaling_protocol::codes::{self, INTERNAL};
 use nim_signaling_protocol::frames::result_object;
-pub use config::ClientConfig;
 
 /// Requests one client may have outstanding. Beyond it new requests are
 /// refused at once with 416, so an app that keeps sending into a dead or

@@ -227,7 +227,12 @@ impl LogBody {
             LogBody::Event(e) => serde_json::to_string(e),
             LogBody::Members(m) => serde_json::to_string(m),
         }
-        .map_err(|e| nim_signaling_protocol::Failure::new(nim_signaling_protocol::codes::INTERNAL, e.to_string()))
+        .map_err(|e| {
+            nim_signaling_protocol::Failure::new(
+                nim_signaling_protocol::codes::INTERNAL,
+                e.to_string(),
+            )
+        })
     }
 
     pub fn channel_id(&self) -> &str {

@@ -10,12 +10,12 @@
 
 use serde_json::{json, Value};
 
-use nim_signaling_protocol::codes::*;
-use nim_signaling_protocol::params::*;
-use nim_signaling_protocol::{ChannelInfo, Event, EventType, Failure, NotifyKind};
 use crate::model::{
     Invitation, InviteState, LogBody, NewEntry, Room, RoomMember, Timer, MAX_DELIVERED,
 };
+use nim_signaling_protocol::codes::*;
+use nim_signaling_protocol::params::*;
+use nim_signaling_protocol::{ChannelInfo, Event, EventType, Failure, NotifyKind};
 
 /// The server settings the rules depend on.
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use nim_signaling_server::auth::{hmac_token, AuthConfig};
 use nim_signaling_server::config::{LogFormat, LoggingConfig, DEFAULT_REDIS_PREFIX};
+use nim_signaling_server::net::auth::{hmac_token, AuthConfig};
 use nim_signaling_server::{self as server, ServerConfig, StoreConfig, TlsConfig};
 
 /// nim-signaling-server: a self-hosted call signaling server speaking the
@@ -84,7 +84,7 @@ struct Cli {
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
     /// Log levels by module, e.g. info or
-    /// info,nim_signaling_server::session=debug.
+    /// info,nim_signaling_server::net::session=debug.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
     /// Allow authentication mode "none" on an address other than loopback
@@ -217,7 +217,7 @@ fn loopback_only(listen: &str) -> bool {
 
 /// Serves `dev-receiver` until Ctrl-C.
 fn dev_receiver(listen: &str, secrets: Vec<String>, status: u16) {
-    use nim_signaling_server::http::{self, HttpResponse, SIGNATURE_HEADER};
+    use nim_signaling_server::ops::http::{self, HttpResponse, SIGNATURE_HEADER};
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen).await {

@@ -5,13 +5,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::auth::AuthConfig;
+use crate::engine::service::Quotas;
+use crate::net::auth::AuthConfig;
+use crate::net::tls::TlsConfig;
+use crate::store::LogLimits;
 use nim_signaling_core::rules::Limits;
-use super::service::Quotas;
-use super::tls::TlsConfig;
 use nim_signaling_protocol::codes::INVALID_PARAM;
 use nim_signaling_protocol::Failure;
-use crate::store::LogLimits;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
@@ -533,7 +533,7 @@ impl ServerConfig {
                 ));
             }
             for u in &w.urls {
-                super::http::check_url(u)
+                crate::ops::http::check_url(u)
                     .map_err(|e| bad(format!("server config: webhooks.urls: {e}")))?;
             }
             if w.secret.is_empty() {
@@ -542,10 +542,10 @@ impl ServerConfig {
                 ));
             }
             for e in &w.events {
-                if !super::webhooks::EVENTS.contains(&e.as_str()) {
+                if !crate::ops::webhooks::EVENTS.contains(&e.as_str()) {
                     return Err(bad(format!(
                         "server config: webhooks.events: no event named {e:?} (known: {})",
-                        super::webhooks::EVENTS.join(", ")
+                        crate::ops::webhooks::EVENTS.join(", ")
                     )));
                 }
             }
@@ -559,7 +559,7 @@ impl ServerConfig {
             in_ranges(&ranges)?;
         }
         if let Some(p) = &self.push {
-            super::http::check_url(&p.url)
+            crate::ops::http::check_url(&p.url)
                 .map_err(|e| bad(format!("server config: push.url: {e}")))?;
             in_ranges(&[("push.timeoutMs", p.timeout_ms, 1, 600_000)])?;
         }

@@ -9,19 +9,11 @@
 //! - [`tls`]: TLS termination and the stream a session runs over.
 //! - [`metrics`], [`admin`]: the operator's HTTP listeners.
 
-pub mod admin;
-pub mod auth;
 pub mod config;
-pub mod http;
-pub mod limits;
-pub mod metrics;
-pub mod push;
-pub mod router;
-pub mod service;
-pub mod session;
+pub mod engine;
+pub mod net;
+pub mod ops;
 pub mod store;
-pub mod tls;
-pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,14 +23,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, RwLock, Semaphore};
 
-use nim_signaling_protocol::codes::INTERNAL;
-use nim_signaling_protocol::Failure;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::Signal;
 pub use config::{ServerConfig, StoreConfig};
-use tls::TlsAcceptor;
-pub use tls::TlsConfig;
+pub use net::tls::TlsConfig;
+use net::tls::{self, TlsAcceptor};
+use nim_signaling_protocol::codes::INTERNAL;
+use nim_signaling_protocol::Failure;
 
 /// Where a server is in its life; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +73,9 @@ impl Stopping {
 /// How often due timers are looked for: the lateness of an INVITE_TIMEOUT
 /// or a member drop is at most this.
 const TIMER_TICK: Duration = Duration::from_millis(100);
-use service::{now_ms, Service};
+use engine::service::{now_ms, Service};
+use net::{limits, session};
+use ops::{admin, metrics, push, webhooks};
 
 /// A running server. Dropping it without [`ServerHandle::shutdown`] leaves
 /// the server running until the runtime ends.

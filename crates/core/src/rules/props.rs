@@ -35,8 +35,8 @@
 //! invitation state, so that the invariants are not checked on trivia.
 
 use super::*;
-use nim_signaling_protocol::PushInfo;
 use crate::model::InviteState::{Accepted, Cancelled, Expired, Pending, Rejected};
+use nim_signaling_protocol::PushInfo;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::collections::HashSet;

@@ -11,8 +11,8 @@
 //! and carol (uid 12) joined on device "d1". dave, erin, … are outsiders.
 
 use super::*;
-use nim_signaling_protocol::PushInfo;
 use crate::model::InviteState::{Accepted, Cancelled, Expired, Pending, Rejected};
+use nim_signaling_protocol::PushInfo;
 
 // ---------------------------------------------------------------- fixtures
 

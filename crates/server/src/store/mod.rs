@@ -9,11 +9,11 @@ pub mod redis;
 use async_trait::async_trait;
 use std::sync::Arc;
 
-use nim_signaling_protocol::Failure;
 pub use model::{
     Invitation, InviteState, LogBody, LogEntry, NewEntry, PushToken, Room, RoomMember, Timer,
     MAX_DELIVERED,
 };
+use nim_signaling_protocol::Failure;
 
 /// How a room is addressed in an update.
 #[derive(Debug, Clone, Copy)]

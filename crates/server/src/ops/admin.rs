@@ -15,14 +15,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-use super::http::{self, percent_decode, HttpRequest, HttpResponse};
+use crate::engine::service::{now_ms, Service};
+use crate::ops::http::{self, percent_decode, HttpRequest, HttpResponse};
+use crate::ops::webhooks::Cause;
+use crate::store::{RoomKey, Signal};
 use nim_signaling_core::rules;
-use super::service::{now_ms, Service};
-use super::webhooks::Cause;
-use nim_signaling_protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM, NOT_IN_ROOM, ROOM_NOT_EXIST};
+use nim_signaling_protocol::codes::{
+    FORBIDDEN, INTERNAL, INVALID_PARAM, NOT_IN_ROOM, ROOM_NOT_EXIST,
+};
 use nim_signaling_protocol::params::{CloseParams, ControlParams, LeaveParams};
 use nim_signaling_protocol::Failure;
-use crate::store::{RoomKey, Signal};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +68,7 @@ pub static ROUTES: &[Route] = &[
 ];
 
 /// The OpenAPI 3.0 document of this API, served at `/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../../docs/admin-openapi.json");
+pub const OPENAPI: &str = include_str!("../../../../docs/admin-openapi.json");
 
 /// Rooms per page of `GET /v1/rooms` unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;

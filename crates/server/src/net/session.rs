@@ -19,13 +19,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
-use super::limits::{IpSlot, RequestRate};
-use super::metrics::Metrics;
-use super::router::SessionLink;
-use super::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
-use super::tls::{ServerStream, TlsAcceptor};
-use super::ServerConfig;
-use super::{Phase, Stopping};
+use crate::engine::router::SessionLink;
+use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
+use crate::net::limits::{IpSlot, RequestRate};
+use crate::net::tls::{ServerStream, TlsAcceptor};
+use crate::ops::metrics::Metrics;
+use crate::ServerConfig;
+use crate::{Phase, Stopping};
 use nim_signaling_protocol::codes::{
     AUTH_FAILED, FORBIDDEN, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED,
 };

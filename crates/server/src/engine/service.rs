@@ -9,21 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::Metrics;
-use super::push::{Push, PushGateway};
-use super::router::Hub;
+use crate::engine::router::Hub;
+use crate::ops::metrics::Metrics;
+use crate::ops::push::{Push, PushGateway};
+use crate::ops::webhooks::{self, Cause, Hook, Webhooks};
+use crate::store::{
+    LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
+};
+use crate::ServerConfig;
 use nim_signaling_core::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
-use super::webhooks::{self, Cause, Hook, Webhooks};
-use super::ServerConfig;
 use nim_signaling_protocol::codes::{
     FORBIDDEN, INTERNAL, INVITE_NOT_EXIST, OK, PEER_OFFLINE, PUSH_UNREACHABLE, ROOM_NOT_EXIST,
 };
 use nim_signaling_protocol::frames::result_object;
 use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
 use nim_signaling_protocol::{Failure, Request};
-use crate::store::{
-    LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
-};
 
 type Timers = Vec<(i64, Timer)>;
 
@@ -76,7 +76,7 @@ pub struct Service {
     pub webhooks: Option<Webhooks>,
     /// Draining: new connections are refused (HTTP 503) and `/healthz`
     /// says so, while the sessions here go on; see
-    /// [`super::ServerHandle::set_draining`].
+    /// [`crate::ServerHandle::set_draining`].
     pub draining: std::sync::atomic::AtomicBool,
     /// Makes channelIds unique within this process run.
     id_counter: AtomicU64,
@@ -104,7 +104,7 @@ impl Service {
         }
     }
 
-    /// Sends the pushes of offline invitees to `push` (see [`super::push`]).
+    /// Sends the pushes of offline invitees to `push` (see [`crate::ops::push`]).
     pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
         self.push = push;
         self

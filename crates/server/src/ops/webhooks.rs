@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::config::WebhooksConfig;
-use super::http::{self, Roots};
-use super::metrics::Metrics;
+use crate::config::WebhooksConfig;
+use crate::ops::http::{self, Roots};
+use crate::ops::metrics::Metrics;
+use crate::store::{InviteState, Room};
 use nim_signaling_protocol::codes::INVALID_PARAM;
 use nim_signaling_protocol::{ChannelInfo, Failure};
-use crate::store::{InviteState, Room};
 
 /// Every event name a receiver can get (and `webhooks.events` can pick).
 pub const EVENTS: &[&str] = &[

@@ -2,9 +2,9 @@
 //! table follows what the rules do), and the webhooks it must yield.
 
 use super::*;
-use nim_signaling_protocol::params::*;
-use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
 use crate::store::Invitation;
+use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
+use nim_signaling_protocol::params::*;
 
 const NOW: i64 = 1_700_000_000_000;
 static LIMITS: Limits = Limits {

@@ -205,7 +205,7 @@ pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
     let Some(at) = at else {
         return false;
     };
-    super::auth::same(signature(secret, at, body).as_bytes(), header.as_bytes())
+    crate::net::auth::same(signature(secret, at, body).as_bytes(), header.as_bytes())
 }
 
 /// How [`post_json`] verifies `https://` receivers.

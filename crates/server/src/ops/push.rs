@@ -9,12 +9,12 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use super::config::PushConfig;
-use super::http::{self, Roots, SIGNATURE_HEADER};
+use crate::config::PushConfig;
+use crate::ops::http::{self, Roots, SIGNATURE_HEADER};
+use crate::store::PushToken;
 use nim_signaling_protocol::codes::INVALID_PARAM;
 use nim_signaling_protocol::objects::PushInfo;
 use nim_signaling_protocol::{ChannelInfo, Failure};
-use crate::store::PushToken;
 
 pub struct PushGateway {
     url: String,

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use super::http::{self, HttpRequest, HttpResponse};
+use crate::ops::http::{self, HttpRequest, HttpResponse};
 
-use super::service::Service;
+use crate::engine::service::Service;
+use crate::store::StoreStats;
 use nim_signaling_protocol::codes;
 use nim_signaling_protocol::params::OPS;
-use crate::store::StoreStats;
 
 /// The codes counted by name; any other lands in "other".
 const CODES: &[i32] = &[
@@ -96,7 +96,7 @@ pub struct Metrics {
     /// Pushes the push gateway took (2xx) / refused or did not answer.
     pub pushes_accepted: AtomicU64,
     pub pushes_refused: AtomicU64,
-    pub webhooks: super::webhooks::Counters,
+    pub webhooks: crate::ops::webhooks::Counters,
     requests: [[AtomicU64; CODE_SLOTS]; OP_SLOTS],
     latency: [Histogram; OP_SLOTS],
 }

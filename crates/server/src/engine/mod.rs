@@ -1,0 +1,9 @@
+//! The signaling engine: runs the rules inside the store's atomic updates,
+//! delivers their events and keeps the timers.
+//!
+//! - [`service`]: requests in, rules run, events out.
+//! - [`router`]: which sessions live on this node, and waking them (the
+//!   service delivers through it, so it sits here rather than in `net`).
+
+pub mod router;
+pub mod service;

@@ -1,0 +1,13 @@
+//! The operator side: HTTP listeners and reports about the engine.
+//!
+//! - [`admin`]: the admin HTTP API.
+//! - [`metrics`]: counters, `/metrics` and `/healthz`.
+//! - [`webhooks`]: room changes POSTed to receivers.
+//! - [`push`]: the push gateway for offline invitees.
+//! - [`http`]: the HTTP plumbing they share (serving, signed POSTs).
+
+pub mod admin;
+pub mod http;
+pub mod metrics;
+pub mod push;
+pub mod webhooks;
