@@ -3,9 +3,9 @@
  *
  *   client_only URL ACCOUNT TOKEN [PEER [SECONDS]]
  *
- * Logs in (exit 2 if the login fails), and when PEER is given creates a
- * room, joins it and invites PEER, asking for a push should PEER be
- * offline. Prints every notification for SECONDS (default 5), closes the
+ * Logs in (exit 2 if the login fails), and when PEER is given (and is not
+ * "-") creates a room, joins it and invites PEER, asking for a push should
+ * PEER be offline. Prints every notification for SECONDS (default 5), closes the
  * room it made (if it is still open), logs out and exits 0.
  */
 #include "example_util.h"
@@ -18,7 +18,7 @@ static int usage(void)
     fputs("usage: client_only URL ACCOUNT TOKEN [PEER [SECONDS]]\n"
           "  URL      ws://host:port of a running nim-signaling-server\n"
           "  ACCOUNT  the account to log in as, with TOKEN\n"
-          "  PEER     if given: create a room, join it and invite PEER\n"
+          "  PEER     if given: create a room, join it and invite PEER (\"-\": nobody)\n"
           "  SECONDS  how long to print notifications (default 5, at most 3600)\n",
           stderr);
     return 64; /* EX_USAGE */
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (argc >= 5) {
+    if (argc >= 5 && strcmp(argv[4], "-") != 0) {
         ok = ex_ok(&w, "create", nim_signaling_create(c, "{\"type\":1}", ex_on_result, &w), &res) &&
              ex_json_string(res, "channelId", cid, sizeof cid);
         snprintf(params, sizeof params, "{\"channelId\":\"%s\"}", cid);

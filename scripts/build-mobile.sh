@@ -11,9 +11,15 @@
 # iOS needs macOS with Xcode and the Rust targets aarch64-apple-ios,
 # aarch64-apple-ios-sim and x86_64-apple-ios. Every build is --release;
 # the header is include/nim_signaling.h for both.
+#
+# Phones are clients: the library is built client-only (no embedded server,
+# no Redis, no HTTP stack). NIM_SIGNALING_EMBEDDED=1 builds it with the
+# embedded server instead, for apps that host calls on the device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=dist
+features=(-p nim-signaling --no-default-features)
+[ "${NIM_SIGNALING_EMBEDDED:-0}" = 1 ] && features=(-p nim-signaling)
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "build-mobile: $1 not found: $2" >&2; exit 2; }
@@ -28,7 +34,7 @@ android() {
   for a in "${abis[@]}"; do args+=(-t "$a"); done
   # cargo-ndk picks the NDK's clang as compiler and linker for each ABI
   # (ring compiles C and assembly) and copies each .so into -o/<ABI>/.
-  cargo ndk "${args[@]}" --platform 24 -o "$out/android/jniLibs" build --release --lib
+  cargo ndk "${args[@]}" --platform 24 -o "$out/android/jniLibs" build --release --lib "${features[@]}"
   cp include/nim_signaling.h "$out/android/"
   echo "build-mobile: $out/android/jniLibs/{$(IFS=,; echo "${abis[*]}")}/libnim_signaling.so"
 }
@@ -39,7 +45,7 @@ ios() {
   need lipo "install Xcode's command line tools"
   local t
   for t in aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios; do
-    cargo build --release --lib --target "$t"
+    cargo build --release --lib "${features[@]}" --target "$t"
   done
   # The simulator slice holds both simulator architectures.
   mkdir -p "$out/ios/sim" "$out/ios/headers"

@@ -39,19 +39,20 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-# The [package] version of Cargo.toml.
+# The version of the workspace (its [workspace.package], which every crate
+# inherits) in Cargo.toml.
 version=$(awk '
-  /^\[/ { in_pkg = ($0 == "[package]") }
+  /^\[/ { in_pkg = ($0 == "[workspace.package]") }
   in_pkg && /^version[ \t]*=/ { sub(/^version[ \t]*=[ \t]*"/, ""); sub(/".*/, ""); print; exit }
 ' "$root/Cargo.toml")
 if [ -z "$version" ]; then
-  echo "install.sh: no version in the [package] of $root/Cargo.toml" >&2
+  echo "install.sh: no version in the [workspace.package] of $root/Cargo.toml" >&2
   exit 1
 fi
 
 if [ -z "$from" ]; then
-  echo "install.sh: cargo build --release"
-  (cd "$root" && cargo build --release --lib)
+  echo "install.sh: cargo build --release -p nim-signaling"
+  (cd "$root" && cargo build --release -p nim-signaling --lib)
   from="${CARGO_TARGET_DIR:-$root/target}/release"
   case "$from" in /*) ;; *) from="$root/$from" ;; esac
 fi

@@ -9,7 +9,6 @@ mod common;
 
 use common::receiver::signed_by;
 use common::*;
-use nim_signaling_server::engine::service::Service;
 use nim_signaling_server::ops::http::{self, HttpRequest, HttpResponse};
 use nim_signaling_server::{self as srvmod, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
@@ -216,8 +215,8 @@ async fn metrics_are(srv: &TestServer, want: &[(&str, f64)]) {
 }
 
 /// Waits until every queued webhook of the node has been dealt with.
-async fn settled(node: &Service) {
-    let m = node.metrics.clone();
+async fn settled(node: &ServerHandle) {
+    let m = node.metrics().clone();
     wait_until("the webhook queues to empty", || {
         let d = m.webhooks.queue_depth.load(Ordering::SeqCst);
         async move { d == 0 }
@@ -306,7 +305,7 @@ async fn a_full_call_reports_every_event_in_order() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), got.len(), "every event has its own id");
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     metrics_are(
         &srv,
         &[
@@ -371,7 +370,7 @@ async fn an_unjoined_room_expires_once_and_a_closed_one_does_not() {
     assert_eq!(p.body["cause"], json!({"kind": "roomExpiry"}));
     assert_eq!(p.body["roomVersion"], 2);
     assert_eq!(p.body["channelInfo"]["invalid"], 1);
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     assert_eq!(
         kinds(&rx.of_room(&room)).len(),
         2,
@@ -395,7 +394,7 @@ async fn only_the_chosen_events_are_sent() {
     let room = alice.create_joined(None).await;
     alice.ok("close", json!({"channelId": room})).await;
     rx.wait_event(&room, "room.closed").await;
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     let got: Vec<String> = rx.delivered().into_iter().map(|p| p.event).collect();
     assert_eq!(got, ["member.joined", "room.closed"]);
     srv.shutdown().await;
@@ -413,7 +412,7 @@ async fn a_5xx_is_retried_until_delivered() {
     let room = alice.create(None).await;
     let p = rx.wait_event(&room, "room.created").await;
     assert_eq!(p.attempt, 3);
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     let posts = rx.all_posts();
     let tries: Vec<(u32, u16)> = posts.iter().map(|p| (p.attempt, p.status)).collect();
     assert_eq!(tries, [(1, 503), (2, 503), (3, 200)]);
@@ -444,7 +443,7 @@ async fn retries_end_at_max_attempts() {
     .await;
     let alice = login(srv.url(), "alice", "a1").await;
     alice.create(None).await;
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     let tries: Vec<u32> = rx.all_posts().iter().map(|p| p.attempt).collect();
     assert_eq!(tries, [1, 2, 3]);
     metrics_are(
@@ -468,7 +467,7 @@ async fn a_4xx_is_refused_and_not_retried() {
     let srv = server(&[&rx], json!({"events": ["room.created"]}), json!({})).await;
     let alice = login(srv.url(), "alice", "a1").await;
     alice.create(None).await;
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     let tries: Vec<(u32, u16)> = rx
         .all_posts()
         .iter()
@@ -632,7 +631,7 @@ async fn two_nodes_order_a_room_by_version_and_expire_it_once() {
 
     // Both nodes' queues empty: anything else either would send is in.
     for n in [&n1, &n2] {
-        settled(n.service()).await;
+        settled(n).await;
     }
     let mut got = rx.of_room(&room);
     // Arrival order across nodes is not promised; roomVersion orders them.
@@ -708,7 +707,7 @@ async fn glare_and_invite_many_as_webhooks() {
         ]
     );
     assert_eq!(got[5].body["cause"]["op"], "inviteMany");
-    settled(srv.service()).await;
+    settled(&srv.nodes()[0]).await;
     assert_eq!(rx.of_room(&room).len(), 7, "nothing more");
     srv.shutdown().await;
 }

@@ -92,7 +92,7 @@ impl TestServer {
     }
 
     /// The first node's service. Its store is every node's store; its
-    /// metrics and sessions are its own.
+    /// sessions are its own.
     pub fn service(&self) -> &Arc<Service> {
         self.nodes[0].service()
     }
@@ -103,12 +103,7 @@ impl TestServer {
 
     /// Events written to sessions, by all nodes.
     pub fn events_sent(&self) -> EventsSent {
-        EventsSent(
-            self.nodes
-                .iter()
-                .map(|n| n.service().metrics.clone())
-                .collect(),
-        )
+        EventsSent(self.nodes.iter().map(|n| n.metrics().clone()).collect())
     }
 
     pub fn nodes(&self) -> &[ServerHandle] {

@@ -24,11 +24,11 @@ pub struct Room {
     pub closed: bool,
     pub members: Vec<RoomMember>,
     pub invites: Vec<Invitation>,
-    /// Counts the room's reported changes (1 when created; a write that no
-    /// webhook reports, such as a delivery receipt, keeps it). Set by the service, not
-    /// the rules, and carried by every webhook, so that a receiver can order
-    /// the events of one room even when different nodes sent them. Rooms
-    /// stored before it existed read as 0.
+    /// Counts the room's changes (1 when created; delivery receipts alone
+    /// keep it: see [`Room::version_after`]). Set by the engine after the
+    /// rule, not by the rules, and carried by every webhook, so that a
+    /// receiver can order the events of one room even when different nodes
+    /// sent them. Rooms stored before it existed read as 0.
     #[serde(default)]
     pub version: u64,
 }
@@ -138,6 +138,77 @@ pub enum Timer {
 }
 
 impl Room {
+    /// The version of `after`, the room that replaces `before`: one more for
+    /// a change, the same for no change or one of delivery receipts alone
+    /// (devices reached, which no webhook reports, so that receivers ordering
+    /// by version see no gaps). One rule, whoever watches the room.
+    pub fn version_after(before: Option<&Room>, after: &Room) -> u64 {
+        match before {
+            None => 1,
+            Some(b) if b.same_but_receipts(after) => b.version,
+            Some(b) => b.version + 1,
+        }
+    }
+
+    /// Equal in everything but the version and the invitations' receipts.
+    fn same_but_receipts(&self, other: &Room) -> bool {
+        let Room {
+            channel_id,
+            name,
+            kind,
+            ext,
+            creator,
+            created_at,
+            expire_at,
+            closed,
+            members,
+            invites,
+            version: _,
+        } = self;
+        let same_invite = |a: &Invitation, b: &Invitation| {
+            let Invitation {
+                request_id,
+                from,
+                to,
+                state,
+                created_at,
+                expire_at,
+                device,
+                offline,
+                delivered: _,
+            } = a;
+            (
+                request_id, from, to, state, created_at, expire_at, device, offline,
+            ) == (
+                &b.request_id,
+                &b.from,
+                &b.to,
+                &b.state,
+                &b.created_at,
+                &b.expire_at,
+                &b.device,
+                &b.offline,
+            )
+        };
+        (
+            channel_id, name, kind, ext, creator, created_at, expire_at, closed, members,
+        ) == (
+            &other.channel_id,
+            &other.name,
+            &other.kind,
+            &other.ext,
+            &other.creator,
+            &other.created_at,
+            &other.expire_at,
+            &other.closed,
+            &other.members,
+        ) && invites.len() == other.invites.len()
+            && invites
+                .iter()
+                .zip(&other.invites)
+                .all(|(a, b)| same_invite(a, b))
+    }
+
     /// Valid: not closed, and either someone is in it or its TTL has not run out.
     pub fn is_valid(&self, now: i64) -> bool {
         !self.closed && (!self.members.is_empty() || now < self.expire_at)

@@ -73,6 +73,7 @@ impl Stopping {
 /// How often due timers are looked for: the lateness of an INVITE_TIMEOUT
 /// or a member drop is at most this.
 const TIMER_TICK: Duration = Duration::from_millis(100);
+use engine::observe::{Happening, Observer, Observers, Pusher};
 use engine::service::{now_ms, Service};
 use net::{limits, session};
 use ops::{admin, metrics, push, webhooks};
@@ -85,6 +86,10 @@ pub struct ServerHandle {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
     service: Arc<Service>,
+    /// What the node counts (also one of the service's observers).
+    counters: Arc<metrics::Metrics>,
+    /// The webhook queues (also an observer), flushed at shutdown.
+    webhooks: Option<Arc<webhooks::Webhooks>>,
     metrics: SideListener,
     admin: SideListener,
     stopping: Arc<Stopping>,
@@ -113,6 +118,10 @@ impl ServerHandle {
     pub fn service(&self) -> &Arc<Service> {
         &self.service
     }
+    /// The node's counters, as `/metrics` shows them.
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.counters
+    }
     /// The first half of a graceful shutdown: takes no new request and
     /// returns once those in progress are applied. Nodes of a cluster that
     /// stop together call this on each before [`ServerHandle::shutdown`], so
@@ -137,7 +146,7 @@ impl ServerHandle {
         }
         let _ = (&mut self.done).await;
         // After the sessions: the last requests' webhooks are queued by now.
-        if let Some(w) = &self.service.webhooks {
+        if let Some(w) = &self.webhooks {
             w.shutdown().await;
         }
         self.metrics.stop();
@@ -163,20 +172,33 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
             Arc::new(RedisStore::connect(url, prefix, cfg.log_limits()).await?)
         }
     };
-    let push = cfg.push.as_ref().map(push::PushGateway::new).transpose()?;
-    let mut service = Service::new(store, &cfg).with_push(push);
-    if let Some(w) = &cfg.webhooks {
-        service.webhooks = Some(webhooks::Webhooks::start(w, service.metrics.clone())?);
+    // The operator side hangs off the engine through its ports: the
+    // counters and the webhooks observe it, the gateway takes its pushes.
+    let counters = metrics::Metrics::new();
+    let webhooks = match &cfg.webhooks {
+        Some(w) => Some(Arc::new(webhooks::Webhooks::start(w, counters.clone())?)),
+        None => None,
+    };
+    let mut observers: Vec<Arc<dyn Observer>> = vec![counters.clone()];
+    if let Some(w) = &webhooks {
+        observers.push(w.clone());
     }
+    let push = match &cfg.push {
+        Some(p) => Some(Arc::new(push::PushGateway::new(p)?) as Arc<dyn Pusher>),
+        None => None,
+    };
+    let service = Service::new(store, &cfg)
+        .with_push(push)
+        .with_observer(Arc::new(Observers::new(observers)));
     let service = Arc::new(service);
     let metrics = SideListener::bind(cfg.metrics_listen.as_deref(), "metricsListen", |l| {
-        metrics::serve_http(l, service.clone())
+        metrics::serve_http(l, service.clone(), counters.clone())
     })
     .await?;
     // validate() made sure a token comes with adminListen.
     let token = cfg.admin_token.clone().unwrap_or_default();
     let admin = SideListener::bind(cfg.admin_listen.as_deref(), "adminListen", |l| {
-        admin::serve_http(l, service.clone(), token)
+        admin::serve_http(l, service.clone(), counters.clone(), token)
     })
     .await
     .inspect_err(|_| metrics.stop())?;
@@ -199,6 +221,8 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, Failure> {
         shutdown: Some(tx),
         done,
         service,
+        counters,
+        webhooks,
         metrics,
         admin,
     })
@@ -323,10 +347,10 @@ pub(crate) async fn run(
             // (the session answers the login with 416 and closes).
             let ip_slot = per_ip.admit(peer.ip());
             tokio::spawn(async move {
-                let m = svc.metrics.clone();
-                m.connections.fetch_add(1, Relaxed);
+                let observer = svc.observer.clone();
+                observer.happened(Happening::ConnectionOpened);
                 session::serve(svc, cfg, socket, tls, stopping, ip_slot).await;
-                m.connections.fetch_sub(1, Relaxed);
+                observer.happened(Happening::ConnectionClosed);
                 drop(permit);
                 drop(alive);
             });

@@ -2182,3 +2182,27 @@ fn glare_with_an_invite_and_its_failures() {
         UID_CONFLICT,
     );
 }
+
+/// The version counts a room's changes: one more for any change, the same
+/// for none and for delivery receipts alone (which no webhook reports).
+#[test]
+fn the_version_counts_every_change_but_receipts() {
+    let ringing = room_with(|r| {
+        r.version = 4;
+        r.invites.push(inv("r1", "alice", "dave", Pending));
+    });
+    let rows: [(&str, fn(&mut Room), u64); 6] = [
+        ("nothing", |_| {}, 4),
+        ("a receipt", |r| r.invites[0].delivered.push("d1".into()), 4),
+        ("ext", |r| r.ext = "new".into(), 5),
+        ("an answer", |r| r.invites[0].state = Accepted, 5),
+        ("a member leaves", |r| drop(r.members.pop()), 5),
+        ("closed", |r| r.closed = true, 5),
+    ];
+    for (what, change, want) in rows {
+        let mut after = ringing.clone();
+        change(&mut after);
+        assert_eq!(Room::version_after(Some(&ringing), &after), want, "{what}");
+    }
+    assert_eq!(Room::version_after(None, &ringing), 1, "a new room");
+}

@@ -5,5 +5,6 @@
 //! - [`router`]: which sessions live on this node, and waking them (the
 //!   service delivers through it, so it sits here rather than in `net`).
 
+pub mod observe;
 pub mod router;
 pub mod service;

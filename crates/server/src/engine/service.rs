@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::observe::{Cause, Happening, Observer, Observers, Push, Pusher};
 use crate::engine::router::Hub;
-use crate::ops::metrics::Metrics;
-use crate::ops::push::{Push, PushGateway};
-use crate::ops::webhooks::{self, Cause, Hook, Webhooks};
 use crate::store::{
     LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
 };
@@ -67,13 +65,12 @@ pub struct Service {
     pub hub: Hub,
     pub limits: Limits,
     pub quotas: Quotas,
-    pub metrics: Arc<Metrics>,
+    /// Who is told what happens (metrics, webhooks); see [`Observer`].
+    pub observer: Arc<dyn Observer>,
     /// Grace before a vanished device's memberships are dropped.
     pub member_drop_grace: Duration,
     /// Where offline invitees' pushes go (absent: 10202 for them).
-    pub push: Option<PushGateway>,
-    /// Where room changes are reported (None: `webhooks` not configured).
-    pub webhooks: Option<Webhooks>,
+    pub push: Option<Arc<dyn Pusher>>,
     /// Draining: new connections are refused (HTTP 503) and `/healthz`
     /// says so, while the sessions here go on; see
     /// [`crate::ServerHandle::set_draining`].
@@ -94,19 +91,24 @@ impl Service {
             hub: Hub::default(),
             limits: cfg.limits(),
             quotas: cfg.quotas(),
-            metrics: Metrics::new(),
+            observer: Arc::new(Observers::default()),
             member_drop_grace: Duration::from_millis(cfg.member_drop_grace_ms as u64),
             push: None,
-            webhooks: None,
             draining: Default::default(),
             id_counter: AtomicU64::new(1),
             id_salt: rand::random(),
         }
     }
 
-    /// Sends the pushes of offline invitees to `push` (see [`crate::ops::push`]).
-    pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
+    /// Sends the pushes of offline invitees to `push`.
+    pub fn with_push(mut self, push: Option<Arc<dyn Pusher>>) -> Self {
         self.push = push;
+        self
+    }
+
+    /// Reports to `observer` what happens.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -127,7 +129,7 @@ impl Service {
     }
 
     /// Runs `rule` atomically on the room at `key`, then delivers its events
-    /// (and its webhooks, for `cause`).
+    /// and tells the observer of the change, for `cause`.
     pub(crate) async fn apply(
         &self,
         key: RoomKey<'_>,
@@ -136,28 +138,21 @@ impl Service {
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
         let mut result: Option<Result<(i32, Value, Vec<Delivery>, Timers), Failure>> = None;
-        let mut hooks: Vec<Hook> = Vec::new();
-        let reporting = self.webhooks.is_some();
+        // This run's room before and after, when someone watches: kept from
+        // inside the update so that (like the result) only the run that
+        // counts is reported.
+        let watching = self.observer.watches_rooms();
+        let mut change: Option<(Option<Room>, Room)> = None;
         self.store
             .update_room(key, now, &mut |room| match rule(room) {
                 Ok(mut o) => {
-                    let old = room.map_or(0, |r| r.version);
-                    o.room.version = old + 1;
-                    // Derived in here, from this run's before and after, so
-                    // that (like the result) only the run that counts does.
-                    if reporting {
-                        hooks = webhooks::facts(room, &o.room, cause, now);
-                        // A change no webhook reports (a delivery receipt)
-                        // keeps the version: receivers see no gaps.
-                        if hooks.is_empty() {
-                            o.room.version = old;
-                        }
-                    }
+                    o.room.version = Room::version_after(room, &o.room);
+                    change = watching.then(|| (room.cloned(), o.room.clone()));
                     result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
                     Tx::Write(o.room)
                 }
                 Err(f) => {
-                    hooks.clear();
+                    change = None;
                     result = Some(Err(f));
                     Tx::Abort
                 }
@@ -169,8 +164,9 @@ impl Service {
             self.store.schedule(at, t).await;
         }
         self.deliver(deliveries, now).await;
-        if let Some(w) = &self.webhooks {
-            w.send(hooks, cause, now);
+        if let Some((before, after)) = &change {
+            self.observer
+                .room_changed(before.as_ref(), after, cause, now);
         }
         Ok((code, data))
     }
@@ -189,12 +185,11 @@ impl Service {
         Ok((o.code, o.data))
     }
 
-    /// Deletes the rooms past their time; those that expired (rather than
-    /// closed) are reported as room.expired.
+    /// Deletes the rooms past their time, and tells the observer which.
     pub async fn sweep(&self, now: i64) -> Result<(), Failure> {
         let forgotten = self.store.sweep(now).await?;
-        if let Some(w) = &self.webhooks {
-            w.send(webhooks::expired(&forgotten, now), &Cause::RoomExpiry, now);
+        if !forgotten.is_empty() {
+            self.observer.rooms_forgotten(&forgotten, now);
         }
         Ok(())
     }
@@ -241,9 +236,7 @@ impl Service {
                     return (code, answer);
                 }
                 RequestSlot::Done(answer) => {
-                    self.metrics
-                        .repeats_answered
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.observer.happened(Happening::RepeatAnswered);
                     let code = serde_json::from_str::<Value>(&answer)
                         .ok()
                         .and_then(|v| v["code"].as_i64())
@@ -523,13 +516,16 @@ impl Service {
             tokens: &tokens,
             at: now,
         };
-        if gateway.send(&push).await {
-            self.metrics.pushes_accepted.fetch_add(1, Ordering::Relaxed);
-            Ok((PEER_OFFLINE, data))
-        } else {
-            self.metrics.pushes_refused.fetch_add(1, Ordering::Relaxed);
-            Ok((PUSH_UNREACHABLE, data))
-        }
+        let taken = gateway.send(&push).await;
+        self.observer.happened(Happening::Pushed(taken));
+        Ok((
+            if taken {
+                PEER_OFFLINE
+            } else {
+                PUSH_UNREACHABLE
+            },
+            data,
+        ))
     }
 
     /// 403 when joining one more room would put `account` in more than
@@ -707,9 +703,8 @@ impl Service {
                 return ran;
             }
             ran += due.len();
-            self.metrics
-                .timers_run
-                .fetch_add(due.len() as u64, Ordering::Relaxed);
+            self.observer
+                .happened(Happening::TimersRun(due.len() as u64));
             for (at, t) in due {
                 self.run_timer(t.clone(), now).await;
                 self.store.timer_done(at, &t).await;

@@ -19,11 +19,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
+use crate::engine::observe::{Happening, Observer};
 use crate::engine::router::SessionLink;
 use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
 use crate::net::limits::{IpSlot, RequestRate};
 use crate::net::tls::{ServerStream, TlsAcceptor};
-use crate::ops::metrics::Metrics;
 use crate::ServerConfig;
 use crate::{Phase, Stopping};
 use nim_signaling_protocol::codes::{
@@ -107,7 +107,7 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
 async fn login(
     ws: &mut Ws,
     cfg: &ServerConfig,
-    metrics: &Metrics,
+    observer: &dyn Observer,
     refusal: Option<Failure>,
 ) -> Option<(u64, LoginParams)> {
     let text = next_text(ws).await?;
@@ -122,7 +122,7 @@ async fn login(
     };
     let id = frame.id.unwrap_or(0);
     if let Some(f) = refusal {
-        metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        observer.happened(Happening::LoginRefused);
         let _ = send_text(ws, frames::failure_frame(id, &f)).await;
         return None;
     }
@@ -146,7 +146,7 @@ async fn login(
     let now_secs = (now_ms() / 1000) as u64;
     if !cfg.auth.verify(&p.account, &p.token, now_secs) {
         tracing::info!(account = %p.account, device = %p.device_id, "login refused: bad token");
-        metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        observer.happened(Happening::LoginRefused);
         let f = Failure::new(
             AUTH_FAILED,
             "authentication failed: unknown account or bad token",
@@ -211,7 +211,7 @@ pub(crate) async fn serve(
     });
     let login = tokio::time::timeout(
         login_timeout,
-        Box::pin(login(&mut ws, &cfg, &svc.metrics, refusal)),
+        Box::pin(login(&mut ws, &cfg, &*svc.observer, refusal)),
     )
     .await;
     let Ok(Some((login_id, p))) = login else {
@@ -222,7 +222,7 @@ pub(crate) async fn serve(
     let max = cfg.max_devices_per_account;
     if devices.len() >= max && !devices.contains(&p.device_id) {
         tracing::info!(account = %p.account, "login refused: maxDevicesPerAccount");
-        svc.metrics.logins_refused.fetch_add(1, Ordering::Relaxed);
+        svc.observer.happened(Happening::LoginRefused);
         let f = Failure::new(
             RATE_LIMITED,
             format!("this account already has {max} devices online (maxDevicesPerAccount)"),
@@ -311,8 +311,7 @@ pub(crate) async fn serve(
     }
     svc.store.set_cursor(&account, &device, cursor).await;
     tracing::debug!(%account, %device, session_id, resumed = resumed.is_some(), "logged in");
-    svc.metrics.logins.fetch_add(1, Ordering::Relaxed);
-    svc.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    svc.observer.happened(Happening::SessionOpened);
 
     let mut farewell = None;
     let mut left = false;
@@ -337,7 +336,7 @@ pub(crate) async fn serve(
             Ended::Peer => {}
         }
     }
-    svc.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    svc.observer.happened(Happening::SessionClosed);
     if !left {
         leave(&svc, &info, &link, cursor).await;
     }
@@ -562,7 +561,7 @@ async fn handle_request(
         let params = frame.params.unwrap_or(json!({}));
         match Request::parse(&op, &params) {
             Ok(Request::Logout) => {
-                svc.metrics.request(&op, OK, started.elapsed());
+                svc.observer.request_answered(&op, OK, started.elapsed());
                 return Handled::Logout(frames::reply_frame(id, &json!({"code": OK})));
             }
             Ok(Request::Login(_)) => {
@@ -577,7 +576,7 @@ async fn handle_request(
         }
     };
     let took = started.elapsed();
-    svc.metrics.request(&op, code, took);
+    svc.observer.request_answered(&op, code, took);
     if code == nim_signaling_protocol::codes::INTERNAL {
         tracing::warn!(code, took_us = took.as_micros() as u64, "request failed");
     } else {
@@ -629,16 +628,14 @@ async fn drain(
                 sent += 1;
             }
             ws.flush().await?;
-            svc.metrics.events_sent.fetch_add(sent, Ordering::Relaxed);
+            svc.observer.happened(Happening::EventsSent(sent));
             Ok::<(), tokio_tungstenite::tungstenite::Error>(())
         };
         match tokio::time::timeout(patience, send).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(()),
             Err(_) => {
-                svc.metrics
-                    .slow_readers_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+                svc.observer.happened(Happening::SlowReaderDropped);
                 return Err(());
             }
         }

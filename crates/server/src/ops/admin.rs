@@ -15,9 +15,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use crate::engine::observe::Cause;
 use crate::engine::service::{now_ms, Service};
 use crate::ops::http::{self, percent_decode, HttpRequest, HttpResponse};
-use crate::ops::webhooks::Cause;
+use crate::ops::metrics::Metrics;
 use crate::store::{RoomKey, Signal};
 use nim_signaling_core::rules;
 use nim_signaling_protocol::codes::{
@@ -75,12 +76,18 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
 /// Serves the admin API on `listener` until the task is dropped.
-pub async fn serve_http(listener: TcpListener, service: Arc<Service>, token: String) {
+pub async fn serve_http(
+    listener: TcpListener,
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    token: String,
+) {
     let check = Arc::new(TokenCheck::new(&token));
     http::serve(listener, move |req| {
         let service = service.clone();
+        let metrics = metrics.clone();
         let check = check.clone();
-        async move { answer(&req, &service, &check).await }
+        async move { answer(&req, &service, &metrics, &check).await }
     })
     .await
 }
@@ -149,7 +156,12 @@ fn ok(body: Value) -> Result<HttpResponse, HttpResponse> {
     Ok(HttpResponse::json(200, &body))
 }
 
-async fn answer(req: &HttpRequest, service: &Service, check: &TokenCheck) -> HttpResponse {
+async fn answer(
+    req: &HttpRequest,
+    service: &Service,
+    metrics: &Metrics,
+    check: &TokenCheck,
+) -> HttpResponse {
     // Before routing, so that without the token not even the routes show.
     if !check.accepts(req) {
         return error(401, 401, "missing or wrong bearer token (adminToken)")
@@ -161,7 +173,9 @@ async fn answer(req: &HttpRequest, service: &Service, check: &TokenCheck) -> Htt
             continue;
         };
         if r.method == req.method.as_str() {
-            return run(r.op, &params, req, service).await.unwrap_or_else(|e| e);
+            return run(r.op, &params, req, service, metrics)
+                .await
+                .unwrap_or_else(|e| e);
         }
         allowed.push(r.method);
     }
@@ -211,6 +225,7 @@ async fn run(
     p: &[String],
     req: &HttpRequest,
     svc: &Service,
+    m: &Metrics,
 ) -> Result<HttpResponse, HttpResponse> {
     let now = now_ms();
     let limits = &svc.limits;
@@ -324,7 +339,6 @@ async fn run(
         }
         Op::Stats => {
             let st = svc.store.stats().await;
-            let m = &svc.metrics;
             ok(json!({
                 "connections": m.connections.load(Relaxed),
                 "sessions": m.sessions.load(Relaxed),

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::ops::http::{self, HttpRequest, HttpResponse};
 
+use crate::engine::observe::{Happening, Observer};
 use crate::engine::service::Service;
 use crate::store::StoreStats;
 use nim_signaling_protocol::codes;
@@ -107,6 +108,37 @@ fn op_slot(op: &str) -> usize {
 
 fn code_slot(code: i32) -> usize {
     CODES.iter().position(|c| *c == code).unwrap_or(CODES.len())
+}
+
+/// The engine's happenings, counted.
+impl Observer for Metrics {
+    fn request_answered(&self, op: &str, code: i32, took: Duration) {
+        self.request(op, code, took);
+    }
+    fn happened(&self, what: Happening) {
+        let add = |counter: &AtomicU64, n: u64| {
+            counter.fetch_add(n, Relaxed);
+        };
+        let gauge = |gauge: &AtomicI64, delta: i64| {
+            gauge.fetch_add(delta, Relaxed);
+        };
+        match what {
+            Happening::ConnectionOpened => gauge(&self.connections, 1),
+            Happening::ConnectionClosed => gauge(&self.connections, -1),
+            Happening::SessionOpened => {
+                add(&self.logins, 1);
+                gauge(&self.sessions, 1);
+            }
+            Happening::SessionClosed => gauge(&self.sessions, -1),
+            Happening::LoginRefused => add(&self.logins_refused, 1),
+            Happening::EventsSent(n) => add(&self.events_sent, n),
+            Happening::SlowReaderDropped => add(&self.slow_readers_dropped, 1),
+            Happening::RepeatAnswered => add(&self.repeats_answered, 1),
+            Happening::TimersRun(n) => add(&self.timers_run, n),
+            Happening::Pushed(true) => add(&self.pushes_accepted, 1),
+            Happening::Pushed(false) => add(&self.pushes_refused, 1),
+        }
+    }
 }
 
 impl Metrics {
@@ -266,15 +298,15 @@ impl Metrics {
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is
 /// dropped; anything else is 404.
-pub async fn serve_http(listener: TcpListener, service: Arc<Service>) {
+pub async fn serve_http(listener: TcpListener, service: Arc<Service>, metrics: Arc<Metrics>) {
     http::serve(listener, move |req| {
-        let service = service.clone();
-        async move { answer(&req, &service).await }
+        let (service, metrics) = (service.clone(), metrics.clone());
+        async move { answer(&req, &service, &metrics).await }
     })
     .await
 }
 
-async fn answer(req: &HttpRequest, service: &Service) -> HttpResponse {
+async fn answer(req: &HttpRequest, service: &Service, metrics: &Metrics) -> HttpResponse {
     if req.method != hyper::Method::GET {
         return HttpResponse::text(404, "not found\n");
     }
@@ -282,7 +314,7 @@ async fn answer(req: &HttpRequest, service: &Service) -> HttpResponse {
         "/metrics" => HttpResponse {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: service.metrics.render(service.store.stats().await),
+            body: metrics.render(service.store.stats().await),
             headers: Vec::new(),
         },
         "/healthz" if service.draining.load(Relaxed) => HttpResponse::text(503, "draining\n"),

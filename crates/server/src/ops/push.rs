@@ -10,31 +10,16 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::config::PushConfig;
+use crate::engine::observe::{Push, Pusher};
 use crate::ops::http::{self, Roots, SIGNATURE_HEADER};
-use crate::store::PushToken;
 use nim_signaling_protocol::codes::INVALID_PARAM;
-use nim_signaling_protocol::objects::PushInfo;
-use nim_signaling_protocol::{ChannelInfo, Failure};
+use nim_signaling_protocol::Failure;
 
 pub struct PushGateway {
     url: String,
     secret: Option<String>,
     timeout: Duration,
     roots: Roots,
-}
-
-/// What one push is about: the invitation that could not ring.
-pub struct Push<'a> {
-    /// The invitee.
-    pub account: &'a str,
-    pub info: &'a PushInfo,
-    pub channel: &'a ChannelInfo,
-    pub from: &'a str,
-    pub request_id: &'a str,
-    pub attach_ext: &'a str,
-    /// The invitee's devices' registered tokens.
-    pub tokens: &'a [PushToken],
-    pub at: i64,
 }
 
 impl Push<'_> {
@@ -71,9 +56,12 @@ impl PushGateway {
             roots,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Pusher for PushGateway {
     /// POSTs `push`; true when the gateway took it (a 2xx answer in time).
-    pub async fn send(&self, push: &Push<'_>) -> bool {
+    async fn send(&self, push: &Push<'_>) -> bool {
         let body = Bytes::from(push.body().to_string());
         let mut headers = Vec::new();
         if let Some(secret) = &self.secret {

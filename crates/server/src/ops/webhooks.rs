@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::config::WebhooksConfig;
+use crate::engine::observe::{Cause, Observer};
 use crate::ops::http::{self, Roots};
 use crate::ops::metrics::Metrics;
 use crate::store::{InviteState, Room};
@@ -48,25 +49,6 @@ const LANES: usize = 4;
 const MAX_FLUSH: Duration = Duration::from_secs(5);
 /// At most one "queue full" warning per receiver this often.
 const WARN_EVERY_MS: i64 = 10_000;
-
-/// Why a room changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause<'a> {
-    /// A client's request (`op` is its wire name).
-    Request {
-        op: &'static str,
-        account: &'a str,
-        device: &'a str,
-    },
-    /// The operator, through the admin API (`action`: e.g. "closeRoom").
-    Admin { action: &'static str },
-    /// The invitation expiry timer.
-    InviteTimeout,
-    /// The timer of a device that stayed away past the member drop grace.
-    DeviceGone { account: &'a str, device: &'a str },
-    /// The sweeper forgot a room whose time ran out.
-    RoomExpiry,
-}
 
 impl Cause<'_> {
     /// The `cause` object of a webhook body.
@@ -489,6 +471,20 @@ impl Webhooks {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// The engine's room changes become webhooks: facts derived from each
+/// change's before and after, queued without waiting.
+impl Observer for Webhooks {
+    fn watches_rooms(&self) -> bool {
+        true
+    }
+    fn room_changed(&self, before: Option<&Room>, after: &Room, cause: &Cause<'_>, now: i64) {
+        self.send(facts(before, after, cause, now), cause, now);
+    }
+    fn rooms_forgotten(&self, rooms: &[Room], now: i64) {
+        self.send(expired(rooms, now), &Cause::RoomExpiry, now);
     }
 }
 

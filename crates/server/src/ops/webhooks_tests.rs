@@ -63,8 +63,8 @@ fn called_with_carol_in() -> Room {
     room
 }
 
-/// `change` applied to `before` as the service does it: the version moves
-/// on by one, then facts() compares.
+/// `change` applied to `before` as the engine does it: the version moves
+/// on (Room::version_after), then facts() compares.
 fn hooks(
     before: Option<&Room>,
     cause: Cause,
@@ -72,7 +72,7 @@ fn hooks(
     change: impl FnOnce(Option<&Room>) -> rules::RuleResult,
 ) -> (Room, Vec<Hook>) {
     let mut after = change(before).expect("the rule applies").room;
-    after.version = before.map_or(0, |b| b.version) + 1;
+    after.version = Room::version_after(before, &after);
     let h = facts(before, &after, &cause, now);
     (after, h)
 }
