@@ -12,7 +12,8 @@
 #   --prefix PREFIX     where to install (default /usr/local)
 #   --libdir-from DIR   install libnim_signaling.so and .a already built in
 #                       DIR (e.g. target/debug) instead of running
-#                       `cargo build --release` and taking target/release
+#                       `cargo build --profile dist` (release, stripped,
+#                       debug info split off) and taking target/dist
 #
 # The version comes from Cargo.toml; the .pc and CMake files are made from
 # the templates in packaging/. See docs/PACKAGING.md.
@@ -51,9 +52,9 @@ if [ -z "$version" ]; then
 fi
 
 if [ -z "$from" ]; then
-  echo "install.sh: cargo build --release -p nim-signaling"
-  (cd "$root" && cargo build --release -p nim-signaling --lib)
-  from="${CARGO_TARGET_DIR:-$root/target}/release"
+  echo "install.sh: cargo build --profile dist -p nim-signaling"
+  (cd "$root" && cargo build --profile dist -p nim-signaling --lib)
+  from="${CARGO_TARGET_DIR:-$root/target}/dist"
   case "$from" in /*) ;; *) from="$root/$from" ;; esac
 fi
 for f in libnim_signaling.so libnim_signaling.a; do
