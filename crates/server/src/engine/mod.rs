@@ -4,7 +4,9 @@
 //! - [`service`]: requests in, rules run, events out.
 //! - [`router`]: which sessions live on this node, and waking them (the
 //!   service delivers through it, so it sits here rather than in `net`).
+//! - [`store_failure`]: which NIM code each store error is answered with.
 
 pub mod observe;
 pub mod router;
 pub mod service;
+pub mod store_failure;

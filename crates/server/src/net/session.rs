@@ -239,7 +239,7 @@ pub(crate) async fn serve(
     // Read the log bounds before going live: anything appended after this
     // point has a larger seq and is sent live; anything before it and kept
     // for offline delivery is in the offline list. Nothing falls between.
-    let bounds = match svc.store.log_bounds(&account).await {
+    let bounds = match svc.store.log_bounds(&account).await.map_err(Failure::from) {
         Ok(b) => b,
         Err(f) => {
             tracing::warn!(%account, error = %f, "login failed: store unavailable");

@@ -236,7 +236,7 @@ async fn run(
                 .store
                 .get_room(RoomKey::Id(&p[0]), now)
                 .await
-                .map_err(failed)?
+                .map_err(|e| failed(e.into()))?
                 .ok_or_else(|| failed(Failure::code(ROOM_NOT_EXIST)))?;
             let members: Vec<Value> = room
                 .members
@@ -385,7 +385,7 @@ async fn list_rooms(
         .store
         .list_rooms(cursor.as_deref(), limit, now)
         .await
-        .map_err(failed)?;
+        .map_err(|e| failed(e.into()))?;
     let rooms: Vec<Value> = rooms
         .iter()
         .map(|r| {

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use super::model::{push_token_to_evict, LogEntry, NewEntry, PushToken, Room, Timer};
 use super::{
-    LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Store, StoreStats, Tx,
+    LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests, RoomFn,
+    RoomKey, Rooms, Signals, Stats, StoreError, StoreStats, Timers, Tx,
 };
-use nim_signaling_protocol::Failure;
 
 #[derive(Default)]
 struct AccountLog {
@@ -107,8 +107,13 @@ impl Default for MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
-    async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure> {
+impl Rooms for MemoryStore {
+    async fn update_room(
+        &self,
+        key: RoomKey<'_>,
+        now: i64,
+        f: RoomFn<'_>,
+    ) -> Result<(), StoreError> {
         match key {
             RoomKey::Id(id) => match self.rooms.entry(id.to_string()) {
                 Entry::Occupied(mut o) => {
@@ -141,7 +146,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure> {
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError> {
         Ok(match key {
             RoomKey::Id(id) => self.rooms.get(id).map(|r| r.clone()),
             RoomKey::Name(name) => {
@@ -152,7 +157,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure> {
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, StoreError> {
         let ids: Vec<String> = self
             .account_rooms
             .get(account)
@@ -169,7 +174,7 @@ impl Store for MemoryStore {
         cursor: Option<&str>,
         limit: usize,
         now: i64,
-    ) -> Result<(Vec<Room>, Option<String>), Failure> {
+    ) -> Result<(Vec<Room>, Option<String>), StoreError> {
         let ids = self
             .rooms
             .iter()
@@ -185,7 +190,7 @@ impl Store for MemoryStore {
         Ok((rooms, next))
     }
 
-    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure> {
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError> {
         let mut gone: Vec<Room> = Vec::new();
         self.rooms.retain(|_, r| {
             if r.is_forgettable(now) {
@@ -212,7 +217,10 @@ impl Store for MemoryStore {
         }
         Ok(gone)
     }
+}
 
+#[async_trait]
+impl Presence for MemoryStore {
     async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64> {
         let mut list = self.presence.entry(account.to_string()).or_default();
         let replaced = list
@@ -236,32 +244,19 @@ impl Store for MemoryStore {
         self.presence.remove_if(account, |_, l| l.is_empty());
     }
 
-    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure> {
-        let mut list = self.push_tokens.entry(account.to_string()).or_default();
-        list.retain(|t| t.device_id != token.device_id);
-        list.push(token);
-        if let Some(old) = push_token_to_evict(&list).map(str::to_string) {
-            list.retain(|t| t.device_id != old);
-        }
-        Ok(())
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
+        self.gone
+            .get(&(account.to_string(), device.to_string()))
+            .map(|t| *t)
     }
 
-    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure> {
-        if let Some(mut list) = self.push_tokens.get_mut(account) {
-            list.retain(|t| t.device_id != device);
-        }
-        self.push_tokens.remove_if(account, |_, l| l.is_empty());
-        Ok(())
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
+        let list = self.presence.get(account)?;
+        list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
     }
 
-    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure> {
-        let mut list = self
-            .push_tokens
-            .get(account)
-            .map(|l| l.clone())
-            .unwrap_or_default();
-        list.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        Ok(list)
+    async fn account_online(&self, account: &str) -> bool {
+        self.online(account)
     }
 
     async fn devices_of(&self, account: &str) -> Vec<String> {
@@ -270,29 +265,17 @@ impl Store for MemoryStore {
             .map(|l| l.iter().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default()
     }
+}
 
-    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
-        let list = self.presence.get(account)?;
-        list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
-    }
-
-    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
-        self.gone
-            .get(&(account.to_string(), device.to_string()))
-            .map(|t| *t)
-    }
-
-    async fn account_online(&self, account: &str) -> bool {
-        self.online(account)
-    }
-
+#[async_trait]
+impl Logs for MemoryStore {
     async fn append(
         &self,
         account: &str,
         entry: NewEntry,
         now: i64,
-    ) -> Result<Arc<LogEntry>, Failure> {
-        let encoded: Arc<str> = entry.body.encode()?.into();
+    ) -> Result<Arc<LogEntry>, StoreError> {
+        let encoded: Arc<str> = entry.body.encode().map_err(StoreError::encoding)?.into();
         let mut log = self.logs.entry(account.to_string()).or_default();
         let offline = entry.offline_enabled && !self.online(account);
         log.head += 1;
@@ -326,7 +309,7 @@ impl Store for MemoryStore {
         account: &str,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<LogEntry>>, Failure> {
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
         let Some(log) = self.logs.get(account) else {
             return Ok(Vec::new());
         };
@@ -335,7 +318,7 @@ impl Store for MemoryStore {
         Ok(log.entries.iter().skip(skip).take(max).cloned().collect())
     }
 
-    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure> {
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError> {
         let (first, head) = match self.logs.get(account) {
             Some(log) => (
                 log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1),
@@ -362,7 +345,10 @@ impl Store for MemoryStore {
         let c = log.cursors.entry(device.to_string()).or_insert(0);
         *c = (*c).max(seq);
     }
+}
 
+#[async_trait]
+impl Requests for MemoryStore {
     async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot {
         let mut rec = self
             .requests
@@ -403,15 +389,10 @@ impl Store for MemoryStore {
             }
         }
     }
+}
 
-    async fn stats(&self) -> StoreStats {
-        StoreStats {
-            rooms: self.rooms.len(),
-            log_entries: self.logs.iter().map(|l| l.entries.len()).sum(),
-            timers: self.timers.lock().unwrap_or_else(|e| e.into_inner()).len(),
-        }
-    }
-
+#[async_trait]
+impl Timers for MemoryStore {
     async fn schedule(&self, at: i64, timer: Timer) {
         self.timers
             .lock()
@@ -430,3 +411,48 @@ impl Store for MemoryStore {
         due
     }
 }
+
+#[async_trait]
+impl PushTokens for MemoryStore {
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), StoreError> {
+        let mut list = self.push_tokens.entry(account.to_string()).or_default();
+        list.retain(|t| t.device_id != token.device_id);
+        list.push(token);
+        if let Some(old) = push_token_to_evict(&list).map(str::to_string) {
+            list.retain(|t| t.device_id != old);
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), StoreError> {
+        if let Some(mut list) = self.push_tokens.get_mut(account) {
+            list.retain(|t| t.device_id != device);
+        }
+        self.push_tokens.remove_if(account, |_, l| l.is_empty());
+        Ok(())
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, StoreError> {
+        let mut list = self
+            .push_tokens
+            .get(account)
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        list.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(list)
+    }
+}
+
+#[async_trait]
+impl Stats for MemoryStore {
+    async fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.rooms.len(),
+            log_entries: self.logs.iter().map(|l| l.entries.len()).sum(),
+            timers: self.timers.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+}
+
+/// One process, no other nodes: nothing to tell, nothing to hear.
+impl Signals for MemoryStore {}

@@ -1,6 +1,10 @@
 //! Where state lives. The service talks to the [`Store`] trait only, so the
 //! memory store (default) and a Redis store (cluster mode) are
-//! interchangeable without touching the rules or the service.
+//! interchangeable without touching the rules or the service. `Store` is
+//! the sum of one trait per concern ([`Rooms`], [`Presence`], [`Logs`],
+//! [`Requests`], [`Timers`], [`PushTokens`], [`Stats`], [`Signals`]); a
+//! store fails with a [`StoreError`], which the engine turns into a NIM code
+//! (`engine::store_failure`).
 
 pub mod memory;
 pub use nim_signaling_core::model;
@@ -98,7 +102,7 @@ pub struct RequestKey<'a> {
 /// What the retry record says about a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestSlot {
-    /// First time seen: now claimed; apply it, then [`Store::request_end`].
+    /// First time seen: now claimed; apply it, then [`Requests::request_end`].
     Fresh,
     /// An earlier copy is being applied right now (its connection died
     /// while it ran); its answer will be recorded.
@@ -138,16 +142,74 @@ impl ResyncReason {
     }
 }
 
+/// Why a store could not do what it was asked. Not a NIM code: which code
+/// a client is answered with is the engine's decision, made in one place
+/// (`engine::store_failure`). Each variant holds the whole message, so the
+/// text a client or an operator reads does not depend on that mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer: Redis down, an
+    /// I/O error or a timeout on the way, a command it refused.
+    Unavailable(String),
+    /// What the store holds does not decode (a stored room or log entry
+    /// written by another version, or damaged).
+    Corrupt(String),
+    /// What was to be stored does not encode (a room, log entry or push
+    /// token serde_json refuses). Either store can return this.
+    Encode(String),
+    /// A store script ran and failed inside Redis (not the way to it).
+    Script(String),
+    /// An atomic room update kept losing to other writers of the room
+    /// (every attempt conflicted); the caller may try again.
+    Contended,
+    /// The store's configuration is unusable (a Redis URL that does not
+    /// parse). Only from connecting, never from a running store.
+    Config(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(m)
+            | StoreError::Corrupt(m)
+            | StoreError::Encode(m)
+            | StoreError::Script(m)
+            | StoreError::Config(m) => f.write_str(m),
+            StoreError::Contended => {
+                f.write_str("the room changed too often to be updated; try again")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// A log body that does not encode (`LogBody::encode` answers with a
+    /// NIM failure of its own; only its message is kept).
+    pub(crate) fn encoding(f: Failure) -> Self {
+        StoreError::Encode(f.message)
+    }
+}
+
+/// Rooms and the indexes kept with them (by name, by account, for the
+/// sweeper): the state the rules run on. Kept apart because it is the one
+/// part updated atomically (see [`Rooms::update_room`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Rooms: Send + Sync {
     /// Runs `f` atomically on one room: nobody else changes that room (or,
     /// for [`RoomKey::Name`], claims that name) between its read and write.
-    async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure>;
+    async fn update_room(
+        &self,
+        key: RoomKey<'_>,
+        now: i64,
+        f: RoomFn<'_>,
+    ) -> Result<(), StoreError>;
     /// One room by id (any state until forgotten) or by name (valid only).
-    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure>;
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError>;
     /// The valid rooms `account` is a member of, oldest first (ties by id,
     /// so every store and every node lists them in one order).
-    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, Failure> {
+    async fn rooms_of(&self, account: &str, now: i64) -> Result<Vec<Room>, StoreError> {
         let mut rooms = self.rooms_involving(account).await?;
         rooms.retain(|r| r.is_valid(now) && r.member(account).is_some());
         rooms.sort_by(|a, b| {
@@ -159,7 +221,7 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The rooms (any state, until forgotten) `account` is a member of, or
     /// that keep an invitation from or to it (see [`Room::involved`]).
-    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure>;
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, StoreError>;
     /// One page of the rooms still remembered (valid or not; those the
     /// sweeper may already delete are left out), in channelId order, after
     /// `cursor` (the `next` of the page before; None: from the start).
@@ -172,12 +234,21 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
         now: i64,
-    ) -> Result<(Vec<Room>, Option<String>), Failure>;
+    ) -> Result<(Vec<Room>, Option<String>), StoreError>;
     /// Deletes forgettable rooms; returns them as they were when deleted.
     /// Stores shared by nodes return each room to the one node that deleted
-    /// it, so that its `room.expired` webhook goes out once.
-    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure>;
+    /// it, so that its `room.expired` webhook goes out once. (The memory
+    /// store also drops retry records past the log retention here.)
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError>;
+}
 
+/// Which devices have a live session, and on which session: what logins,
+/// kicks, reachability (online/offline) and the grace after a disconnect
+/// rest on. Kept apart from the logs because it changes with connections,
+/// not with events. Best effort: a store that cannot record presence logs
+/// it and answers as if the device were not there.
+#[async_trait]
+pub trait Presence: Send + Sync {
     /// Marks a session of a device live. Returns the id of a session of the
     /// same device it replaced, if any.
     async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64>;
@@ -192,58 +263,102 @@ pub trait Store: Send + Sync + 'static {
     async fn account_online(&self, account: &str) -> bool;
     /// The account's live devices.
     async fn devices_of(&self, account: &str) -> Vec<String>;
+}
 
+/// The per-account event logs and each device's cursor in them: delivery
+/// rests on these (a session reads its log from its cursor), never on a
+/// wake-up arriving. Kept apart because retention, epochs and resume are
+/// their own concern (see [`LogLimits`], [`LogBounds`]).
+#[async_trait]
+pub trait Logs: Send + Sync {
     /// Appends to the account's log; returns the entry with its sequence.
     async fn append(
         &self,
         account: &str,
         entry: NewEntry,
         now: i64,
-    ) -> Result<Arc<LogEntry>, Failure>;
+    ) -> Result<Arc<LogEntry>, StoreError>;
     /// Entries with seq > `after`, oldest first, at most `max`.
     async fn read_after(
         &self,
         account: &str,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<LogEntry>>, Failure>;
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError>;
     /// Where the account's log stands; see [`LogBounds`].
-    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure>;
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError>;
     /// The last seq this device was given (0 when never seen).
     async fn cursor(&self, account: &str, device: &str) -> u64;
+    /// Records the last seq this device was given; a cursor only moves
+    /// forward.
+    async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+}
 
+/// The retry records: a request sent again after a reconnect (same client
+/// instance, same id) gets the first copy's answer instead of being applied
+/// twice. Kept apart because it is about requests, not about any room.
+#[async_trait]
+pub trait Requests: Send + Sync {
     /// Claims a request for applying, or returns the record of an earlier
     /// copy of it. `ack`: the client has every answer up to this id, so
     /// their records may go. Records also go after the log retention.
     async fn request_begin(&self, key: &RequestKey<'_>, ack: Option<u64>, now: i64) -> RequestSlot;
     /// Records the answer of a request claimed by `request_begin`.
     async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>);
+}
 
-    /// What the store holds now, for the metrics.
-    async fn stats(&self) -> StoreStats;
-
+/// The timers the rules ask for (invitation timeouts, the grace after a
+/// disconnect, ...). Kept apart because a store shared by nodes must make
+/// sure each timer runs, and runs even when its node dies.
+#[async_trait]
+pub trait Timers: Send + Sync {
     /// Asks for `timer` to run at `at` (ms). Scheduling one that is already
     /// waiting for the same time is a no-op.
     async fn schedule(&self, at: i64, timer: Timer);
     /// Hands out up to `max` timers due at `now`, soonest first, with the
     /// time each was scheduled for. A timer is handed out once, unless its
-    /// taker fails to report it done ([`Store::timer_done`]) within a lease
+    /// taker fails to report it done ([`Timers::timer_done`]) within a lease
     /// (a store shared by nodes hands it to another node then: a timer
     /// whose node died still runs; handlers re-check state, so a second run
     /// changes nothing).
     async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)>;
     /// The timer handed out by `take_due` has run.
     async fn timer_done(&self, _at: i64, _timer: &Timer) {}
-    async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+}
 
+/// The devices' push tokens, for waking an offline callee through a push
+/// gateway. Kept apart: only invitations read them, and a failure here
+/// never fails the call itself.
+#[async_trait]
+pub trait PushTokens: Send + Sync {
     /// Records the push token of `token.device_id` (replacing that
     /// device's earlier one), evicting per [`model::push_token_to_evict`].
-    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure>;
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), StoreError>;
     /// Removes the push token of a device (no-op when it has none).
-    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure>;
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), StoreError>;
     /// The account's push tokens, ordered by deviceId.
-    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure>;
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, StoreError>;
+}
 
+/// What operators read about the store itself: its sizes (`/metrics`) and
+/// whether it can serve (`/healthz`). Kept apart from the state the rules
+/// use.
+#[async_trait]
+pub trait Stats: Send + Sync {
+    /// What the store holds now, for the metrics.
+    async fn stats(&self) -> StoreStats;
+    /// Whether this node can serve: Err says what is broken (for
+    /// `/healthz`).
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The nodes sharing a store talking to each other (and a store telling
+/// its own node what happened to it); see [`Signal`]. The memory store has
+/// no other nodes: it keeps the defaults.
+#[async_trait]
+pub trait Signals: Send + Sync {
     /// Tells the other nodes sharing this store (none for the memory store).
     async fn broadcast(&self, _signal: Signal) {}
     /// What other nodes tell this one, and what this node must do about the
@@ -252,11 +367,23 @@ pub trait Store: Send + Sync + 'static {
     fn signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
         None
     }
-    /// Whether this node can serve: Err says what is broken (for
-    /// `/healthz`).
-    async fn health(&self) -> Result<(), String> {
-        Ok(())
-    }
+}
+
+/// Everything the service needs of a store; what `Arc<dyn Store>` holds.
+/// Implemented for every type that implements the parts, so a store
+/// implements [`Rooms`], [`Presence`], [`Logs`], [`Requests`], [`Timers`],
+/// [`PushTokens`], [`Stats`] and [`Signals`], never this. The parts'
+/// methods are callable on a `dyn Store` (and on any `T: Store`) without
+/// importing the parts; only a concrete store (`MemoryStore`) needs them in
+/// scope.
+pub trait Store:
+    Rooms + Presence + Logs + Requests + Timers + PushTokens + Stats + Signals + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Rooms + Presence + Logs + Requests + Timers + PushTokens + Stats + Signals + 'static
+{
 }
 
 /// What nodes sharing a store tell each other, and what a store tells its
@@ -288,7 +415,7 @@ pub enum Signal {
     },
 }
 
-/// The ids of one page of [`Store::list_rooms`]: the first `limit` of
+/// The ids of one page of [`Rooms::list_rooms`]: the first `limit` of
 /// `ids` (any order) after `cursor`, sorted, and the next cursor (the
 /// page's last id) when more follow. The cursor is opaque to callers.
 pub fn page_after(

@@ -35,11 +35,10 @@ use super::model::{
     push_token_to_evict, LogBody, LogEntry, NewEntry, PushToken, Room, Timer, MAX_PUSH_TOKENS,
 };
 use super::{
-    LogBounds, LogLimits, RequestKey, RequestSlot, RoomFn, RoomKey, Signal, Store, StoreStats, Tx,
+    LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests, RoomFn,
+    RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
 };
-use nim_signaling_protocol::codes::INTERNAL;
 use nim_signaling_protocol::frames::NotifyKind;
-use nim_signaling_protocol::Failure;
 
 /// A node whose key has not been refreshed for this long is dead.
 const NODE_TTL_MS: u64 = 5_000;
@@ -55,8 +54,27 @@ const TIMER_LEASE_MS: i64 = 30_000;
 /// means another node changed the room in between).
 const MAX_ATTEMPTS: usize = 100;
 
-fn unavailable(e: redis::RedisError) -> Failure {
-    Failure::new(INTERNAL, format!("store unavailable: {e}"))
+/// A command that failed: on the way to Redis (unreachable, I/O, a
+/// timeout) or refused by it.
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("store unavailable: {e}"))
+}
+
+/// A script call that failed: the script itself failing inside Redis (an
+/// error reply, or a reply not of the shape it should return), or else as
+/// [`unavailable`].
+fn script_failed(name: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    move |e| match e.kind() {
+        redis::ErrorKind::ResponseError | redis::ErrorKind::TypeError => {
+            StoreError::Script(format!("store script {name} failed: {e}"))
+        }
+        _ => unavailable(e),
+    }
+}
+
+/// What serde_json refused to encode for storing.
+fn unencodable(e: serde_json::Error) -> StoreError {
+    StoreError::Encode(e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -121,8 +139,8 @@ struct StoredTail<'a> {
     b: Option<&'a LogBody>,
 }
 
-fn tail_json(t: &StoredTail<'_>) -> Result<String, Failure> {
-    let text = serde_json::to_string(t).map_err(|e| Failure::new(INTERNAL, e.to_string()))?;
+fn tail_json(t: &StoredTail<'_>) -> Result<String, StoreError> {
+    let text = serde_json::to_string(t).map_err(unencodable)?;
     // Without its opening brace: the script writes `{"s":…,"o":…,"t":…,`.
     Ok(text[1..].to_string())
 }
@@ -149,14 +167,10 @@ fn parse_timer_member(m: &str) -> Option<(i64, Timer)> {
     Some((at.parse().ok()?, serde_json::from_str(json).ok()?))
 }
 
-/// Lua helpers every script starts with. `P` is the key prefix (ARGV[1]).
-const PRELUDE: &str = r#"
-local P = ARGV[1]
-local function live(v)
-  local node = string.match(v, '|(.*)$')
-  return node ~= nil and redis.call('EXISTS', P .. 'node:' .. node) == 1
-end
-"#;
+/// Lua helpers every script starts with (`P`, the key prefix, is ARGV[1];
+/// `live`). The scripts live in `scripts/<name>.lua`, each saying what it
+/// does, its KEYS and ARGV; `include_str!` keeps the binary self-contained.
+const PRELUDE: &str = include_str!("scripts/prelude.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
@@ -183,244 +197,30 @@ struct Scripts {
 }
 
 static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| Scripts {
-    // ARGV: P, name -> {id, room json} or {}.
-    load_by_name: script(
-        r#"
-local id = redis.call('GET', P .. 'name:' .. ARGV[2])
-if not id then return {} end
-return {id, redis.call('GET', P .. 'room:' .. id) or ''}
-"#,
-    ),
-    // ARGV: P, id, expected room ('' = none), new room, by name ('1'/'0'),
-    // name, expected name holder ('' = none), forget-at ('' = never),
-    // count of accounts leaving the index, those accounts, then the
-    // accounts joining it. Returns 1, or 0 on conflict.
-    write_room: script(
-        r#"
-local id = ARGV[2]
-local rk = P .. 'room:' .. id
-if (redis.call('GET', rk) or '') ~= ARGV[3] then return 0 end
-if ARGV[5] == '1' then
-  local nk = P .. 'name:' .. ARGV[6]
-  if (redis.call('GET', nk) or '') ~= ARGV[7] then return 0 end
-  redis.call('SET', nk, id)
-end
-redis.call('SET', rk, ARGV[4])
-redis.call('SADD', P .. 'rooms', id)
-if ARGV[8] == '' then
-  redis.call('ZREM', P .. 'gc', id)
-else
-  redis.call('ZADD', P .. 'gc', ARGV[8], id)
-end
-local gone = tonumber(ARGV[9])
-for i = 10, 9 + gone do redis.call('SREM', P .. 'acct:' .. ARGV[i], id) end
-for i = 10 + gone, #ARGV do redis.call('SADD', P .. 'acct:' .. ARGV[i], id) end
-return 1
-"#,
-    ),
-    // ARGV: P, id, expected room, name, indexed accounts. 1 or 0.
-    delete_room: script(
-        r#"
-local id = ARGV[2]
-local rk = P .. 'room:' .. id
-if (redis.call('GET', rk) or '') ~= ARGV[3] then return 0 end
-redis.call('DEL', rk)
-redis.call('SREM', P .. 'rooms', id)
-redis.call('ZREM', P .. 'gc', id)
-local nk = P .. 'name:' .. ARGV[4]
-if redis.call('GET', nk) == id then redis.call('DEL', nk) end
-for i = 5, #ARGV do redis.call('SREM', P .. 'acct:' .. ARGV[i], id) end
-return 1
-"#,
-    ),
-    // ARGV: P, account, offlineEnabled ('1'/'0'), now, max events,
-    // retention ms, tail with body, tail without. -> {seq, offline}.
-    append: script(
-        r#"
-local a = ARGV[2]
-local offline = false
-if ARGV[3] == '1' then
-  offline = true
-  for _, v in ipairs(redis.call('HVALS', P .. 'pres:' .. a)) do
-    if live(v) then offline = false; break end
-  end
-end
-local seq = redis.call('INCR', P .. 'head:' .. a)
-local tail = ARGV[8]
-if offline then tail = ARGV[7] end
-local key = P .. 'log:' .. a
-local n = redis.call('RPUSH', key, '{"s":' .. seq .. ',"o":' .. tostring(offline) .. ',"t":' .. ARGV[4] .. ',' .. tail)
-local dropped = 0
-local max = tonumber(ARGV[5])
-if n > max then
-  redis.call('LTRIM', key, n - max, -1)
-  dropped = n - max
-end
-local horizon = tonumber(ARGV[4]) - tonumber(ARGV[6])
-while true do
-  local front = redis.call('LINDEX', key, 0)
-  if not front then break end
-  local o, t = string.match(front, '^{"s":%d+,"o":(%a+),"t":(%-?%d+)')
-  if o == 'true' or tonumber(t) >= horizon then break end
-  redis.call('LPOP', key)
-  dropped = dropped + 1
-end
-redis.call('INCRBY', P .. 'logsize', 1 - dropped)
-redis.call('PUBLISH', P .. 'signals', 'w|' .. a)
-if offline then return {seq, 1} end
-return {seq, 0}
-"#,
-    ),
-    // ARGV: P, account, after, max -> entries.
-    read_after: script(
-        r#"
-local key = P .. 'log:' .. ARGV[2]
-local front = redis.call('LINDEX', key, 0)
-if not front then return {} end
-local first = tonumber(string.match(front, '^{"s":(%d+)'))
-local skip = tonumber(ARGV[3]) + 1 - first
-if skip < 0 then skip = 0 end
-return redis.call('LRANGE', key, skip, skip + tonumber(ARGV[4]) - 1)
-"#,
-    ),
-    // ARGV: P, account, a fresh epoch -> {epoch, first, head}.
-    bounds: script(
-        r#"
-redis.call('SET', P .. 'epoch', ARGV[3], 'NX')
-local epoch = redis.call('GET', P .. 'epoch')
-local head = tonumber(redis.call('GET', P .. 'head:' .. ARGV[2]) or '0')
-local front = redis.call('LINDEX', P .. 'log:' .. ARGV[2], 0)
-local first = head + 1
-if front then first = tonumber(string.match(front, '^{"s":(%d+)')) end
-return {epoch, first, head}
-"#,
-    ),
-    // ARGV: P, account, device, seq: the cursor only moves forward.
-    set_cursor: script(
-        r#"
-local k = P .. 'cur:' .. ARGV[2]
-if tonumber(redis.call('HGET', k, ARGV[3]) or '0') < tonumber(ARGV[4]) then
-  redis.call('HSET', k, ARGV[3], ARGV[4])
-end
-return 1
-"#,
-    ),
-    // ARGV: P, account, device, session, node -> replaced session or nil.
-    session_up: script(
-        r#"
-local a, d = ARGV[2], ARGV[3]
-local pk = P .. 'pres:' .. a
-local old = redis.call('HGET', pk, d)
-redis.call('HSET', pk, d, ARGV[4] .. '|' .. ARGV[5])
-redis.call('HDEL', P .. 'gone:' .. a, d)
-redis.call('SADD', P .. 'sessions:' .. ARGV[5], a .. '\n' .. d .. '\n' .. ARGV[4])
-if old then
-  local s, n = string.match(old, '^(%d+)|(.*)$')
-  redis.call('SREM', P .. 'sessions:' .. n, a .. '\n' .. d .. '\n' .. s)
-  return s
-end
-return false
-"#,
-    ),
-    // ARGV: P, account, device, session, now.
-    session_down: script(
-        r#"
-local a, d = ARGV[2], ARGV[3]
-local pk = P .. 'pres:' .. a
-local v = redis.call('HGET', pk, d)
-if v then
-  local s, n = string.match(v, '^(%d+)|(.*)$')
-  if s == ARGV[4] then
-    redis.call('HDEL', pk, d)
-    redis.call('HSET', P .. 'gone:' .. a, d, ARGV[5])
-    redis.call('SREM', P .. 'sessions:' .. n, a .. '\n' .. d .. '\n' .. s)
-  end
-end
-return 1
-"#,
-    ),
-    // ARGV: P, account -> devices with a session on a live node.
-    live_devices: script(
-        r#"
-local out = {}
-local all = redis.call('HGETALL', P .. 'pres:' .. ARGV[2])
-for i = 1, #all, 2 do
-  if live(all[i + 1]) then table.insert(out, all[i]) end
-end
-return out
-"#,
-    ),
-    // ARGV: P, account, device -> its session id when on a live node.
-    live_session: script(
-        r#"
-local v = redis.call('HGET', P .. 'pres:' .. ARGV[2], ARGV[3])
-if v and live(v) then return string.match(v, '^(%d+)|') end
-return false
-"#,
-    ),
-    // ARGV: P, account, device, instance, id, ack ('' = none), retention ms
-    // -> false (fresh: claimed), '' (running) or the answer.
-    request_begin: script(
-        r#"
-local k = P .. 'req:' .. ARGV[2] .. ':' .. ARGV[3]
-if redis.call('HGET', k, '_i') ~= ARGV[4] then
-  redis.call('DEL', k)
-  redis.call('HSET', k, '_i', ARGV[4])
-end
-if ARGV[6] ~= '' then
-  local ack = tonumber(ARGV[6])
-  for _, f in ipairs(redis.call('HKEYS', k)) do
-    if f ~= '_i' and tonumber(f) <= ack then redis.call('HDEL', k, f) end
-  end
-end
-redis.call('PEXPIRE', k, ARGV[7])
-local v = redis.call('HGET', k, ARGV[5])
-if v then return v end
-redis.call('HSET', k, ARGV[5], '')
-return false
-"#,
-    ),
-    // ARGV: P, account, device, instance, id, answer.
-    request_end: script(
-        r#"
-local k = P .. 'req:' .. ARGV[2] .. ':' .. ARGV[3]
-if redis.call('HGET', k, '_i') == ARGV[4] and redis.call('HEXISTS', k, ARGV[5]) == 1 then
-  redis.call('HSET', k, ARGV[5], ARGV[6])
-end
-return 1
-"#,
-    ),
-    // ARGV: P, now, max, lease ms -> members taken (leased, not removed).
-    take_due: script(
-        r#"
-local k = P .. 'timers'
-local due = redis.call('ZRANGEBYSCORE', k, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(due) do
-  redis.call('ZADD', k, tonumber(ARGV[2]) + tonumber(ARGV[4]), m)
-end
-return due
-"#,
-    ),
-    // ARGV: P, node -> the dead node's sessions, to the one caller that
-    // removes it from the node set (nil to every other).
-    reap: script(
-        r#"
-if redis.call('EXISTS', P .. 'node:' .. ARGV[2]) == 1 then return false end
-if redis.call('SREM', P .. 'nodes', ARGV[2]) == 0 then return false end
-local s = redis.call('SMEMBERS', P .. 'sessions:' .. ARGV[2])
-redis.call('DEL', P .. 'sessions:' .. ARGV[2])
-return s
-"#,
-    ),
+    load_by_name: script(include_str!("scripts/load_by_name.lua")),
+    write_room: script(include_str!("scripts/write_room.lua")),
+    delete_room: script(include_str!("scripts/delete_room.lua")),
+    append: script(include_str!("scripts/append.lua")),
+    read_after: script(include_str!("scripts/read_after.lua")),
+    bounds: script(include_str!("scripts/bounds.lua")),
+    set_cursor: script(include_str!("scripts/set_cursor.lua")),
+    session_up: script(include_str!("scripts/session_up.lua")),
+    session_down: script(include_str!("scripts/session_down.lua")),
+    live_devices: script(include_str!("scripts/live_devices.lua")),
+    live_session: script(include_str!("scripts/live_session.lua")),
+    request_begin: script(include_str!("scripts/request_begin.lua")),
+    request_end: script(include_str!("scripts/request_end.lua")),
+    take_due: script(include_str!("scripts/take_due.lua")),
+    reap: script(include_str!("scripts/reap.lua")),
 });
 
 impl RedisStore {
     /// Connects to `url` and starts this node's background work (liveness,
     /// subscription). Keys start with `prefix` and ':'; nodes that share a
     /// prefix form one system.
-    pub async fn connect(url: &str, prefix: &str, limits: LogLimits) -> Result<Self, Failure> {
+    pub async fn connect(url: &str, prefix: &str, limits: LogLimits) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
-            .map_err(|e| Failure::new(INTERNAL, format!("store url {url}: {e}")))?;
+            .map_err(|e| StoreError::Config(format!("store url {url}: {e}")))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(1))
             .set_response_timeout(Duration::from_secs(2))
@@ -428,7 +228,7 @@ impl RedisStore {
             .set_max_delay(1000);
         let mut con = ConnectionManager::new_with_config(client.clone(), cfg)
             .await
-            .map_err(|e| Failure::new(INTERNAL, format!("cannot reach redis at {url}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
         let node = format!("{:016x}", rand::random::<u64>());
         let p = format!("{prefix}:");
         let (tx, rx) = unbounded_channel();
@@ -483,7 +283,7 @@ impl RedisStore {
         &self.shared.p
     }
 
-    async fn load(&self, key: RoomKey<'_>) -> Result<(Option<String>, String), Failure> {
+    async fn load(&self, key: RoomKey<'_>) -> Result<(Option<String>, String), StoreError> {
         let mut con = self.con();
         match key {
             RoomKey::Id(id) => {
@@ -500,14 +300,14 @@ impl RedisStore {
                     .arg(name)
                     .invoke_async(&mut con)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(script_failed("load_by_name"))?;
                 let mut it = v.into_iter();
                 Ok((it.next(), it.next().unwrap_or_default()))
             }
         }
     }
 
-    async fn rooms_by_id(&self, ids: &[String]) -> Result<Vec<Room>, Failure> {
+    async fn rooms_by_id(&self, ids: &[String]) -> Result<Vec<Room>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -528,13 +328,13 @@ fn fresh_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn decode_room(text: &str) -> Result<Option<Room>, Failure> {
+fn decode_room(text: &str) -> Result<Option<Room>, StoreError> {
     if text.is_empty() {
         return Ok(None);
     }
     serde_json::from_str(text)
         .map(Some)
-        .map_err(|e| Failure::new(INTERNAL, format!("stored room unreadable: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored room unreadable: {e}")))
 }
 
 /// Receives what the other nodes publish, and this node's own keepalives.
@@ -680,8 +480,13 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
 }
 
 #[async_trait]
-impl Store for RedisStore {
-    async fn update_room(&self, key: RoomKey<'_>, now: i64, f: RoomFn<'_>) -> Result<(), Failure> {
+impl Rooms for RedisStore {
+    async fn update_room(
+        &self,
+        key: RoomKey<'_>,
+        now: i64,
+        f: RoomFn<'_>,
+    ) -> Result<(), StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
             let (holder_id, text) = self.load(key).await?;
             let mut current = decode_room(&text)?;
@@ -706,8 +511,7 @@ impl Store for RedisStore {
             let after = room.involved();
             let leaving: Vec<&str> = before.difference(&after).copied().collect();
             let joining: Vec<&str> = after.difference(&before).copied().collect();
-            let new_text =
-                serde_json::to_string(&room).map_err(|e| Failure::new(INTERNAL, e.to_string()))?;
+            let new_text = serde_json::to_string(&room).map_err(unencodable)?;
             let mut inv = SCRIPTS.write_room.prepare_invoke();
             inv.arg(self.p())
                 .arg(&room.channel_id)
@@ -723,7 +527,7 @@ impl Store for RedisStore {
             let written: i64 = inv
                 .invoke_async(&mut self.con())
                 .await
-                .map_err(unavailable)?;
+                .map_err(script_failed("write_room"))?;
             if written == 1 {
                 return Ok(());
             }
@@ -731,13 +535,10 @@ impl Store for RedisStore {
                 tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 5 + 1)).await;
             }
         }
-        Err(Failure::new(
-            INTERNAL,
-            "the room changed too often to be updated; try again",
-        ))
+        Err(StoreError::Contended)
     }
 
-    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, Failure> {
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError> {
         let (_, text) = self.load(key).await?;
         let room = decode_room(&text)?;
         Ok(match key {
@@ -746,7 +547,7 @@ impl Store for RedisStore {
         })
     }
 
-    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, Failure> {
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, StoreError> {
         let ids: Vec<String> = self
             .con()
             .smembers(format!("{}acct:{account}", self.p()))
@@ -763,7 +564,7 @@ impl Store for RedisStore {
         cursor: Option<&str>,
         limit: usize,
         now: i64,
-    ) -> Result<(Vec<Room>, Option<String>), Failure> {
+    ) -> Result<(Vec<Room>, Option<String>), StoreError> {
         let ids: Vec<String> = self
             .con()
             .smembers(format!("{}rooms", self.p()))
@@ -775,7 +576,7 @@ impl Store for RedisStore {
         Ok((rooms, next))
     }
 
-    async fn sweep(&self, now: i64) -> Result<Vec<Room>, Failure> {
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError> {
         let ids: Vec<String> = self
             .con()
             .zrangebyscore_limit(format!("{}gc", self.p()), "-inf", now, 0, 500)
@@ -806,7 +607,7 @@ impl Store for RedisStore {
                 .arg(&accounts)
                 .invoke_async(&mut self.con())
                 .await
-                .map_err(unavailable)?;
+                .map_err(script_failed("delete_room"))?;
             // 0: another node deleted it (or it changed) first.
             if done == 1 {
                 removed.push(room);
@@ -814,7 +615,10 @@ impl Store for RedisStore {
         }
         Ok(removed)
     }
+}
 
+#[async_trait]
+impl Presence for RedisStore {
     async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64> {
         let r: redis::RedisResult<Option<String>> = SCRIPTS
             .session_up
@@ -849,6 +653,14 @@ impl Store for RedisStore {
         }
     }
 
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
+        self.con()
+            .hget(format!("{}gone:{account}", self.p()), device)
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
         let r: redis::RedisResult<Option<String>> = SCRIPTS
             .live_session
@@ -860,57 +672,8 @@ impl Store for RedisStore {
         r.ok().flatten().and_then(|s| s.parse().ok())
     }
 
-    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
-        self.con()
-            .hget(format!("{}gone:{account}", self.p()), device)
-            .await
-            .ok()
-            .flatten()
-    }
-
     async fn account_online(&self, account: &str) -> bool {
         !self.devices_of(account).await.is_empty()
-    }
-
-    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), Failure> {
-        let key = format!("{}push:{account}", self.p());
-        let text =
-            serde_json::to_string(&token).map_err(|e| Failure::new(INTERNAL, e.to_string()))?;
-        // One field per device: two devices registering at once both land.
-        let count: usize = redis::pipe()
-            .hset(&key, &token.device_id, text)
-            .ignore()
-            .hlen(&key)
-            .query_async::<(usize,)>(&mut self.con())
-            .await
-            .map_err(unavailable)?
-            .0;
-        if count > MAX_PUSH_TOKENS {
-            let tokens = self.push_tokens(account).await?;
-            if let Some(old) = push_token_to_evict(&tokens) {
-                let _: () = self.con().hdel(&key, old).await.map_err(unavailable)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), Failure> {
-        let key = format!("{}push:{account}", self.p());
-        self.con().hdel(key, device).await.map_err(unavailable)
-    }
-
-    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, Failure> {
-        let all: std::collections::BTreeMap<String, String> = self
-            .con()
-            .hgetall(format!("{}push:{account}", self.p()))
-            .await
-            .map_err(unavailable)?;
-        // A field that does not decode (written by another version) is
-        // skipped rather than failing every invitation to the account.
-        Ok(all
-            .values()
-            .filter_map(|t| serde_json::from_str(t).ok())
-            .collect())
     }
 
     async fn devices_of(&self, account: &str) -> Vec<String> {
@@ -922,14 +685,17 @@ impl Store for RedisStore {
             .await
             .unwrap_or_default()
     }
+}
 
+#[async_trait]
+impl Logs for RedisStore {
     async fn append(
         &self,
         account: &str,
         entry: NewEntry,
         now: i64,
-    ) -> Result<Arc<LogEntry>, Failure> {
-        let encoded = entry.body.encode()?;
+    ) -> Result<Arc<LogEntry>, StoreError> {
+        let encoded = entry.body.encode().map_err(StoreError::encoding)?;
         let tail = |b| {
             tail_json(&StoredTail {
                 k: entry.kind,
@@ -951,7 +717,7 @@ impl Store for RedisStore {
             .arg(without)
             .invoke_async(&mut self.con())
             .await
-            .map_err(unavailable)?;
+            .map_err(script_failed("append"))?;
         let offline = offline == 1;
         Ok(Arc::new(LogEntry {
             seq,
@@ -969,7 +735,7 @@ impl Store for RedisStore {
         account: &str,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<LogEntry>>, Failure> {
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
         let texts: Vec<String> = SCRIPTS
             .read_after
             .arg(self.p())
@@ -978,16 +744,17 @@ impl Store for RedisStore {
             .arg(max.max(1))
             .invoke_async(&mut self.con())
             .await
-            .map_err(unavailable)?;
+            .map_err(script_failed("read_after"))?;
         texts
             .iter()
             .map(|t| {
-                decode_entry(t).ok_or_else(|| Failure::new(INTERNAL, "stored log entry unreadable"))
+                decode_entry(t)
+                    .ok_or_else(|| StoreError::Corrupt("stored log entry unreadable".into()))
             })
             .collect()
     }
 
-    async fn log_bounds(&self, account: &str) -> Result<LogBounds, Failure> {
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError> {
         let (epoch, first, head): (String, u64, u64) = SCRIPTS
             .bounds
             .arg(self.p())
@@ -995,7 +762,7 @@ impl Store for RedisStore {
             .arg(fresh_epoch())
             .invoke_async(&mut self.con())
             .await
-            .map_err(unavailable)?;
+            .map_err(script_failed("bounds"))?;
         Ok(LogBounds { epoch, first, head })
     }
 
@@ -1021,7 +788,10 @@ impl Store for RedisStore {
             tracing::warn!(%account, error = %e, "cursor not saved");
         }
     }
+}
 
+#[async_trait]
+impl Requests for RedisStore {
     async fn request_begin(
         &self,
         key: &RequestKey<'_>,
@@ -1068,28 +838,10 @@ impl Store for RedisStore {
             tracing::warn!(error = %e, "retry record not saved");
         }
     }
+}
 
-    async fn stats(&self) -> StoreStats {
-        let p = self.p();
-        let r: redis::RedisResult<(usize, Option<i64>, usize)> = redis::pipe()
-            .cmd("SCARD")
-            .arg(format!("{p}rooms"))
-            .cmd("GET")
-            .arg(format!("{p}logsize"))
-            .cmd("ZCARD")
-            .arg(format!("{p}timers"))
-            .query_async(&mut self.con())
-            .await;
-        match r {
-            Ok((rooms, logs, timers)) => StoreStats {
-                rooms,
-                log_entries: logs.unwrap_or(0).max(0) as usize,
-                timers,
-            },
-            Err(_) => StoreStats::default(),
-        }
-    }
-
+#[async_trait]
+impl Timers for RedisStore {
     async fn schedule(&self, at: i64, timer: Timer) {
         let r: redis::RedisResult<i64> = self
             .con()
@@ -1124,7 +876,93 @@ impl Store for RedisStore {
             tracing::warn!(?timer, error = %e, "timer not cleared; it will run again");
         }
     }
+}
 
+#[async_trait]
+impl PushTokens for RedisStore {
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), StoreError> {
+        let key = format!("{}push:{account}", self.p());
+        let text = serde_json::to_string(&token).map_err(unencodable)?;
+        // One field per device: two devices registering at once both land.
+        let count: usize = redis::pipe()
+            .hset(&key, &token.device_id, text)
+            .ignore()
+            .hlen(&key)
+            .query_async::<(usize,)>(&mut self.con())
+            .await
+            .map_err(unavailable)?
+            .0;
+        if count > MAX_PUSH_TOKENS {
+            let tokens = self.push_tokens(account).await?;
+            if let Some(old) = push_token_to_evict(&tokens) {
+                let _: () = self.con().hdel(&key, old).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), StoreError> {
+        let key = format!("{}push:{account}", self.p());
+        self.con().hdel(key, device).await.map_err(unavailable)
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, StoreError> {
+        let all: std::collections::BTreeMap<String, String> = self
+            .con()
+            .hgetall(format!("{}push:{account}", self.p()))
+            .await
+            .map_err(unavailable)?;
+        // A field that does not decode (written by another version) is
+        // skipped rather than failing every invitation to the account.
+        Ok(all
+            .values()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Stats for RedisStore {
+    async fn stats(&self) -> StoreStats {
+        let p = self.p();
+        let r: redis::RedisResult<(usize, Option<i64>, usize)> = redis::pipe()
+            .cmd("SCARD")
+            .arg(format!("{p}rooms"))
+            .cmd("GET")
+            .arg(format!("{p}logsize"))
+            .cmd("ZCARD")
+            .arg(format!("{p}timers"))
+            .query_async(&mut self.con())
+            .await;
+        match r {
+            Ok((rooms, logs, timers)) => StoreStats {
+                rooms,
+                log_entries: logs.unwrap_or(0).max(0) as usize,
+                timers,
+            },
+            Err(_) => StoreStats::default(),
+        }
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        let now = now_ms();
+        let ok = self.shared.last_ok.load(Ordering::Relaxed);
+        let heard = self.shared.last_keepalive.load(Ordering::Relaxed);
+        if now - ok > STALE_MS {
+            return Err(format!("redis: no good round trip for {} ms", now - ok));
+        }
+        if now - heard > STALE_MS {
+            return Err(format!(
+                "redis: own keepalive not heard back for {} ms (subscription broken)",
+                now - heard
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Signals for RedisStore {
     async fn broadcast(&self, signal: Signal) {
         let text = match &signal {
             Signal::Wake(a) => format!("w|{a}"),
@@ -1146,21 +984,5 @@ impl Store for RedisStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-    }
-
-    async fn health(&self) -> Result<(), String> {
-        let now = now_ms();
-        let ok = self.shared.last_ok.load(Ordering::Relaxed);
-        let heard = self.shared.last_keepalive.load(Ordering::Relaxed);
-        if now - ok > STALE_MS {
-            return Err(format!("redis: no good round trip for {} ms", now - ok));
-        }
-        if now - heard > STALE_MS {
-            return Err(format!(
-                "redis: own keepalive not heard back for {} ms (subscription broken)",
-                now - heard
-            ));
-        }
-        Ok(())
     }
 }
