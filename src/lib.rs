@@ -14,7 +14,6 @@
 pub mod client;
 pub mod dispatch;
 pub mod log;
-#[cfg(feature = "embedded-server")]
 pub mod server;
 pub mod types;
 
