@@ -17,10 +17,8 @@ use nim_signaling_protocol::objects::PushInfo;
 use nim_signaling_protocol::{ChannelInfo, Failure};
 
 pub struct PushGateway {
-    url: String,
+    gateway: http::Endpoint,
     secret: Option<String>,
-    timeout: Duration,
-    roots: Roots,
 }
 
 /// What one push is about: the invitation that could not ring.
@@ -64,11 +62,11 @@ impl PushGateway {
     pub fn new(cfg: &PushConfig) -> Result<Self, Failure> {
         let roots = Roots::load(cfg.ca_file.as_deref())
             .map_err(|e| Failure::new(INVALID_PARAM, format!("server config: push.{e}")))?;
+        let gateway = http::Endpoint::new(&cfg.url, &roots, Duration::from_millis(cfg.timeout_ms))
+            .map_err(|e| Failure::new(INVALID_PARAM, format!("server config: push.url: {e}")))?;
         Ok(PushGateway {
-            url: cfg.url.clone(),
+            gateway,
             secret: cfg.secret.clone(),
-            timeout: Duration::from_millis(cfg.timeout_ms),
-            roots,
         })
     }
 
@@ -79,7 +77,7 @@ impl PushGateway {
         if let Some(secret) = &self.secret {
             headers.push((SIGNATURE_HEADER, http::signature(secret, push.at, &body)));
         }
-        match http::post_json(&self.url, &headers, body, &self.roots, self.timeout).await {
+        match self.gateway.post_json(&headers, body).await {
             Ok(status) if (200..300).contains(&status) => true,
             Ok(status) => {
                 tracing::warn!(
