@@ -167,6 +167,36 @@ async fn the_system_roots_or_another_ca_do_not_trust_the_server() {
     srv.shutdown().await;
 }
 
+/// The server's own POSTs (webhooks, the push gateway) verify an
+/// `https://` receiver with their caFile, or the system's roots. The
+/// receiver here is the server's own TLS listener, which hangs up on a POST
+/// once the handshake has passed: with the right CA that is all that fails.
+#[tokio::test]
+async fn posts_to_https_receivers_trust_their_ca_file() {
+    use nim_signaling_server::ops::http::{Endpoint, Roots};
+    let pki = Pki::new();
+    let other = Pki::new();
+    let srv = start_server(pki.server_config()).await;
+    let url = format!("https://localhost:{}/hooks", port_of(srv.url()));
+    let post = |roots: Roots| {
+        let to = Endpoint::new(&url, &roots, Duration::from_secs(5)).unwrap();
+        async move { to.post_json(&[], bytes::Bytes::from_static(b"{}")).await }
+    };
+    let ca = Roots::load(Some(Path::new(&pki.ca))).unwrap();
+    match post(ca).await {
+        Ok(_) => {}
+        Err(e) => assert!(!e.contains("certificate") && e.contains("close"), "{e}"),
+    }
+    let elsewhere = Roots::load(Some(Path::new(&other.ca))).unwrap();
+    for roots in [Roots::default(), elsewhere] {
+        let err = post(roots).await.unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+    }
+    let bad = Roots::load(Some(&pki.dir.join("nope.pem"))).unwrap_err();
+    assert!(bad.contains("caFile") && bad.contains("nope.pem"), "{bad}");
+    srv.shutdown().await;
+}
+
 #[tokio::test]
 async fn plain_ws_against_tls_fails_cleanly_and_others_are_served() {
     let pki = Pki::new();

@@ -543,19 +543,14 @@ async fn two_receivers_both_get_everything() {
 #[tokio::test]
 async fn forged_posts_fail_the_signature_check() {
     let rx = Receiver::start().await;
-    let roots = http::Roots::default();
+    let to = http::Endpoint::new(&rx.url, &http::Roots::default(), Duration::from_secs(5)).unwrap();
     let body =
         json!({"id": "x", "type": "room.created", "at": 1_700_000_000_000i64, "channelId": "c"});
     let bytes = bytes::Bytes::from(body.to_string());
     let post = |headers: Vec<(&'static str, String)>| {
-        let url = rx.url.clone();
+        let to = to.clone();
         let bytes = bytes.clone();
-        let roots = roots.clone();
-        async move {
-            http::post_json(&url, &headers, bytes, &roots, Duration::from_secs(5))
-                .await
-                .unwrap()
-        }
+        async move { to.post_json(&headers, bytes).await.unwrap() }
     };
     let good = http::signature(SECRET, 1_700_000_000_000, &bytes);
     let wrong_key = http::signature("not-the-secret", 1_700_000_000_000, &bytes);

@@ -8,7 +8,7 @@
 
 pub mod config;
 mod connection;
-pub mod tls;
+pub(crate) mod tls;
 
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

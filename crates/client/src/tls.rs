@@ -69,12 +69,6 @@ fn read_ca_file(
     Ok((certs, config))
 }
 
-/// A client config trusting the CA certificates of a PEM file (the
-/// server's webhook and push-gateway POSTs).
-pub fn roots_from_file(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    read_ca_file(path).map(|(_, config)| config)
-}
-
 /// A rustls client config trusting `roots`. The ring provider is named
 /// here rather than installed process-wide, so an app that installs its own
 /// (or links a second one) is left alone and nothing panics.
@@ -89,7 +83,7 @@ fn config_with(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, rustls
 
 /// The system's roots, loaded once per process on the first `wss://`
 /// connect without a caFile (reading them costs a directory scan).
-pub fn system_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
+pub(crate) fn system_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
     static SYSTEM: OnceCell<Arc<rustls::ClientConfig>> = OnceCell::new();
     SYSTEM
         .get_or_try_init(|| {

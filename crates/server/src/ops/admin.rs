@@ -7,8 +7,16 @@
 //! requests (`rules::admin_close`, `remove_member`, `admin_control`), run
 //! by the service, so clients see exactly the events the protocol defines.
 
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use axum::Router;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use hyper::header::AUTHORIZATION;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::observe::Cause;
 use crate::engine::service::{now_ms, Service};
-use crate::ops::http::{self, percent_decode, HttpRequest, HttpResponse};
+use crate::ops::http::{self, HttpResponse, MAX_BODY_BYTES};
 use crate::ops::metrics::Metrics;
 use crate::store::{RoomKey, Signal};
 use nim_signaling_core::rules;
@@ -41,7 +49,7 @@ enum Op {
     OpenApi,
 }
 
-/// One route: its method, its path template (`{name}` matches one
+/// One route: its method, its path template (axum's: `{name}` matches one
 /// non-empty segment, percent-decoded) and what it does.
 pub struct Route {
     pub method: &'static str,
@@ -82,14 +90,106 @@ pub async fn serve_http(
     metrics: Arc<Metrics>,
     token: String,
 ) {
-    let check = Arc::new(TokenCheck::new(&token));
-    http::serve(listener, move |req| {
-        let service = service.clone();
-        let metrics = metrics.clone();
-        let check = check.clone();
-        async move { answer(&req, &service, &metrics, &check).await }
-    })
-    .await
+    http::serve_router(listener, router((service, metrics), &token)).await
+}
+
+/// What every handler reaches: the engine, and the counters `stats` shows.
+type Shared = (Arc<Service>, Arc<Metrics>);
+
+/// [`ROUTES`] as an axum router, behind the token check.
+fn router(shared: Shared, token: &str) -> Router {
+    let mut router = Router::new();
+    let mut paths: Vec<&'static str> = Vec::new();
+    for r in ROUTES {
+        if !paths.contains(&r.path) {
+            paths.push(r.path);
+        }
+    }
+    for path in paths {
+        let here: Vec<&Route> = ROUTES.iter().filter(|r| r.path == path).collect();
+        let allow = here.iter().map(|r| r.method).collect::<Vec<_>>().join(", ");
+        // Our 405 rather than axum's: the error shape, and an `Allow` that
+        // lists the routes ("GET, DELETE"), not axum's "GET,HEAD,DELETE".
+        let not_allowed = move |method: Method, uri: Uri| async move {
+            error(
+                405,
+                405,
+                format!(
+                    "{method} is not allowed on {} (allowed: {allow})",
+                    uri.path()
+                ),
+            )
+            .with_header("allow", allow)
+        };
+        let mut methods = MethodRouter::new().fallback(not_allowed.clone());
+        for r in &here {
+            let op = r.op;
+            let method = Method::from_bytes(r.method.as_bytes()).expect("a route's method");
+            let filter = MethodFilter::try_from(method).expect("a route's method");
+            methods = methods.on(
+                filter,
+                move |svc: State<Shared>, p: Params, q: QueryPairs, b: BodyBytes| {
+                    handle(op, svc, p, q, b)
+                },
+            );
+        }
+        if here.iter().any(|r| r.method == "GET") {
+            // axum would answer HEAD with the GET handler; the API (its
+            // OpenAPI document, the Allow header) has no HEAD.
+            methods = methods.on(MethodFilter::HEAD, not_allowed);
+        }
+        router = router.route(path, methods);
+    }
+    let check = Arc::new(TokenCheck::new(token));
+    router
+        .fallback(
+            |uri: Uri| async move { error(404, 404, format!("no such route: {}", uri.path())) },
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Around the routes and the fallback, so that without the token not
+        // even the routes show.
+        .layer(middleware::from_fn_with_state(check, authorize))
+        .with_state(shared)
+}
+
+/// What a route's handler is given: the `{…}` segments, the query
+/// pairs, the body. Their rejections reach [`handle`], so that they too
+/// come in the one error shape.
+type Params = Result<Path<Vec<String>>, PathRejection>;
+type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+type BodyBytes = Result<Bytes, BytesRejection>;
+
+async fn handle(
+    op: Op,
+    State((svc, metrics)): State<Shared>,
+    params: Params,
+    query: QueryPairs,
+    body: BodyBytes,
+) -> HttpResponse {
+    let params = match params {
+        Ok(Path(p)) => p,
+        Err(e) => return bad(e.body_text()),
+    };
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad(e.body_text()),
+    };
+    // Over the limit, or cut off.
+    let Ok(body) = body else {
+        return error(413, 413, http::too_large());
+    };
+    run(op, &params, &query, &body, &svc, &metrics)
+        .await
+        .unwrap_or_else(|e| e)
+}
+
+async fn authorize(State(check): State<Arc<TokenCheck>>, req: Request, next: Next) -> Response {
+    if !check.accepts(req.headers()) {
+        return error(401, 401, "missing or wrong bearer token (adminToken)")
+            .with_header("www-authenticate", "Bearer realm=\"nim-signaling admin\"")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Compares bearer tokens in constant time: both sides are MACed with a key
@@ -113,8 +213,8 @@ impl TokenCheck {
         m
     }
 
-    fn accepts(&self, req: &HttpRequest) -> bool {
-        let given = req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    fn accepts(&self, headers: &HeaderMap) -> bool {
+        let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
         let Some((scheme, token)) = given.and_then(|g| g.trim().split_once(' ')) else {
             return false;
         };
@@ -156,81 +256,18 @@ fn ok(body: Value) -> Result<HttpResponse, HttpResponse> {
     Ok(HttpResponse::json(200, &body))
 }
 
-async fn answer(
-    req: &HttpRequest,
-    service: &Service,
-    metrics: &Metrics,
-    check: &TokenCheck,
-) -> HttpResponse {
-    // Before routing, so that without the token not even the routes show.
-    if !check.accepts(req) {
-        return error(401, 401, "missing or wrong bearer token (adminToken)")
-            .with_header("www-authenticate", "Bearer realm=\"nim-signaling admin\"");
-    }
-    let mut allowed = Vec::new();
-    for r in ROUTES {
-        let Some(params) = matches(r.path, &req.path) else {
-            continue;
-        };
-        if r.method == req.method.as_str() {
-            return run(r.op, &params, req, service, metrics)
-                .await
-                .unwrap_or_else(|e| e);
-        }
-        allowed.push(r.method);
-    }
-    if allowed.is_empty() {
-        return error(404, 404, format!("no such route: {}", req.path));
-    }
-    let allow = allowed.join(", ");
-    error(
-        405,
-        405,
-        format!(
-            "{} is not allowed on {} (allowed: {allow})",
-            req.method, req.path
-        ),
-    )
-    .with_header("allow", allow)
-}
-
-/// The decoded `{…}` segments of `path` if it fits `template`.
-fn matches(template: &str, path: &str) -> Option<Vec<String>> {
-    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-    if t.len() != p.len() {
-        return None;
-    }
-    let mut params = Vec::new();
-    for (t, p) in t.iter().zip(&p) {
-        if t.starts_with('{') {
-            if p.is_empty() {
-                return None;
-            }
-            params.push(segment(p));
-        } else if t != p {
-            return None;
-        }
-    }
-    Some(params)
-}
-
-/// A path segment, decoded: `%XX` only. A `+` in a path is a plus sign (an
-/// account like "+8613…"), not the space it stands for in a query.
-fn segment(s: &str) -> String {
-    percent_decode(&s.replace('+', "%2B"))
-}
-
 async fn run(
     op: Op,
     p: &[String],
-    req: &HttpRequest,
+    query: &[(String, String)],
+    body: &[u8],
     svc: &Service,
     m: &Metrics,
 ) -> Result<HttpResponse, HttpResponse> {
     let now = now_ms();
     let limits = &svc.limits;
     match op {
-        Op::ListRooms => list_rooms(req, svc, now).await,
+        Op::ListRooms => list_rooms(query, svc, now).await,
         Op::GetRoom => {
             let room = svc
                 .store
@@ -263,7 +300,7 @@ async fn run(
             )
         }
         Op::CloseRoom => {
-            let b = Body::parse(req, &["ext", "offlineEnabled"], false)?;
+            let b = Body::parse(body, &["ext", "offlineEnabled"], false)?;
             let cp = CloseParams {
                 channel_id: p[0].clone(),
                 offline_enabled: b.bool("offlineEnabled")?,
@@ -280,7 +317,7 @@ async fn run(
             ok(json!({"channelId": p[0], "closed": true}))
         }
         Op::RemoveMember => {
-            let b = Body::parse(req, &["attachExt", "offlineEnabled"], false)?;
+            let b = Body::parse(body, &["attachExt", "offlineEnabled"], false)?;
             let lp = LeaveParams {
                 channel_id: p[0].clone(),
                 offline_enabled: b.bool("offlineEnabled")?,
@@ -297,7 +334,7 @@ async fn run(
             ok(json!({"channelId": p[0], "account": p[1], "removed": true}))
         }
         Op::Control => {
-            let b = Body::parse(req, &["toAccount", "attachExt"], true)?;
+            let b = Body::parse(body, &["toAccount", "attachExt"], true)?;
             let attach = b
                 .string("attachExt")?
                 .ok_or_else(|| bad("attachExt is required (a string)"))?;
@@ -363,12 +400,20 @@ async fn run(
     }
 }
 
+/// The first value of query parameter `name`.
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 async fn list_rooms(
-    req: &HttpRequest,
+    query: &[(String, String)],
     svc: &Service,
     now: i64,
 ) -> Result<HttpResponse, HttpResponse> {
-    let limit = match req.query_param("limit") {
+    let limit = match param(query, "limit") {
         None => DEFAULT_LIMIT,
         Some(v) => v
             .parse::<usize>()
@@ -380,10 +425,10 @@ async fn list_rooms(
                 ))
             })?,
     };
-    let cursor = req.query_param("cursor").filter(|c| !c.is_empty());
+    let cursor = param(query, "cursor").filter(|c| !c.is_empty());
     let (rooms, next) = svc
         .store
-        .list_rooms(cursor.as_deref(), limit, now)
+        .list_rooms(cursor, limit, now)
         .await
         .map_err(|e| failed(e.into()))?;
     let rooms: Vec<Value> = rooms
@@ -401,15 +446,15 @@ async fn list_rooms(
 struct Body(Map<String, Value>);
 
 impl Body {
-    fn parse(req: &HttpRequest, known: &[&str], required: bool) -> Result<Body, HttpResponse> {
-        if req.body.iter().all(u8::is_ascii_whitespace) {
+    fn parse(body: &[u8], known: &[&str], required: bool) -> Result<Body, HttpResponse> {
+        if body.iter().all(u8::is_ascii_whitespace) {
             return match required {
                 true => Err(bad("a JSON object body is required")),
                 false => Ok(Body(Map::new())),
             };
         }
-        let v: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
         let Value::Object(m) = v else {
             return Err(bad("the body must be a JSON object"));
         };
@@ -452,15 +497,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn templates_match_whole_segments_and_decode_them() {
-        let t = "/v1/accounts/{account}/devices";
-        assert_eq!(
-            matches(t, "/v1/accounts/a%2Fb+c%20d/devices"),
-            Some(vec!["a/b+c d".to_string()])
-        );
-        assert_eq!(matches(t, "/v1/accounts//devices"), None);
-        assert_eq!(matches(t, "/v1/accounts/a/devices/"), None);
-        assert_eq!(matches(t, "/v1/accounts/a/device"), None);
-        assert_eq!(matches("/v1/stats", "/v1/stats"), Some(vec![]));
+    fn query_pairs_are_decoded_and_the_first_counts() {
+        let uri: Uri = "/v1/rooms?limit=5&cursor=a%2Fb+c&x&limit=7"
+            .parse()
+            .unwrap();
+        let Query(q) = Query::<Vec<(String, String)>>::try_from_uri(&uri).unwrap();
+        assert_eq!(param(&q, "limit"), Some("5"));
+        assert_eq!(param(&q, "cursor"), Some("a/b c"));
+        assert_eq!(param(&q, "x"), Some(""));
+        assert_eq!(param(&q, "y"), None);
     }
 }

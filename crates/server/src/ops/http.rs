@@ -1,24 +1,27 @@
-//! HTTP/1.1 on the operator side of the server, on hyper:
+//! HTTP/1.1 on the operator side of the server:
 //!
-//! - [`serve`]: a listener answering each request with a handler — the
-//!   metrics and health address, and the admin API, each on its own
-//!   address away from the signaling port.
-//! - [`post_json`]: one POST of a JSON body, `http://` or `https://`
-//!   (verified against the system's roots, or a `caFile`) — webhooks and
-//!   the push gateway.
+//! - [`serve_router`]: an axum router on a listener — the metrics and
+//!   health address, and the admin API, each on its own address away from
+//!   the signaling port. [`serve`] is the same for one handler of every
+//!   request (the dev receiver, the tests' receivers).
+//! - [`Endpoint`]: where POSTs of a JSON body go, `http://` or `https://`
+//!   (verified against the system's roots, or a `caFile`), on a reqwest
+//!   client of its own — webhooks and the push gateway.
 //! - [`signature`]: the HMAC-SHA256 header those POSTs carry, so the
 //!   receiver can tell them from forgeries.
 
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use hyper::{HeaderMap, Method, Uri};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Largest request body a handler is given; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -35,45 +38,6 @@ pub struct HttpRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
-}
-
-impl HttpRequest {
-    /// The value of query parameter `name`, percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (as a space); a malformed escape stays as
-/// it is.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let pair = b
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match pair.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a handler answers.
@@ -111,31 +75,34 @@ impl HttpResponse {
     }
 }
 
-/// Serves `listener` until the task is dropped: every request is read
-/// (body up to [`MAX_BODY_BYTES`]) and answered by `handler`.
-pub async fn serve<H, F>(listener: TcpListener, handler: H)
-where
-    H: Fn(HttpRequest) -> F + Send + Sync + 'static,
-    F: Future<Output = HttpResponse> + Send + 'static,
-{
-    let handler = Arc::new(handler);
+impl IntoResponse for HttpResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, self.body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.append(name, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+///
+/// Our accept loop rather than `axum::serve`: that one gives hyper no
+/// timer, so a client could hold a connection (and its task) for ever by
+/// never finishing a request head; hyper's `header_read_timeout` needs one.
+pub async fn serve_router(listener: TcpListener, router: Router) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let handler = handler.clone();
+        let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let resp = match read_request(req).await {
-                        Ok(r) => handler(r).await,
-                        Err(resp) => resp,
-                    };
-                    Ok::<_, std::convert::Infallible>(to_hyper(resp))
-                }
-            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -145,18 +112,37 @@ where
     }
 }
 
-async fn read_request(req: hyper::Request<Incoming>) -> Result<HttpRequest, HttpResponse> {
+/// Serves `listener` until the task is dropped: every request, whatever
+/// its method and path, is read (body up to [`MAX_BODY_BYTES`]) and
+/// answered by `handler`.
+pub async fn serve<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(HttpRequest) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let router = Router::new().fallback(move |req: Request| {
+        let handler = handler.clone();
+        async move {
+            match read_request(req).await {
+                Ok(r) => handler(r).await,
+                Err(resp) => resp,
+            }
+        }
+    });
+    serve_router(listener, router).await
+}
+
+/// The answer to a body over [`MAX_BODY_BYTES`] (or one cut off).
+pub fn too_large() -> String {
+    format!("request body too large or cut off (limit {MAX_BODY_BYTES} bytes)")
+}
+
+async fn read_request(req: Request) -> Result<HttpRequest, HttpResponse> {
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            HttpResponse::text(
-                413,
-                format!("request body too large or cut off (limit {MAX_BODY_BYTES} bytes)\n"),
-            )
-        })?
-        .to_bytes();
+        .map_err(|_| HttpResponse::text(413, format!("{}\n", too_large())))?;
     Ok(HttpRequest {
         method: parts.method,
         path: parts.uri.path().to_string(),
@@ -164,20 +150,6 @@ async fn read_request(req: hyper::Request<Incoming>) -> Result<HttpRequest, Http
         headers: parts.headers,
         body,
     })
-}
-
-fn to_hyper(r: HttpResponse) -> hyper::Response<Full<Bytes>> {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(r.body)));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
-    for (name, value) in r.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().append(name, v);
-        }
-    }
-    resp
 }
 
 /// The header carrying [`signature`].
@@ -208,9 +180,10 @@ pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
     crate::net::auth::same(signature(secret, at, body).as_bytes(), header.as_bytes())
 }
 
-/// How [`post_json`] verifies `https://` receivers.
+/// How an [`Endpoint`] verifies `https://` receivers: with the CA
+/// certificates of a `caFile`, or (None) with the system's roots.
 #[derive(Clone, Default)]
-pub struct Roots(Option<Arc<rustls::ClientConfig>>);
+pub struct Roots(Option<Vec<reqwest::Certificate>>);
 
 impl std::fmt::Debug for Roots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,174 +198,145 @@ impl std::fmt::Debug for Roots {
 impl Roots {
     /// The CA certificates of a PEM file (None: the system's roots).
     pub fn load(ca_file: Option<&std::path::Path>) -> Result<Roots, String> {
-        match ca_file {
-            None => Ok(Roots(None)),
-            Some(p) => nim_signaling_client::tls::roots_from_file(p).map(|c| Roots(Some(c))),
+        let Some(path) = ca_file else {
+            return Ok(Roots(None));
+        };
+        let path = path.display();
+        let pem = std::fs::read(path.to_string())
+            .map_err(|e| format!("cannot read caFile {path}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("caFile {path} is not valid PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "no certificate (BEGIN CERTIFICATE) in caFile {path}"
+            ));
         }
-    }
-
-    fn config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        match &self.0 {
-            Some(c) => Ok(c.clone()),
-            None => nim_signaling_client::tls::system_config().map_err(|f| f.message),
-        }
+        Ok(Roots(Some(certs)))
     }
 }
 
-/// POSTs `body` (JSON) to `url` with the extra `headers`; returns the
-/// response status, or why there is none (bad URL, cannot connect, TLS,
-/// timeout). The whole exchange, connect included, gets `timeout`.
-pub async fn post_json(
-    url: &str,
-    headers: &[(&'static str, String)],
-    body: Bytes,
-    roots: &Roots,
+/// Where POSTs go: one receiver URL (a webhook receiver, the push gateway)
+/// with a client of its own, built once, whose pool keeps connections to
+/// the receiver open between POSTs.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: Arc<str>,
+    client: reqwest::Client,
     timeout: Duration,
-) -> Result<u16, String> {
-    match tokio::time::timeout(timeout, post(url, headers, body, roots)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no answer from {url} within {} ms",
-            timeout.as_millis()
-        )),
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({})", self.url)
     }
+}
+
+impl Endpoint {
+    /// A client for `url`, verifying it with `roots`; each POST, connect
+    /// included, gets `timeout`.
+    pub fn new(url: &str, roots: &Roots, timeout: Duration) -> Result<Endpoint, String> {
+        check_url(url)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            // A receiver's 3xx is its answer, as any other non-2xx: a
+            // signed event is not re-sent to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            // Receivers are reached directly; an HTTP(S)_PROXY meant for
+            // something else in the server's environment is not taken.
+            .no_proxy()
+            .tcp_nodelay(true);
+        if let Some(certs) = &roots.0 {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot set up the client for {url}: {}", chain(&e)))?;
+        Ok(Endpoint {
+            url: url.into(),
+            client,
+            timeout,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// POSTs `body` (JSON) with the extra `headers`; returns the response
+    /// status, or why there is none (cannot connect, TLS, timeout).
+    pub async fn post_json(
+        &self,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<u16, String> {
+        let mut req = self
+            .client
+            .post(&*self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let mut resp = req.send().await.map_err(|e| self.failure(&e))?;
+        let status = resp.status().as_u16();
+        // Read (and drop) the answer: only a connection whose response was
+        // read to its end goes back to the pool. Up to a limit, so that a
+        // receiver streaming for ever costs us no more than a dropped one.
+        let mut read = 0;
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            read += chunk.len();
+            if read > MAX_BODY_BYTES {
+                break;
+            }
+        }
+        Ok(status)
+    }
+
+    fn failure(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            return format!(
+                "no answer from {} within {} ms",
+                self.url,
+                self.timeout.as_millis()
+            );
+        }
+        chain(e)
+    }
+}
+
+/// An error with its causes: reqwest's own message names only the step
+/// ("error sending request for url …"), the causes say why (refused, a
+/// certificate that does not verify).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Checks a receiver URL up front (config validation): `http://` or
 /// `https://` with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
-    target(url).map(|_| ())
-}
-
-struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn target(url: &str) -> Result<Target, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(format!("{url:?} must start with http:// or https://")),
-    };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("{url:?} has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    Ok(Target {
-        tls,
-        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-        path: uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
-        host,
-    })
-}
-
-async fn post(
-    url: &str,
-    headers: &[(&'static str, String)],
-    body: Bytes,
-    roots: &Roots,
-) -> Result<u16, String> {
-    let t = target(url)?;
-    let tcp = TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let mut req = hyper::Request::builder()
-        .method(Method::POST)
-        .uri(&t.path)
-        .header(HOST, host_header(&t))
-        .header(CONTENT_TYPE, "application/json")
-        .header(CONTENT_LENGTH, body.len());
-    for (k, v) in headers {
-        req = req.header(*k, v);
+    let u = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("{url:?} must start with http:// or https://"));
     }
-    let req = req
-        .body(Full::new(body))
-        .map_err(|e| format!("cannot make the request to {url}: {e}"))?;
-    if t.tls {
-        let name = rustls::pki_types::ServerName::try_from(t.host.clone())
-            .map_err(|e| format!("{url}: bad host name: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(roots.config()?)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {url} failed: {e}"))?;
-        exchange(url, stream, req).await
-    } else {
-        exchange(url, tcp, req).await
+    match u.host_str() {
+        Some(h) if !h.is_empty() => Ok(()),
+        _ => Err(format!("{url:?} has no host")),
     }
-}
-
-fn host_header(t: &Target) -> String {
-    let host = if t.host.contains(':') {
-        format!("[{}]", t.host)
-    } else {
-        t.host.clone()
-    };
-    match (t.tls, t.port) {
-        (false, 80) | (true, 443) => host,
-        (_, port) => format!("{host}:{port}"),
-    }
-}
-
-async fn exchange<S>(url: &str, stream: S, req: hyper::Request<Full<Bytes>>) -> Result<u16, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let driver = tokio::spawn(conn);
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("{url}: {e}"));
-    let status = match resp {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            // Read (and drop) the answer so the connection ends cleanly.
-            let _ = Limited::new(resp.into_body(), MAX_BODY_BYTES)
-                .collect()
-                .await;
-            Ok(status)
-        }
-        Err(e) => Err(e),
-    };
-    driver.abort();
-    status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_params_are_decoded() {
-        let r = HttpRequest {
-            method: Method::GET,
-            path: "/".into(),
-            query: "limit=5&cursor=a%2Fb+c&x".into(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-        };
-        assert_eq!(r.query_param("limit").as_deref(), Some("5"));
-        assert_eq!(r.query_param("cursor").as_deref(), Some("a/b c"));
-        assert_eq!(r.query_param("x").as_deref(), Some(""));
-        assert_eq!(r.query_param("y"), None);
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-    }
 
     #[test]
     fn signature_is_hmac_sha256_over_time_and_body() {
@@ -422,11 +366,6 @@ mod tests {
         for bad in ["ftp://x/", "127.0.0.1:80", "http://", "not a url"] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
-        let t = target("http://[::1]:9000/p?q").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("::1", 9000, "/p?q")
-        );
-        assert_eq!(host_header(&t), "[::1]:9000");
+        assert!(check_url("http://[::1]:9000/p?q").is_ok());
     }
 }

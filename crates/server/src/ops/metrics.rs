@@ -5,13 +5,16 @@
 //! Counters are plain atomics indexed by operation and code, so recording
 //! on the hot path takes no lock and allocates nothing.
 
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::ops::http::{self, HttpRequest, HttpResponse};
+use crate::ops::http::{self, HttpResponse};
 
 use crate::engine::observe::{Happening, Observer};
 use crate::engine::service::Service;
@@ -296,34 +299,36 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until the task is
-/// dropped; anything else is 404.
+/// Serves `/metrics` and `/healthz` (GET) on `listener` until the task is
+/// dropped; any other path is 404.
 pub async fn serve_http(listener: TcpListener, service: Arc<Service>, metrics: Arc<Metrics>) {
-    http::serve(listener, move |req| {
-        let (service, metrics) = (service.clone(), metrics.clone());
-        async move { answer(&req, &service, &metrics).await }
-    })
-    .await
+    let router = Router::new()
+        .route("/metrics", get(exposition))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { HttpResponse::text(404, "not found\n") })
+        .with_state((service, metrics));
+    http::serve_router(listener, router).await
 }
 
-async fn answer(req: &HttpRequest, service: &Service, metrics: &Metrics) -> HttpResponse {
-    if req.method != hyper::Method::GET {
-        return HttpResponse::text(404, "not found\n");
+type Shared = (Arc<Service>, Arc<Metrics>);
+
+async fn exposition(State((service, metrics)): State<Shared>) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: metrics.render(service.store.stats().await),
+        headers: Vec::new(),
     }
-    match req.path.as_str() {
-        "/metrics" => HttpResponse {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics.render(service.store.stats().await),
-            headers: Vec::new(),
-        },
-        "/healthz" if service.draining.load(Relaxed) => HttpResponse::text(503, "draining\n"),
-        "/healthz" => match service.store.health().await {
-            Ok(()) => HttpResponse::text(200, "ok\n"),
-            // A load balancer takes the node out; the body says why.
-            Err(why) => HttpResponse::text(503, format!("{why}\n")),
-        },
-        _ => HttpResponse::text(404, "not found\n"),
+}
+
+async fn healthz(State((service, _)): State<Shared>) -> HttpResponse {
+    if service.draining.load(Relaxed) {
+        return HttpResponse::text(503, "draining\n");
+    }
+    match service.store.health().await {
+        Ok(()) => HttpResponse::text(200, "ok\n"),
+        // A load balancer takes the node out; the body says why.
+        Err(why) => HttpResponse::text(503, format!("{why}\n")),
     }
 }
 

@@ -16,10 +16,8 @@ use nim_signaling_protocol::codes::INVALID_PARAM;
 use nim_signaling_protocol::Failure;
 
 pub struct PushGateway {
-    url: String,
+    gateway: http::Endpoint,
     secret: Option<String>,
-    timeout: Duration,
-    roots: Roots,
 }
 
 impl Push<'_> {
@@ -49,11 +47,11 @@ impl PushGateway {
     pub fn new(cfg: &PushConfig) -> Result<Self, Failure> {
         let roots = Roots::load(cfg.ca_file.as_deref())
             .map_err(|e| Failure::new(INVALID_PARAM, format!("server config: push.{e}")))?;
+        let gateway = http::Endpoint::new(&cfg.url, &roots, Duration::from_millis(cfg.timeout_ms))
+            .map_err(|e| Failure::new(INVALID_PARAM, format!("server config: push.url: {e}")))?;
         Ok(PushGateway {
-            url: cfg.url.clone(),
+            gateway,
             secret: cfg.secret.clone(),
-            timeout: Duration::from_millis(cfg.timeout_ms),
-            roots,
         })
     }
 }
@@ -67,7 +65,7 @@ impl Pusher for PushGateway {
         if let Some(secret) = &self.secret {
             headers.push((SIGNATURE_HEADER, http::signature(secret, push.at, &body)));
         }
-        match http::post_json(&self.url, &headers, body, &self.roots, self.timeout).await {
+        match self.gateway.post_json(&headers, body).await {
             Ok(status) if (200..300).contains(&status) => true,
             Ok(status) => {
                 tracing::warn!(

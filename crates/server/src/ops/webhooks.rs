@@ -309,8 +309,6 @@ struct Job {
 /// What every lane of every receiver needs.
 struct Shared {
     secret: String,
-    roots: Roots,
-    timeout: Duration,
     max_attempts: u32,
     retry_base_ms: u64,
     retry_max_ms: u64,
@@ -344,28 +342,32 @@ impl Webhooks {
     pub fn start(cfg: &WebhooksConfig, metrics: Arc<Metrics>) -> Result<Webhooks, Failure> {
         let roots = Roots::load(cfg.ca_file.as_deref())
             .map_err(|e| Failure::new(INVALID_PARAM, format!("webhooks.caFile: {e}")))?;
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let endpoints = cfg
+            .urls
+            .iter()
+            .map(|url| http::Endpoint::new(url, &roots, timeout))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::new(INVALID_PARAM, format!("webhooks.urls: {e}")))?;
         let shared = Arc::new(Shared {
             secret: cfg.secret.clone(),
-            roots,
-            timeout: Duration::from_millis(cfg.timeout_ms),
             max_attempts: cfg.max_attempts,
             retry_base_ms: cfg.retry_base_ms,
             retry_max_ms: cfg.retry_max_ms,
             metrics,
         });
         let mut tasks = Vec::new();
-        let receivers = cfg
-            .urls
-            .iter()
-            .map(|url| {
-                let url: Arc<str> = url.as_str().into();
+        let receivers = endpoints
+            .into_iter()
+            .map(|to| {
+                let url: Arc<str> = to.url().into();
                 let depth = Arc::new(AtomicUsize::new(0));
                 let lanes = (0..LANES)
                     .map(|_| {
                         let (tx, rx) = mpsc::unbounded_channel();
                         tasks.push(tokio::spawn(lane(
                             rx,
-                            url.clone(),
+                            to.clone(),
                             depth.clone(),
                             shared.clone(),
                         )));
@@ -491,12 +493,12 @@ impl Observer for Webhooks {
 /// Delivers the events of one lane of one receiver, one at a time.
 async fn lane(
     mut rx: mpsc::UnboundedReceiver<Arc<Job>>,
-    url: Arc<str>,
+    to: http::Endpoint,
     depth: Arc<AtomicUsize>,
     shared: Arc<Shared>,
 ) {
     while let Some(job) = rx.recv().await {
-        deliver(&url, &job, &shared).await;
+        deliver(&to, &job, &shared).await;
         depth.fetch_sub(1, Relaxed);
         shared.metrics.webhooks.queue_depth.fetch_sub(1, Relaxed);
     }
@@ -517,7 +519,8 @@ fn backoff(attempt: u32, base_ms: u64, max_ms: u64) -> Duration {
     Duration::from_millis(half + rand::random::<u64>() % (full - half + 1))
 }
 
-async fn deliver(url: &str, job: &Job, s: &Shared) {
+async fn deliver(to: &http::Endpoint, job: &Job, s: &Shared) {
+    let url = to.url();
     let m = &s.metrics.webhooks;
     // Signed once: retries carry the event's own time, so `t` is the same
     // in the body and the signature (receivers dedupe by id).
@@ -529,8 +532,7 @@ async fn deliver(url: &str, job: &Job, s: &Shared) {
             ("x-nim-delivery", job.id.clone()),
             ("x-nim-attempt", attempt.to_string()),
         ];
-        let why = match http::post_json(url, &headers, job.body.clone(), &s.roots, s.timeout).await
-        {
+        let why = match to.post_json(&headers, job.body.clone()).await {
             Ok(status) if (200..300).contains(&status) => {
                 m.delivered.fetch_add(1, Relaxed);
                 return;
