@@ -260,10 +260,8 @@ fn bench_ffi(c: &mut Criterion) {
     let params = CString::new(json).unwrap();
     let mut client = null_mut();
     // SAFETY: valid NUL-terminated strings and an out pointer.
-    assert_eq!(
-        unsafe { nim_signaling_client_new(cfg.as_ptr(), &mut client) },
-        OK
-    );
+    let code = unsafe { nim_signaling_client_new(cfg.as_ptr(), &mut client) };
+    assert_eq!(code, OK);
     // SAFETY: a live client, a valid string, no callback.
     let call = || unsafe { nim_signaling_control(client, params.as_ptr(), None, null_mut()) };
     assert_eq!(call(), NOT_CONNECTED);

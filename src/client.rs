@@ -12,7 +12,7 @@ use super::types::{
 use super::{c_json, c_str, guard, to_cstring, RUNTIME};
 use ::nim_signaling_client::{Backlog, Client, ClientConfig, Completer, Notification};
 use nim_signaling_protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED};
-use nim_signaling_protocol::{Failure, Request};
+use nim_signaling_protocol::{Failure, Op, Request};
 
 /// The notification kinds an app can register for.
 #[derive(Clone, Copy)]
@@ -89,8 +89,11 @@ impl Ctx {
 /// # Safety
 /// `p` is NULL or a live handle from `nim_signaling_client_new`.
 unsafe fn handle<'a>(p: *mut nim_signaling_client) -> Result<&'a Handle, Failure> {
-    (p as *const Handle)
-        .as_ref()
+    // SAFETY: by this function's contract `p` is NULL (`as_ref` gives
+    // None) or the `Box<Handle>` that `nim_signaling_client_new` leaked,
+    // aligned and initialised, and not freed while the app still calls
+    // functions on it.
+    unsafe { (p as *const Handle).as_ref() }
         .ok_or_else(|| Failure::new(INVALID_PARAM, "client is NULL"))
 }
 
@@ -113,10 +116,13 @@ pub unsafe extern "C" fn nim_signaling_client_new(
         if out_client.is_null() {
             return INVALID_PARAM;
         }
-        let cfg = match c_str(config_json, "config_json").and_then(ClientConfig::from_json) {
-            Ok(c) => c,
-            Err(f) => return f.code,
-        };
+        // SAFETY: `config_json` is NULL or a NUL-terminated string valid
+        // for this call, as documented ("borrowed for the call").
+        let cfg =
+            match unsafe { c_str(config_json, "config_json") }.and_then(ClientConfig::from_json) {
+                Ok(c) => c,
+                Err(f) => return f.code,
+            };
         let ctx = Arc::new(Ctx {
             dispatcher: Dispatcher::new(),
             backlog: Arc::default(),
@@ -128,7 +134,11 @@ pub unsafe extern "C" fn nim_signaling_client_new(
             let backlog = ctx.backlog.clone();
             Client::with_backlog(cfg, Arc::new(move |n| sink_ctx.notify(n)), backlog)
         };
-        *out_client = Box::into_raw(Box::new(Handle { client, ctx })) as *mut nim_signaling_client;
+        let handle = Box::into_raw(Box::new(Handle { client, ctx })) as *mut nim_signaling_client;
+        // SAFETY: `out_client` is not NULL (checked above) and, as
+        // documented, points to a `nim_signaling_client *` the caller lets
+        // us write.
+        unsafe { *out_client = handle };
         OK
     })
 }
@@ -145,7 +155,10 @@ pub unsafe extern "C" fn nim_signaling_client_free(client: *mut nim_signaling_cl
         if client.is_null() {
             return;
         }
-        let h = Box::from_raw(client as *mut Handle);
+        // SAFETY: not NULL, so by the documented contract a handle from
+        // `nim_signaling_client_new` not yet freed: the `Box<Handle>` it
+        // leaked, whose ownership comes back here exactly once.
+        let h = unsafe { Box::from_raw(client as *mut Handle) };
         h.client.shutdown();
         if !h.client.wait_finished_blocking(FREE_WAIT) {
             tracing::warn!("client connection did not stop within {FREE_WAIT:?}");
@@ -166,7 +179,9 @@ pub unsafe extern "C" fn nim_signaling_login(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    guard(INTERNAL, || match handle(client) {
+    // SAFETY: `client` is NULL or a live handle, as every function taking
+    // one requires.
+    guard(INTERNAL, || match unsafe { handle(client) } {
         Ok(h) => {
             h.client.login_with(h.ctx.completer(cb, user_data));
             OK
@@ -183,7 +198,9 @@ pub unsafe extern "C" fn nim_signaling_logout(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    guard(INTERNAL, || match handle(client) {
+    // SAFETY: `client` is NULL or a live handle, as every function taking
+    // one requires.
+    guard(INTERNAL, || match unsafe { handle(client) } {
         Ok(h) if !h.client.is_logged_in() => NOT_CONNECTED,
         Ok(h) => {
             h.client.logout_with(h.ctx.completer(cb, user_data));
@@ -194,23 +211,32 @@ pub unsafe extern "C" fn nim_signaling_logout(
 }
 
 /// The shared path of every operation: check, validate, send.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `params_json` is NULL or a
+/// NUL-terminated string valid for the call (the contract of every request
+/// function).
 unsafe fn start(
     client: *mut nim_signaling_client,
-    op: &str,
+    op: Op,
     params_json: *const c_char,
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
     guard(INTERNAL, || {
-        let h = match handle(client) {
+        // SAFETY: `client` is NULL or a live handle (this function's
+        // contract).
+        let h = match unsafe { handle(client) } {
             Ok(h) => h,
             Err(f) => return f.code,
         };
-        let params: Value = match c_json(params_json, "params_json") {
+        // SAFETY: `params_json` is NULL or a NUL-terminated string valid
+        // for this call (this function's contract).
+        let params: Value = match unsafe { c_json(params_json, "params_json") } {
             Ok(v) => v,
             Err(f) => return f.code,
         };
-        let req = match Request::parse(op, &params) {
+        let req = match Request::parse_op(op, &params) {
             Ok(r) => r,
             Err(f) => return f.code,
         };
@@ -248,7 +274,9 @@ pub unsafe extern "C" fn nim_signaling_create(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "create", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Create, params_json, cb, user_data) }
 }
 
 /// signalingClose: `{"channelId", "offlineEnabled"?, "ext"?}`; the creator
@@ -261,7 +289,9 @@ pub unsafe extern "C" fn nim_signaling_close(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "close", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Close, params_json, cb, user_data) }
 }
 
 /// signalingJoin: `{"channelId", "uid"?, "offlineEnabled"?, "attachExt"?}` →
@@ -274,7 +304,9 @@ pub unsafe extern "C" fn nim_signaling_join(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "join", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Join, params_json, cb, user_data) }
 }
 
 /// signalingLeave: `{"channelId", "offlineEnabled"?, "attachExt"?}`. 10404,
@@ -286,7 +318,9 @@ pub unsafe extern "C" fn nim_signaling_leave(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "leave", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Leave, params_json, cb, user_data) }
 }
 
 /// signalingInvite: `{"channelId", "account", "requestId",
@@ -303,7 +337,9 @@ pub unsafe extern "C" fn nim_signaling_invite(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "invite", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Invite, params_json, cb, user_data) }
 }
 
 /// inviteMany (not in NIM): one invitation with one requestId to each of
@@ -325,7 +361,9 @@ pub unsafe extern "C" fn nim_signaling_invite_many(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "inviteMany", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::InviteMany, params_json, cb, user_data) }
 }
 
 /// signalingCancel: `{"channelId", "account" (invitee), "requestId",
@@ -338,7 +376,9 @@ pub unsafe extern "C" fn nim_signaling_cancel_invite(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "cancel", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Cancel, params_json, cb, user_data) }
 }
 
 /// signalingAccept: `{"channelId", "account" (inviter), "requestId",
@@ -353,7 +393,9 @@ pub unsafe extern "C" fn nim_signaling_accept(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "accept", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Accept, params_json, cb, user_data) }
 }
 
 /// signalingReject: `{"channelId", "account" (inviter), "requestId",
@@ -366,7 +408,9 @@ pub unsafe extern "C" fn nim_signaling_reject(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "reject", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Reject, params_json, cb, user_data) }
 }
 
 /// signalingControl: `{"channelId", "account"?, "attachExt"?}`; no account
@@ -379,7 +423,9 @@ pub unsafe extern "C" fn nim_signaling_control(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "control", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Control, params_json, cb, user_data) }
 }
 
 /// signalingCall: create + join + invite in one step: `{"type", "channelName"?,
@@ -402,7 +448,9 @@ pub unsafe extern "C" fn nim_signaling_call(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "call", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Call, params_json, cb, user_data) }
 }
 
 /// signalingSync: `{}` → `{"eventList", "channels"}`: the events kept for
@@ -415,7 +463,9 @@ pub unsafe extern "C" fn nim_signaling_sync(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "sync", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::Sync, params_json, cb, user_data) }
 }
 
 /// Room query: `{"channelId"}` or `{"channelName"}` →
@@ -428,7 +478,9 @@ pub unsafe extern "C" fn nim_signaling_query_channel_info(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "queryChannelInfo", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::QueryChannelInfo, params_json, cb, user_data) }
 }
 
 /// Registers this device's push token (an addition to NIM's API):
@@ -446,7 +498,9 @@ pub unsafe extern "C" fn nim_signaling_register_push_token(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "registerPushToken", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::RegisterPushToken, params_json, cb, user_data) }
 }
 
 /// Lists this account's invitations (an addition to NIM's API): `{}` →
@@ -466,7 +520,9 @@ pub unsafe extern "C" fn nim_signaling_query_invitations(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "queryInvitations", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::QueryInvitations, params_json, cb, user_data) }
 }
 
 /// Changes a room's ext (an addition to NIM's API): `{"channelId", "ext",
@@ -484,16 +540,24 @@ pub unsafe extern "C" fn nim_signaling_update_channel(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    start(client, "updateChannel", params_json, cb, user_data)
+    // SAFETY: the caller's arguments are as documented, which is what
+    // `start` requires.
+    unsafe { start(client, Op::UpdateChannel, params_json, cb, user_data) }
 }
 
+/// The shared path of every registration function.
+///
+/// # Safety
+/// `client` is NULL or a live handle.
 unsafe fn register(
     client: *mut nim_signaling_client,
     kind: Kind,
     cb: nim_signaling_event_cb,
     ud: *mut c_void,
 ) -> i32 {
-    guard(INTERNAL, || match handle(client) {
+    // SAFETY: `client` is NULL or a live handle, as every function taking
+    // one requires.
+    guard(INTERNAL, || match unsafe { handle(client) } {
         Ok(h) => {
             h.ctx.callbacks.lock().unwrap_or_else(|e| e.into_inner())[kind as usize] =
                 cb.map(|f| (f, UserData(ud)));
@@ -514,7 +578,8 @@ pub unsafe extern "C" fn nim_signaling_reg_online_notify_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::Online, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::Online, cb, user_data) }
 }
 
 /// Registers the signalingMutilClientSyncNotify callback: an ACCEPT,
@@ -525,7 +590,8 @@ pub unsafe extern "C" fn nim_signaling_reg_multi_client_sync_notify_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::MultiClientSync, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::MultiClientSync, cb, user_data) }
 }
 
 /// Registers the signalingMembersSyncNotify callback:
@@ -537,7 +603,8 @@ pub unsafe extern "C" fn nim_signaling_reg_members_sync_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::MembersSync, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::MembersSync, cb, user_data) }
 }
 
 /// Registers the offline events callback: `{"eventList":[event,...]}` after
@@ -548,7 +615,8 @@ pub unsafe extern "C" fn nim_signaling_reg_offline_notify_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::Offline, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::Offline, cb, user_data) }
 }
 
 /// Registers the channels sync callback: `{"channels":[{"channelInfo",
@@ -559,7 +627,8 @@ pub unsafe extern "C" fn nim_signaling_reg_channels_sync_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::Channels, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::Channels, cb, user_data) }
 }
 
 /// Registers the connection state callback: `{"state":"connecting" |
@@ -578,7 +647,8 @@ pub unsafe extern "C" fn nim_signaling_reg_connection_state_cb(
     cb: nim_signaling_event_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    register(client, Kind::ConnectionState, cb, user_data)
+    // SAFETY: `client` is NULL or a live handle, as documented.
+    unsafe { register(client, Kind::ConnectionState, cb, user_data) }
 }
 
 /// The shape every request function of the C ABI shares.
@@ -593,20 +663,56 @@ pub type RequestFn = unsafe extern "C" fn(
 /// code that drives them all (the tests, the fuzz targets, bindings that
 /// want a table).
 pub const REQUEST_FUNCTIONS: &[(&str, RequestFn)] = &[
-    ("create", nim_signaling_create),
-    ("close", nim_signaling_close),
-    ("join", nim_signaling_join),
-    ("leave", nim_signaling_leave),
-    ("invite", nim_signaling_invite),
-    ("inviteMany", nim_signaling_invite_many),
-    ("cancel", nim_signaling_cancel_invite),
-    ("accept", nim_signaling_accept),
-    ("reject", nim_signaling_reject),
-    ("control", nim_signaling_control),
-    ("call", nim_signaling_call),
-    ("sync", nim_signaling_sync),
-    ("queryChannelInfo", nim_signaling_query_channel_info),
-    ("registerPushToken", nim_signaling_register_push_token),
-    ("queryInvitations", nim_signaling_query_invitations),
-    ("updateChannel", nim_signaling_update_channel),
+    (Op::Create.as_str(), nim_signaling_create),
+    (Op::Close.as_str(), nim_signaling_close),
+    (Op::Join.as_str(), nim_signaling_join),
+    (Op::Leave.as_str(), nim_signaling_leave),
+    (Op::Invite.as_str(), nim_signaling_invite),
+    (Op::InviteMany.as_str(), nim_signaling_invite_many),
+    (Op::Cancel.as_str(), nim_signaling_cancel_invite),
+    (Op::Accept.as_str(), nim_signaling_accept),
+    (Op::Reject.as_str(), nim_signaling_reject),
+    (Op::Control.as_str(), nim_signaling_control),
+    (Op::Call.as_str(), nim_signaling_call),
+    (Op::Sync.as_str(), nim_signaling_sync),
+    (
+        Op::QueryChannelInfo.as_str(),
+        nim_signaling_query_channel_info,
+    ),
+    (
+        Op::RegisterPushToken.as_str(),
+        nim_signaling_register_push_token,
+    ),
+    (
+        Op::QueryInvitations.as_str(),
+        nim_signaling_query_invitations,
+    ),
+    (Op::UpdateChannel.as_str(), nim_signaling_update_channel),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operations the C ABI sends without a request function of the
+    /// shape `RequestFn`: login and logout have their own functions
+    /// (`nim_signaling_login`, `nim_signaling_logout`), and the client
+    /// library sends inviteDelivered itself when an INVITE arrives.
+    const NOT_REQUEST_FUNCTIONS: &[Op] = &[Op::Login, Op::Logout, Op::InviteDelivered];
+
+    #[test]
+    fn request_functions_cover_every_op_an_app_sends() {
+        for (name, _) in REQUEST_FUNCTIONS {
+            let op = Op::from_name(name).unwrap_or_else(|| panic!("{name} is no operation"));
+            assert!(!NOT_REQUEST_FUNCTIONS.contains(&op), "{op}");
+        }
+        for op in Op::ALL {
+            let n = REQUEST_FUNCTIONS
+                .iter()
+                .filter(|(name, _)| *name == op.as_str())
+                .count();
+            let want = usize::from(!NOT_REQUEST_FUNCTIONS.contains(op));
+            assert_eq!(n, want, "{op}: {n} request functions");
+        }
+    }
+}

@@ -56,7 +56,9 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, 
     if p.is_null() {
         return Err(Failure::new(INVALID_PARAM, format!("{what} is NULL")));
     }
-    let bytes = CStr::from_ptr(p).to_bytes();
+    // SAFETY: not NULL, so by this function's contract a NUL-terminated
+    // string that stays valid while the returned borrow is used (the call).
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     if bytes.len() > MAX_JSON_BYTES {
         return Err(Failure::new(
             INVALID_PARAM,
@@ -72,7 +74,8 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, 
 /// # Safety
 /// As [`c_str`].
 pub(crate) unsafe fn c_json(p: *const c_char, what: &str) -> Result<serde_json::Value, Failure> {
-    let s = c_str(p, what)?;
+    // SAFETY: this function's contract is `c_str`'s.
+    let s = unsafe { c_str(p, what) }?;
     serde_json::from_str(s)
         .map_err(|e| Failure::new(INVALID_PARAM, format!("{what} is not valid JSON: {e}")))
 }

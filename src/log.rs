@@ -65,6 +65,8 @@ struct Sink {
 // SAFETY: the host promises (in the header) that its callback may be called
 // from any thread with this user_data.
 unsafe impl Send for Sink {}
+// SAFETY: the header also allows calls from several threads at once, and a
+// shared Sink is only read: its pointers are copied, never written.
 unsafe impl Sync for Sink {}
 
 /// The registered callback; None: off.

@@ -103,6 +103,8 @@ pub(crate) struct UserData(pub *mut c_void);
 
 // SAFETY: only passed back to the app's callbacks, as C-API.md documents.
 unsafe impl Send for UserData {}
+// SAFETY: as for Send: the library never dereferences it; a shared
+// UserData is only copied and handed back.
 unsafe impl Sync for UserData {}
 
 #[cfg(test)]

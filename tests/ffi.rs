@@ -2,6 +2,8 @@
 //! exactly-once callbacks under load, timeouts and client_free; and the
 //! delivery guarantees (resume, resend, resync, INVITE_TIMEOUT) with a
 //! fault-injecting proxy between the C clients and the server.
+// Test code: the blocks call the C ABI as a C program would, as the header documents.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 
@@ -41,8 +43,14 @@ fn inbox() -> (&'static Inbox, Receiver<Report>) {
 }
 
 unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) {
-    let inbox = &*(ud as *const Inbox);
-    let s = CStr::from_ptr(json).to_str().unwrap().to_string();
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let inbox = unsafe { &*(ud as *const Inbox) };
+    // SAFETY: the library's string, valid until the callback returns.
+    let s = unsafe { CStr::from_ptr(json) }
+        .to_str()
+        .unwrap()
+        .to_string();
     let _ = inbox
         .tx
         .lock()
@@ -51,12 +59,15 @@ unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) 
 }
 
 unsafe extern "C" fn on_event(json: *const c_char, ud: *mut c_void) {
-    on_result(0, json, ud)
+    // SAFETY: the same user data and string as a result callback's.
+    unsafe { on_result(0, json, ud) }
 }
 
 /// Counts its calls: each request gets its own counter.
 unsafe extern "C" fn count(_code: i32, _json: *const c_char, ud: *mut c_void) {
-    (*(ud as *const AtomicU32)).fetch_add(1, Ordering::SeqCst);
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    unsafe { &*(ud as *const AtomicU32) }.fetch_add(1, Ordering::SeqCst);
 }
 
 fn ud<T>(b: &T) -> *mut c_void {
@@ -626,21 +637,30 @@ struct SelfFree {
 }
 
 unsafe extern "C" fn free_me(_code: i32, _json: *const c_char, ud: *mut c_void) {
-    let s = &*(ud as *const SelfFree);
-    nim_signaling_client_free(s.client.swap(null_mut(), Ordering::SeqCst));
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let s = unsafe { &*(ud as *const SelfFree) };
+    // SAFETY: the client this callback belongs to, freed once (swapped out).
+    unsafe { nim_signaling_client_free(s.client.swap(null_mut(), Ordering::SeqCst)) };
     let _ = s.done.lock().unwrap().send(());
 }
 
 unsafe extern "C" fn create_from_callback(code: i32, _json: *const c_char, ud: *mut c_void) {
     // Login finished: start another request from inside the callback.
-    let s = &*(ud as *const SelfFree);
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let s = unsafe { &*(ud as *const SelfFree) };
     assert_eq!(code, 200);
-    let r = nim_signaling_create(
-        s.client.load(Ordering::SeqCst),
-        c"{\"type\":1}".as_ptr(),
-        Some(free_me),
-        ud,
-    );
+    // SAFETY: a live client (only `free_me` frees it, later) and a
+    // NUL-terminated literal.
+    let r = unsafe {
+        nim_signaling_create(
+            s.client.load(Ordering::SeqCst),
+            c"{\"type\":1}".as_ptr(),
+            Some(free_me),
+            ud,
+        )
+    };
     assert_eq!(r, 200);
 }
 
@@ -811,7 +831,9 @@ struct Outcome {
 }
 
 unsafe extern "C" fn record(code: i32, _json: *const c_char, ud: *mut c_void) {
-    let o = &*(ud as *const Outcome);
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let o = unsafe { &*(ud as *const Outcome) };
     o.code.store(code, Ordering::SeqCst);
     o.calls.fetch_add(1, Ordering::SeqCst);
 }

@@ -8,6 +8,8 @@
 //!
 //! The limits asserted are those of `protocol::params` (`MAX_NAME_LEN`,
 //! `MAX_EXT_LEN`) and `ffi::MAX_JSON_BYTES`.
+// Test code: the blocks call the C ABI as a C program would, hostile input included.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 
@@ -57,7 +59,9 @@ fn counter() -> &'static AtomicU32 {
 }
 
 unsafe extern "C" fn count(_code: i32, _json: *const c_char, ud: *mut c_void) {
-    (*(ud as *const AtomicU32)).fetch_add(1, Ordering::SeqCst);
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    unsafe { &*(ud as *const AtomicU32) }.fetch_add(1, Ordering::SeqCst);
 }
 
 fn ud<T>(b: &T) -> *mut c_void {
@@ -78,8 +82,13 @@ fn inbox() -> (&'static Inbox, Receiver<(i32, String)>) {
 }
 
 unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) {
-    let inbox = &*(ud as *const Inbox);
-    let s = CStr::from_ptr(json).to_string_lossy().into_owned();
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let inbox = unsafe { &*(ud as *const Inbox) };
+    // SAFETY: the library's string, valid until the callback returns.
+    let s = unsafe { CStr::from_ptr(json) }
+        .to_string_lossy()
+        .into_owned();
     let _ = inbox.tx.lock().unwrap().send((code, s));
 }
 

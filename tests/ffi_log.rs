@@ -7,6 +7,8 @@
 //! cannot listen (an error, logged on the caller's thread before
 //! `nim_signaling_server_start` returns, so "not called" can be checked at
 //! once) and a login refused for a bad token (info, on a server thread).
+// Test code: the blocks call the C ABI as a C program would, as the header documents.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 #[path = "common/keep.rs"]
 mod keep;
@@ -40,9 +42,13 @@ unsafe extern "C" fn on_log(
     message: *const c_char,
     ud: *mut c_void,
 ) {
-    let ib = &*(ud as *const Inbox);
-    let target = CStr::from_ptr(target).to_string_lossy().into_owned();
-    let message = CStr::from_ptr(message).to_string_lossy().into_owned();
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let ib = unsafe { &*(ud as *const Inbox) };
+    // SAFETY: the library's strings, valid until the callback returns.
+    let (target, message) = unsafe { (CStr::from_ptr(target), CStr::from_ptr(message)) };
+    let target = target.to_string_lossy().into_owned();
+    let message = message.to_string_lossy().into_owned();
     let _ = ib.tx.lock().unwrap().send((level, target, message));
 }
 
@@ -53,10 +59,13 @@ unsafe extern "C" fn on_log_reentrant(
     message: *const c_char,
     ud: *mut c_void,
 ) {
-    let ib = &*(ud as *const Inbox);
+    // SAFETY: `ud` is the user data the test registered: a `keep`-ed
+    // value of this type, alive for the whole process.
+    let ib = unsafe { &*(ud as *const Inbox) };
     let code = nim_signaling_set_log_cb(0, None, null_mut());
     ib.reentrant.store(code as u32, Ordering::SeqCst);
-    on_log(level, target, message, ud);
+    // SAFETY: this callback's own arguments, still valid.
+    unsafe { on_log(level, target, message, ud) };
 }
 
 fn inbox() -> (&'static Inbox, Receiver<Line>) {
@@ -108,7 +117,9 @@ fn refused_login(url: &str, account: &str) {
     let (tx, rx) = channel::<i32>();
     let done = keep(Mutex::new(tx));
     unsafe extern "C" fn on_login(code: i32, _: *const c_char, ud: *mut c_void) {
-        let tx = &*(ud as *const Mutex<Sender<i32>>);
+        // SAFETY: `ud` is the `keep`-ed `Mutex<Sender<i32>>` registered
+        // with this callback, alive for the whole process.
+        let tx = unsafe { &*(ud as *const Mutex<Sender<i32>>) };
         let _ = tx.lock().unwrap().send(code);
     }
     let r = unsafe {
@@ -137,7 +148,9 @@ fn one_request(url: &str, account: &str, token: &str) {
     let (tx, rx) = channel::<i32>();
     let done = keep(Mutex::new(tx)) as *const Mutex<Sender<i32>> as *mut c_void;
     unsafe extern "C" fn on_done(code: i32, _: *const c_char, ud: *mut c_void) {
-        let tx = &*(ud as *const Mutex<Sender<i32>>);
+        // SAFETY: `ud` is the `keep`-ed `Mutex<Sender<i32>>` registered
+        // with this callback, alive for the whole process.
+        let tx = unsafe { &*(ud as *const Mutex<Sender<i32>>) };
         let _ = tx.lock().unwrap().send(code);
     }
     assert_eq!(unsafe { nim_signaling_login(c, Some(on_done), done) }, 200);

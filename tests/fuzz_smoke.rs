@@ -20,6 +20,8 @@
 //! just before).
 
 #[path = "../fuzz/checks/mod.rs"]
+#[allow(clippy::undocumented_unsafe_blocks)]
+// the fuzz targets' checks, calling the C ABI as C would
 mod checks;
 
 use rand::rngs::StdRng;

@@ -324,14 +324,22 @@ fn cs(s: &str) -> CString {
 }
 
 unsafe extern "C" fn on_result(code: i32, json: *const c_char, ud: *mut c_void) {
-    let tx = &*(ud as *const Mutex<mpsc::Sender<(i32, String)>>);
-    let s = CStr::from_ptr(json).to_string_lossy().into_owned();
+    // SAFETY: `ud` is the user data the test registered: a leaked
+    // `Mutex<Sender>`, alive for the whole process.
+    let tx = unsafe { &*(ud as *const Mutex<mpsc::Sender<(i32, String)>>) };
+    // SAFETY: the library's string, valid until the callback returns.
+    let s = unsafe { CStr::from_ptr(json) }
+        .to_string_lossy()
+        .into_owned();
     let _ = tx.lock().unwrap().send((code, s));
 }
 
 #[test]
 fn the_c_abi_serves_and_connects_over_wss() {
     let pki = Pki::new();
+    // SAFETY: each string is a CString alive across its call, the out
+    // pointers are locals, the handles are used only between their
+    // start/new and stop/free, and the callback's user data is leaked.
     unsafe {
         let mut srv = null_mut();
         let cfg = cs(&pki.server_config().to_string());

@@ -2,8 +2,7 @@
 
 use nim_signaling_protocol::codes::INVALID_PARAM;
 use nim_signaling_protocol::frames::{self, ClientFrame};
-use nim_signaling_protocol::params::OPS;
-use nim_signaling_protocol::{Failure, Request};
+use nim_signaling_protocol::{Failure, Op, Request};
 use serde_json::{json, Value};
 
 /// The server's parse of a client frame, as `server::session` does it:
@@ -31,8 +30,8 @@ pub fn frame_decode(data: &[u8]) {
     let op = frame.op.unwrap_or_default();
     let params = frame.params.unwrap_or(json!({}));
     parse(id, &op, &params);
-    for op in OPS {
-        parse(id, op, &params);
+    for op in Op::ALL {
+        parse(id, op.as_str(), &params);
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
 };
 use nim_signaling_protocol::codes::{self, NOT_CONNECTED, OK, TIMEOUT};
 use nim_signaling_protocol::frames::{self, NotifyKind, Rid, ServerFrame, SUBPROTOCOL};
-use nim_signaling_protocol::Failure;
+use nim_signaling_protocol::{Failure, Op};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -245,7 +245,10 @@ impl Conn {
                 params["resumeEpoch"] = epoch.as_str().into();
             }
             ws.send(Message::text(frames::request_frame(
-                LOGIN_ID, "login", &params, None,
+                LOGIN_ID,
+                Op::Login.as_str(),
+                &params,
+                None,
             )))
             .await
             .map_err(|e| Failure::new(NOT_CONNECTED, format!("connection lost: {e}")))?;
@@ -469,7 +472,7 @@ impl Conn {
                         let id = self.next_id;
                         self.next_id += 1;
                         self.logout = Some((id, d));
-                        if ws.send(Message::text(frames::request_frame(id, "logout", &json!({}), None))).await.is_err() {
+                        if ws.send(Message::text(frames::request_frame(id, Op::Logout.as_str(), &json!({}), None))).await.is_err() {
                             self.logout_done();
                             return End::Stop;
                         }
@@ -541,7 +544,7 @@ impl Conn {
         });
         let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
         self.add_request(
-            "inviteDelivered",
+            Op::InviteDelivered.as_str(),
             params,
             Completer::new(|_, _| {}),
             deadline,

@@ -6,9 +6,11 @@ pub mod codes;
 pub mod flex;
 pub mod frames;
 pub mod objects;
+pub mod op;
 pub mod params;
 
 pub use codes::Failure;
 pub use frames::NotifyKind;
 pub use objects::{ChannelInfo, ChannelWithMembers, Event, EventType, Member, PushInfo};
+pub use op::Op;
 pub use params::Request;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::codes::{Failure, INVALID_PARAM};
 use super::flex;
 use super::objects::PushInfo;
+use super::op::Op;
 
 /// Longest channelName, requestId, account and deviceId we accept.
 pub const MAX_NAME_LEN: usize = 128;
@@ -282,29 +283,6 @@ pub enum Request {
     UpdateChannel(UpdateChannelParams),
 }
 
-/// The operation names used on the wire (`"op"` of a request frame).
-pub const OPS: &[&str] = &[
-    "login",
-    "logout",
-    "create",
-    "close",
-    "join",
-    "leave",
-    "invite",
-    "cancel",
-    "accept",
-    "reject",
-    "control",
-    "call",
-    "sync",
-    "queryChannelInfo",
-    "registerPushToken",
-    "inviteMany",
-    "queryInvitations",
-    "inviteDelivered",
-    "updateChannel",
-];
-
 fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
     T::deserialize(params).map_err(|e| Failure::new(INVALID_PARAM, e.to_string()))
 }
@@ -414,8 +392,16 @@ impl Request {
         if !params.is_object() {
             return Err(bad("params must be a JSON object"));
         }
+        Request::parse_op(op.parse::<Op>()?, params)
+    }
+
+    /// [`Request::parse`] for an operation already known.
+    pub fn parse_op(op: Op, params: &Value) -> Result<Request, Failure> {
+        if !params.is_object() {
+            return Err(bad("params must be a JSON object"));
+        }
         let req = match op {
-            "login" => {
+            Op::Login => {
                 let p: LoginParams = parse(params)?;
                 need_id("account", &p.account)?;
                 need_id("deviceId", &p.device_id)?;
@@ -427,33 +413,33 @@ impl Request {
                 }
                 Request::Login(p)
             }
-            "logout" => Request::Logout,
-            "create" => {
+            Op::Logout => Request::Logout,
+            Op::Create => {
                 let p: CreateParams = parse(params)?;
                 channel_type(p.kind)?;
                 opt_name("channelName", &p.channel_name)?;
                 opt_ext("ext", &p.ext)?;
                 Request::Create(p)
             }
-            "close" => {
+            Op::Close => {
                 let p: CloseParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 opt_ext("ext", &p.ext)?;
                 Request::Close(p)
             }
-            "join" => {
+            Op::Join => {
                 let p: JoinParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 Request::Join(p)
             }
-            "leave" => {
+            Op::Leave => {
                 let p: LeaveParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 Request::Leave(p)
             }
-            "invite" => {
+            Op::Invite => {
                 let p: InviteParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 need_id("account", &p.account)?;
@@ -462,7 +448,7 @@ impl Request {
                 push_info(&p.push_info)?;
                 Request::Invite(p)
             }
-            "inviteMany" => {
+            Op::InviteMany => {
                 let p: InviteManyParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 invitees(&p.accounts)?;
@@ -471,19 +457,19 @@ impl Request {
                 push_info(&p.push_info)?;
                 Request::InviteMany(p)
             }
-            "cancel" | "reject" => {
+            Op::Cancel | Op::Reject => {
                 let p: InviteReplyParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 need_id("account", &p.account)?;
                 need_id("requestId", &p.request_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
-                if op == "cancel" {
+                if op == Op::Cancel {
                     Request::Cancel(p)
                 } else {
                     Request::Reject(p)
                 }
             }
-            "accept" => {
+            Op::Accept => {
                 let p: AcceptParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 need_id("account", &p.account)?;
@@ -492,14 +478,14 @@ impl Request {
                 opt_ext("joinAttachExt", &p.join_attach_ext)?;
                 Request::Accept(p)
             }
-            "control" => {
+            Op::Control => {
                 let p: ControlParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 opt_name("account", &p.account)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 Request::Control(p)
             }
-            "call" => {
+            Op::Call => {
                 let p: CallParams = parse(params)?;
                 channel_type(p.kind)?;
                 opt_name("channelName", &p.channel_name)?;
@@ -510,8 +496,8 @@ impl Request {
                 push_info(&p.push_info)?;
                 Request::Call(p)
             }
-            "sync" => Request::Sync,
-            "queryChannelInfo" => {
+            Op::Sync => Request::Sync,
+            Op::QueryChannelInfo => {
                 let p: QueryParams = parse(params)?;
                 let id = p.channel_id.as_deref().unwrap_or("");
                 let name = p.channel_name.as_deref().unwrap_or("");
@@ -522,7 +508,7 @@ impl Request {
                 opt_name("channelName", &p.channel_name)?;
                 Request::QueryChannelInfo(p)
             }
-            "registerPushToken" => {
+            Op::RegisterPushToken => {
                 let p: PushTokenParams = parse(params)?;
                 if p.token.len() > MAX_EXT_LEN {
                     return Err(bad(format!("token is longer than {MAX_EXT_LEN} bytes")));
@@ -533,48 +519,52 @@ impl Request {
                 opt_name("provider", &p.provider)?;
                 Request::RegisterPushToken(p)
             }
-            "queryInvitations" => Request::QueryInvitations,
-            "inviteDelivered" => {
+            Op::QueryInvitations => Request::QueryInvitations,
+            Op::InviteDelivered => {
                 let p: DeliveredParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 need_id("account", &p.account)?;
                 need_id("requestId", &p.request_id)?;
                 Request::InviteDelivered(p)
             }
-            "updateChannel" => {
+            Op::UpdateChannel => {
                 let p: UpdateChannelParams = parse(params)?;
                 need_id("channelId", &p.channel_id)?;
                 ext("ext", &p.ext)?;
                 Request::UpdateChannel(p)
             }
-            other => return Err(bad(format!("unknown operation \"{other}\""))),
         };
         Ok(req)
     }
 
+    /// This request's operation.
+    pub fn operation(&self) -> Op {
+        match self {
+            Request::Login(_) => Op::Login,
+            Request::Logout => Op::Logout,
+            Request::Create(_) => Op::Create,
+            Request::Close(_) => Op::Close,
+            Request::Join(_) => Op::Join,
+            Request::Leave(_) => Op::Leave,
+            Request::Invite(_) => Op::Invite,
+            Request::Cancel(_) => Op::Cancel,
+            Request::Accept(_) => Op::Accept,
+            Request::Reject(_) => Op::Reject,
+            Request::Control(_) => Op::Control,
+            Request::Call(_) => Op::Call,
+            Request::Sync => Op::Sync,
+            Request::QueryChannelInfo(_) => Op::QueryChannelInfo,
+            Request::RegisterPushToken(_) => Op::RegisterPushToken,
+            Request::InviteMany(_) => Op::InviteMany,
+            Request::QueryInvitations => Op::QueryInvitations,
+            Request::InviteDelivered(_) => Op::InviteDelivered,
+            Request::UpdateChannel(_) => Op::UpdateChannel,
+        }
+    }
+
     /// The wire name of this request's operation.
     pub fn op(&self) -> &'static str {
-        match self {
-            Request::Login(_) => "login",
-            Request::Logout => "logout",
-            Request::Create(_) => "create",
-            Request::Close(_) => "close",
-            Request::Join(_) => "join",
-            Request::Leave(_) => "leave",
-            Request::Invite(_) => "invite",
-            Request::Cancel(_) => "cancel",
-            Request::Accept(_) => "accept",
-            Request::Reject(_) => "reject",
-            Request::Control(_) => "control",
-            Request::Call(_) => "call",
-            Request::Sync => "sync",
-            Request::QueryChannelInfo(_) => "queryChannelInfo",
-            Request::RegisterPushToken(_) => "registerPushToken",
-            Request::InviteMany(_) => "inviteMany",
-            Request::QueryInvitations => "queryInvitations",
-            Request::InviteDelivered(_) => "inviteDelivered",
-            Request::UpdateChannel(_) => "updateChannel",
-        }
+        self.operation().as_str()
     }
 }
 
@@ -650,5 +640,27 @@ mod tests {
                 (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
             }
         }
+    }
+
+    /// Each operation's name parses as that operation (params valid for
+    /// every operation at once: unknown keys are ignored), and a name that
+    /// is no operation is 414.
+    #[test]
+    fn every_op_parses_as_itself() {
+        let params = json!({
+            "type": 1, "channelId": "c", "account": "bob", "accounts": ["bob"],
+            "requestId": "r", "deviceId": "d", "token": "t", "ext": "",
+        });
+        for op in Op::ALL.iter().copied() {
+            let req = Request::parse(op.as_str(), &params).unwrap_or_else(|f| panic!("{op}: {f}"));
+            assert_eq!(req.operation(), op);
+            assert_eq!(req.op(), op.as_str());
+            assert_eq!(Request::parse_op(op, &params).as_ref(), Ok(&req));
+        }
+        let f = Request::parse("bogus", &params).unwrap_err();
+        assert_eq!(f.code, INVALID_PARAM);
+        assert_eq!(f.message, "unknown operation \"bogus\"");
+        let f = Request::parse("bogus", &json!([])).unwrap_err();
+        assert_eq!(f.message, "params must be a JSON object");
     }
 }

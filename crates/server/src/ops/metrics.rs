@@ -20,7 +20,7 @@ use crate::engine::observe::{Happening, Observer};
 use crate::engine::service::Service;
 use crate::store::StoreStats;
 use nim_signaling_protocol::codes;
-use nim_signaling_protocol::params::OPS;
+use nim_signaling_protocol::Op;
 
 /// The codes counted by name; any other lands in "other".
 const CODES: &[i32] = &[
@@ -53,10 +53,9 @@ const BUCKETS_US: &[u64] = &[
 ];
 
 /// Slots per dimension: the known values plus one for "other".
-const OP_SLOTS: usize = 20;
+const OP_SLOTS: usize = Op::ALL.len() + 1;
 const CODE_SLOTS: usize = 22;
 const BUCKET_SLOTS: usize = 12;
-const _: () = assert!(OPS.len() + 1 == OP_SLOTS);
 const _: () = assert!(CODES.len() + 1 == CODE_SLOTS);
 const _: () = assert!(BUCKETS_US.len() + 1 == BUCKET_SLOTS);
 
@@ -106,7 +105,7 @@ pub struct Metrics {
 }
 
 fn op_slot(op: &str) -> usize {
-    OPS.iter().position(|o| *o == op).unwrap_or(OPS.len())
+    Op::from_name(op).map_or(Op::ALL.len(), Op::index)
 }
 
 fn code_slot(code: i32) -> usize {
@@ -237,7 +236,7 @@ impl Metrics {
     }
 
     fn op_name(i: usize) -> &'static str {
-        OPS.get(i).copied().unwrap_or("other")
+        Op::ALL.get(i).map_or("other", |op| op.as_str())
     }
 
     fn render_requests(&self, out: &mut String) {
