@@ -2,7 +2,8 @@
 # Installs nim-signaling for C and C++ programs:
 #
 #   PREFIX/include/nim_signaling.h, nim_signaling.hpp (C++17 wrapper)
-#   PREFIX/lib/libnim_signaling.so, libnim_signaling.a
+#   PREFIX/lib/libnim_signaling.so.VERSION (with its SONAME link and
+#   libnim_signaling.so), libnim_signaling.a
 #   PREFIX/lib/pkgconfig/nim-signaling.pc
 #   PREFIX/lib/cmake/NimSignaling/NimSignalingConfig.cmake,
 #                                 NimSignalingConfigVersion.cmake
@@ -71,13 +72,28 @@ prefix=$(cd "$prefix" && pwd)
 sed_escape() { printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'; }
 subst() { # template output
   sed -e "s|@PREFIX@|$(sed_escape "$prefix")|g" -e "s|@VERSION@|$(sed_escape "$version")|g" \
+    -e "s|@SONAME_PROPERTY@|$(sed_escape "${soname_property:-}")|g" \
     "$root/packaging/$1" >"$2"
   chmod 644 "$2"
 }
 
 install -d "$prefix/include" "$prefix/lib/pkgconfig" "$prefix/lib/cmake/NimSignaling"
 install -m 644 "$root/include/nim_signaling.h" "$root/include/nim_signaling.hpp" "$prefix/include/"
-install -m 755 "$from/libnim_signaling.so" "$prefix/lib/"
+# The SONAME that build.rs gave the library (none in a build without it):
+# the file is installed under its full version, with the SONAME link the
+# loader follows and the plain name the linker's -lnim_signaling finds.
+soname=$(objdump -p "$from/libnim_signaling.so" 2>/dev/null | awk '$1 == "SONAME" { print $2 }')
+if [ -n "$soname" ]; then
+  install -m 755 "$from/libnim_signaling.so" "$prefix/lib/libnim_signaling.so.$version"
+  ln -sfn "libnim_signaling.so.$version" "$prefix/lib/$soname"
+  ln -sfn "$soname" "$prefix/lib/libnim_signaling.so"
+  soname_property="IMPORTED_SONAME \"$soname\""
+else
+  install -m 755 "$from/libnim_signaling.so" "$prefix/lib/"
+  # Without a SONAME, programs must record "libnim_signaling.so", not the
+  # absolute path CMake would otherwise link.
+  soname_property="IMPORTED_NO_SONAME TRUE"
+fi
 install -m 644 "$from/libnim_signaling.a" "$prefix/lib/"
 subst nim-signaling.pc.in "$prefix/lib/pkgconfig/nim-signaling.pc"
 subst NimSignalingConfig.cmake.in "$prefix/lib/cmake/NimSignaling/NimSignalingConfig.cmake"

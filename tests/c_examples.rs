@@ -35,22 +35,14 @@ fn examples_dir() -> PathBuf {
 /// Runs `make -C examples-c all` with these extra variables; panics with
 /// make's output on failure.
 fn make(build: &Path, extra: &[&str]) {
-    let out = Command::new("make")
-        .arg("-C")
+    let mut make = Command::new("make");
+    make.arg("-C")
         .arg(examples_dir())
         .arg("all")
         .arg(format!("LIBDIR={}", lib_dir().display()))
         .arg(format!("BUILD={}", build.display()))
-        .args(extra)
-        .output()
-        .expect("run make (are make and cc installed?)");
-    assert!(
-        out.status.success(),
-        "make failed ({})\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(extra);
+    child::run(&mut make, "make (are make and cc installed?)", RUN_LIMIT).succeeded();
 }
 
 /// The examples built once for every test of this binary.

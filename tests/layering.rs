@@ -2,24 +2,21 @@
 //! crate depends only on the layers below it, and the client-only C library
 //! pulls in none of the server's stack.
 
+#[path = "common/child.rs"]
+mod child;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn cargo(args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-        .args(args)
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 from cargo")
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(args);
+    child::run(&mut cmd, "cargo", Duration::from_secs(300)).succeeded()
 }
 
 /// Each workspace crate and the workspace crates it may use (normal and

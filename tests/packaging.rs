@@ -151,19 +151,62 @@ fn assert_call_demo_cpp(r: &Run) {
     r.assert_passed(CPP_LINES, "call demo (C++): OK");
 }
 
-/// The binary loads libnim_signaling.so from the prefix, not from the tree.
+/// The library's SONAME: `.so.<major>`, or `.so.0.<minor>` while the
+/// major version is 0 (semantic versioning: 0.1 and 0.2 may break).
+fn soname() -> String {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    match major {
+        "0" => format!("libnim_signaling.so.0.{}", env!("CARGO_PKG_VERSION_MINOR")),
+        _ => format!("libnim_signaling.so.{major}"),
+    }
+}
+
+/// The binary loads the library by its SONAME from the prefix, not from
+/// the tree.
 fn assert_uses_installed_lib(exe: &Path) {
     let ldd = check(
         "ldd",
         Command::new("ldd").env_remove("LD_LIBRARY_PATH").arg(exe),
     );
-    let want = installed().join("lib/libnim_signaling.so");
+    let want = installed().join("lib").join(soname());
     assert!(
         ldd.lines()
-            .any(|l| l.contains("libnim_signaling.so => ") && l.contains(&*want.to_string_lossy())),
+            .any(|l| l.contains(&format!("{} => ", soname()))
+                && l.contains(&*want.to_string_lossy())),
         "{} does not load {}:\n{ldd}",
         exe.display(),
         want.display()
+    );
+}
+
+/// The built library names its SONAME, and the prefix holds the file under
+/// its full version with the SONAME link and the linker's plain name.
+#[test]
+fn the_library_has_a_soname_and_its_links_are_installed() {
+    let dump = check(
+        "objdump -p",
+        Command::new("objdump")
+            .arg("-p")
+            .arg(lib_dir().join("libnim_signaling.so")),
+    );
+    assert!(
+        dump.lines()
+            .any(|l| l.split_whitespace().eq(["SONAME", soname().as_str()])),
+        "no SONAME {} in:\n{dump}",
+        soname()
+    );
+    let lib = installed().join("lib");
+    let file = format!("libnim_signaling.so.{VERSION}");
+    assert!(std::fs::symlink_metadata(lib.join(&file))
+        .unwrap()
+        .is_file());
+    assert_eq!(
+        std::fs::read_link(lib.join(soname())).unwrap(),
+        Path::new(&file)
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join("libnim_signaling.so")).unwrap(),
+        Path::new(&soname())
     );
 }
 

@@ -17,6 +17,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// Its stdout, after checking that it exited 0 (else a panic that
+    /// shows both outputs).
+    pub fn succeeded(self) -> String {
+        assert!(self.status.success(), "{}", self.describe());
+        self.stdout
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{}: exit status {}\n--- stdout\n{}\n--- stderr\n{}",
