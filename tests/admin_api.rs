@@ -1,8 +1,8 @@
 //! The admin HTTP API over real HTTP: status codes and JSON bodies an
 //! operator sees, and the events (or the `kicked` state) the Rust clients
 //! of the affected accounts actually receive. The last test runs two nodes
-//! on Redis (NIM_TEST_REDIS_URL, default redis://127.0.0.1:6379) and fails,
-//! saying so, without it — as the other cluster tests do.
+//! on a Redis it starts itself (tests/common/redis.rs), as the other cluster
+//! tests do.
 
 mod common;
 

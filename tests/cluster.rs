@@ -1,7 +1,7 @@
 //! The integration suites again, each test on three nodes sharing one Redis
-//! with its clients spread across the nodes (see `common::cluster`). Needs
-//! Redis at `NIM_TEST_REDIS_URL` (default redis://127.0.0.1:6379): without
-//! it every test here fails, saying so.
+//! with its clients spread across the nodes (see `common::cluster`), on a
+//! Redis this binary starts (tests/common/redis.rs: `redis-server` on the
+//! PATH, or `NIM_TEST_REDIS_URL`).
 //!
 //! Left out, because they test one node's own bookkeeping rather than what
 //! the system does: `limits` (connections per IP and per node are counted

@@ -1,9 +1,8 @@
 //! What only a cluster can get wrong: nodes racing on one room, a node
 //! killed mid-call, Redis restarted under running nodes, a lost
-//! subscription, a draining node. Needs `redis-server` on the PATH (tests
-//! that restart Redis run their own) and Redis at `NIM_TEST_REDIS_URL`
-//! (default redis://127.0.0.1:6379) for the others; without them every
-//! test here fails, saying so.
+//! subscription, a draining node. Needs `redis-server` on the PATH: the
+//! tests that restart Redis run their own, the others share this binary's
+//! (tests/common/redis.rs; or `NIM_TEST_REDIS_URL`).
 
 mod common;
 
@@ -14,7 +13,7 @@ use nim_signaling_client::ConnState;
 use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// Starts a node on `store` with `extra` settings and /healthz served.
@@ -41,12 +40,10 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = OwnRedis { port, child: None };
+        let mut r = OwnRedis {
+            port: common::redis::free_port(),
+            child: None,
+        };
         r.restart();
         r
     }
@@ -56,23 +53,7 @@ impl OwnRedis {
     }
 
     fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("these tests need redis-server on the PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        // Ready when it answers.
-        let end = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < end,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(common::redis::spawn(self.port));
     }
 
     fn kill(&mut self) {

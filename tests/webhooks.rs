@@ -2,7 +2,7 @@
 //! signature itself (hmac + sha2, not the server's signer), records what
 //! arrives, and can be told to fail, refuse or hang. Events are caused by
 //! real clients over real sockets. The last test runs two nodes on one
-//! Redis (NIM_TEST_REDIS_URL, default redis://127.0.0.1:6379; it fails,
+//! Redis (its own, or NIM_TEST_REDIS_URL; see tests/common/redis.rs; it fails,
 //! saying so, without one, like the other cluster tests).
 
 mod common;
@@ -591,8 +591,7 @@ async fn redis_node(cfg: &Value) -> ServerHandle {
     let cfg = ServerConfig::from_json(&cfg.to_string()).expect("server config");
     srvmod::start(cfg).await.unwrap_or_else(|e| {
         panic!(
-            "this test needs Redis at {} (set NIM_TEST_REDIS_URL, or install redis-server \
-             and start it; .ci/run does): {}",
+            "this test could not use Redis at {}: {}",
             common::cluster::redis_url(),
             e.message
         )

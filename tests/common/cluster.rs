@@ -15,10 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Nodes of a test cluster.
 pub const NODES: usize = 3;
 
-/// Where the cluster tests find Redis: `NIM_TEST_REDIS_URL`, or a local
-/// default (`.ci/run` starts one there).
+/// Where the cluster tests find Redis: see [`super::redis::url`].
 pub fn redis_url() -> String {
-    std::env::var("NIM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    super::redis::url()
 }
 
 /// Whether this test binary runs its suites on a Redis cluster. The suites
@@ -129,8 +128,7 @@ async fn start_node(cfg: &Value) -> ServerHandle {
     match server::start(cfg).await {
         Ok(node) => node,
         Err(e) if on_cluster() => panic!(
-            "the cluster tests need Redis at {} (set NIM_TEST_REDIS_URL, or install \
-             redis-server and start it; .ci/run does): {}",
+            "the cluster tests could not use Redis at {}: {}",
             redis_url(),
             e.message
         ),

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod keep;
 pub mod proxy;
 pub mod receiver;
+pub mod redis;
 pub use cluster::TestServer;
 
 use nim_signaling_client::{
