@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use crate::store::{PushToken, Room};
 use nim_signaling_protocol::objects::PushInfo;
-use nim_signaling_protocol::ChannelInfo;
+use nim_signaling_protocol::{ChannelInfo, Op};
 
 /// Why a room changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause<'a> {
-    /// A client's request (`op` is its wire name).
+    /// A client's request.
     Request {
-        op: &'static str,
+        op: Op,
         account: &'a str,
         device: &'a str,
     },

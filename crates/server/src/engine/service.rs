@@ -325,7 +325,7 @@ impl Service {
             device: &s.device,
         };
         let cause = &Cause::Request {
-            op: req.op(),
+            op: req.operation(),
             account: &s.account,
             device: &s.device,
         };

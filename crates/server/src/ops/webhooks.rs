@@ -58,7 +58,9 @@ impl Cause<'_> {
                 op,
                 account,
                 device,
-            } => json!({"kind": "request", "op": op, "account": account, "deviceId": device}),
+            } => {
+                json!({"kind": "request", "op": op.as_str(), "account": account, "deviceId": device})
+            }
             Cause::Admin { action } => json!({"kind": "admin", "action": action}),
             Cause::InviteTimeout => json!({"kind": "inviteTimeout"}),
             Cause::DeviceGone { account, device } => {

@@ -5,6 +5,7 @@ use super::*;
 use crate::store::Invitation;
 use nim_signaling_core::rules::{self, Actor, Ctx, Limits, Reach};
 use nim_signaling_protocol::params::*;
+use nim_signaling_protocol::Op;
 
 const NOW: i64 = 1_700_000_000_000;
 static LIMITS: Limits = Limits {
@@ -29,7 +30,8 @@ fn ctx(account: &'static str, now: i64) -> Ctx<'static> {
     }
 }
 
-fn by(op: &'static str, account: &'static str) -> Cause<'static> {
+fn by(op: &str, account: &'static str) -> Cause<'static> {
+    let op = Op::from_name(op).expect("an operation");
     Cause::Request {
         op,
         account,
