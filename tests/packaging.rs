@@ -17,7 +17,7 @@ mod call_demo;
 #[path = "common/child.rs"]
 mod child;
 
-use built::lib_dir;
+use built::{lib_dir, server_bin};
 use call_demo::CALL_DEMO_LINES;
 
 use child::Run;
@@ -279,6 +279,134 @@ fn install_lays_out_the_prefix() {
     for f in [&config, &version] {
         assert!(!f.contains('@'), "a template placeholder left:\n{f}");
     }
+    for server_part in ["bin", "etc", "share/nim-signaling"] {
+        assert!(
+            !prefix.join(server_part).exists(),
+            "{server_part} installed without --with-server"
+        );
+    }
+}
+
+/// `--bindir-from`: the server, its configuration and its systemd unit
+/// with this prefix's paths; a reinstall keeps the configuration.
+#[test]
+fn install_with_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = work_dir().join("prefix-server");
+    let bin_dir = Path::new(server_bin()).parent().unwrap().to_path_buf();
+    let install = || {
+        check(
+            "scripts/install.sh --bindir-from",
+            Command::new("bash")
+                .arg(repo().join("scripts/install.sh"))
+                .arg("--prefix")
+                .arg(&prefix)
+                .arg("--libdir-from")
+                .arg(lib_dir())
+                .arg("--bindir-from")
+                .arg(&bin_dir),
+        )
+    };
+    let out = install();
+    let bin = prefix.join("bin/nim-signaling-server");
+    assert!(
+        std::fs::read(&bin).expect("bin/nim-signaling-server installed")
+            == std::fs::read(server_bin()).unwrap(),
+        "bin/nim-signaling-server differs from {}",
+        server_bin()
+    );
+    assert!(
+        out.contains(&format!("server:     {}", bin.display())),
+        "{out}"
+    );
+    let version = check(
+        "nim-signaling-server --version",
+        &mut Command::new(&bin).arg("--version"),
+    );
+    assert_eq!(version.trim(), format!("nim-signaling-server {VERSION}"));
+
+    let conf = prefix.join("etc/nim-signaling");
+    assert_eq!(
+        std::fs::read_to_string(conf.join("server.toml")).unwrap(),
+        std::fs::read_to_string(repo().join("deploy/server.toml")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf.join("env")).unwrap(),
+        std::fs::read_to_string(repo().join("deploy/nim-signaling.env")).unwrap()
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&conf.join("env")),
+        0o600,
+        "the secrets file is private"
+    );
+    assert_eq!(mode(&bin), 0o755);
+    // The installed server starts from the installed configuration.
+    let shown = check(
+        "nim-signaling-server --print-config",
+        Command::new(&bin)
+            .arg("--config")
+            .arg(conf.join("server.toml"))
+            .arg("--print-config"),
+    );
+    assert!(shown.contains("\"listen\": \"127.0.0.1:7800\""), "{shown}");
+
+    let unit = std::fs::read_to_string(
+        prefix.join("share/nim-signaling/systemd/nim-signaling-server.service"),
+    )
+    .expect("the systemd unit installed");
+    let exec = format!(
+        "ExecStart={} --config {}",
+        bin.display(),
+        conf.join("server.toml").display()
+    );
+    let env_file = format!("EnvironmentFile=-{}", conf.join("env").display());
+    for want in [&exec, &env_file] {
+        assert!(unit.lines().any(|l| l == want), "no {want:?} in\n{unit}");
+    }
+    let docs = prefix.join("share/doc/nim-signaling/OPERATORS.md");
+    assert!(
+        unit.contains(&format!("file://{}", docs.display())),
+        "{unit}"
+    );
+    assert!(docs.is_file());
+    assert!(!unit.contains("/usr/local/bin"), "{unit}");
+
+    // A reinstall keeps an edited configuration.
+    std::fs::write(conf.join("server.toml"), "listen = \"127.0.0.1:7999\"\n").unwrap();
+    let out = install();
+    assert!(out.contains("kept the existing"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(conf.join("server.toml")).unwrap(),
+        "listen = \"127.0.0.1:7999\"\n"
+    );
+
+    // No binary in --bindir-from: refused before anything is installed.
+    let empty = work_dir().join("no-server");
+    std::fs::create_dir_all(&empty).unwrap();
+    let never = work_dir().join("prefix-server-never");
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/install.sh"))
+        .arg("--prefix")
+        .arg(&never)
+        .arg("--libdir-from")
+        .arg(lib_dir())
+        .arg("--bindir-from")
+        .arg(&empty)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install.sh");
+    assert!(!out.status.success(), "{}", describe("install.sh", &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nim-signaling-server not found"),
+        "{}",
+        describe("install.sh", &out)
+    );
+    assert!(
+        !never.exists(),
+        "install.sh created {} anyway",
+        never.display()
+    );
 }
 
 #[test]

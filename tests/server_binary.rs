@@ -300,3 +300,100 @@ async fn json_logs_carry_the_request_id() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Text logs going to a file or a pipe (journald, `2>log`, `| tee`) are
+/// plain text: no ANSI colour codes. On a terminal they are coloured,
+/// unless NO_COLOR is set (`script` gives the binary a terminal; checked
+/// when it is installed, said otherwise).
+#[tokio::test]
+async fn text_logs_have_no_colour_codes_off_a_terminal() {
+    use std::io::Read;
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "info,nim_signaling_server::net::session=debug",
+    ];
+    // SIGTERM and wait: every line is written before the process ends.
+    async fn stop(mut p: common::ServerProcess) {
+        let pid = p.0.id().to_string();
+        let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(term.success());
+        let status = tokio::task::spawn_blocking(move || p.0.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "{status}");
+    }
+    // A request's debug line carries span fields, which colours would dim.
+    async fn one_request(url: &str) {
+        let mut ws = raw_connect(url).await;
+        let login = json!({"account": "alice", "deviceId": "d1"});
+        let r = raw_request(&mut ws, 1, "login", login).await;
+        assert_eq!(r.expect("login")["code"], 200);
+        let r = raw_request(&mut ws, 2, "create", json!({"type": 1})).await;
+        assert_eq!(r.expect("create")["code"], 200);
+    }
+    let dir = std::env::temp_dir().join(format!("nim-sig-colour-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let p = spawn_server_with(&args, &[], std::fs::File::create(&log).unwrap().into());
+    one_request(&p.1).await;
+    stop(p).await;
+    let to_file = std::fs::read_to_string(&log).unwrap();
+
+    let mut p = spawn_server_with(&args, &[], std::process::Stdio::piped());
+    one_request(&p.1).await;
+    let mut stderr = p.0.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).map(|_| text)
+    });
+    stop(p).await;
+    let to_pipe = reading.join().unwrap().unwrap();
+    for (to, text) in [("a file", &to_file), ("a pipe", &to_pipe)] {
+        assert!(
+            ["metrics on http://", "request done", "shutting down"]
+                .iter()
+                .all(|l| text.contains(l)),
+            "no log lines written to {to}:\n{text}"
+        );
+        assert!(
+            !text.contains("\x1b["),
+            "ANSI codes in the logs written to {to}:\n{text:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // On a terminal: coloured, and plain with NO_COLOR.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("NOT CHECKED: colours on a terminal (no `script`: apt-get install bsdutils)");
+        return;
+    }
+    let on_terminal = |no_color: Option<&str>| {
+        let line = format!(
+            "timeout -s TERM 1 {} --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0",
+            server_bin()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().expect("run script");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tty = on_terminal(None);
+    assert!(
+        tty.contains("metrics on http://") && tty.contains("\x1b["),
+        "no colours on a terminal:\n{tty:?}"
+    );
+    let plain = on_terminal(Some("1"));
+    assert!(
+        plain.contains("metrics on http://") && !plain.contains("\x1b["),
+        "colours on a terminal with NO_COLOR=1:\n{plain:?}"
+    );
+}

@@ -377,13 +377,26 @@ async fn stop_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Whether text logs get ANSI colours: only on a terminal, and never with
+/// `NO_COLOR` set to anything but the empty string (no-color.org), so that
+/// journald, a file or a pipe gets plain text.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && !matches!(no_color, Some(v) if !v.is_empty())
+}
+
 /// Logs to stderr as text or JSON lines, filtered by module (validated
 /// with the config, so the filter parses).
 fn init_logs(cfg: &LoggingConfig) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = colour_logs(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cfg.format {
         // Span fields (the request id `rid`, account, op) go into each
@@ -394,5 +407,19 @@ fn init_logs(cfg: &LoggingConfig) {
             .with_span_list(false)
             .init(),
         LogFormat::Text => logs.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".into())), "NO_COLOR= is unset");
+        assert!(!colour_logs(true, Some("1".into())));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(false, Some("1".into())));
     }
 }

@@ -1,11 +1,13 @@
-//! Server metrics in the Prometheus text format, and the small HTTP
-//! listener that serves them (`/metrics`) with a health check (`/healthz`)
-//! on their own address (`metricsListen`), away from the signaling port.
+//! Server metrics in the Prometheus text format (or OpenMetrics, for a
+//! scraper that asks for it), and the small HTTP listener that serves them
+//! (`/metrics`) with a health check (`/healthz`) on their own address
+//! (`metricsListen`), away from the signaling port.
 //!
 //! Counters are plain atomics indexed by operation and code, so recording
 //! on the hot path takes no lock and allocates nothing.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use std::fmt::Write as _;
@@ -155,10 +157,20 @@ impl Metrics {
         self.latency[op].observe(took.as_micros() as u64);
     }
 
-    /// The Prometheus text exposition of every metric, with the store's
-    /// sizes as gauges.
+    /// The Prometheus text exposition (format 0.0.4) of every metric, with
+    /// the store's sizes as gauges, the build and the process.
     pub fn render(&self, store: StoreStats) -> String {
         let mut out = String::with_capacity(16 * 1024);
+        out.push_str(
+            "# HELP nim_signaling_build_info The running build: its version, always 1.\n\
+             # TYPE nim_signaling_build_info gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "nim_signaling_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        crate::ops::process::ProcessStats::current().render(&mut out);
         let sizes = [
             ("rooms", "Rooms remembered (valid or not).", store.rooms),
             (
@@ -298,6 +310,64 @@ impl Metrics {
     }
 }
 
+/// The OpenMetrics 1.0 text of a [`Metrics::render`] exposition. The two
+/// differ in one place that matters to parsers: OpenMetrics names a
+/// counter family without its `_total` suffix in `# HELP` and `# TYPE`
+/// (the samples keep it), and rejects a family named `x_total` as clashing
+/// with its own samples; and it ends with `# EOF`.
+pub fn to_openmetrics(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = match name.strip_suffix("_total") {
+                    Some(family) if counters.contains(name) => family,
+                    _ => name,
+                };
+                let _ = writeln!(out, "{prefix}{name} {tail}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics (as Prometheus's own
+/// scrapes do, ahead of text/plain). Quality values are not weighed: any
+/// mention of application/openmetrics-text that is not refused with q=0.
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            parts
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"))
+                && !parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .is_some_and(|q| q.parse::<f32>() == Ok(0.0))
+                })
+        })
+}
+
 /// Serves `/metrics` and `/healthz` (GET) on `listener` until the task is
 /// dropped; any other path is 404.
 pub async fn serve_http(listener: TcpListener, service: Arc<Service>, metrics: Arc<Metrics>) {
@@ -311,11 +381,17 @@ pub async fn serve_http(listener: TcpListener, service: Arc<Service>, metrics: A
 
 type Shared = (Arc<Service>, Arc<Metrics>);
 
-async fn exposition(State((service, metrics)): State<Shared>) -> HttpResponse {
+async fn exposition(State((service, metrics)): State<Shared>, headers: HeaderMap) -> HttpResponse {
+    let text = metrics.render(service.store.stats().await);
+    let (content_type, body) = if wants_openmetrics(&headers) {
+        (OPENMETRICS_TEXT, to_openmetrics(&text))
+    } else {
+        (PROMETHEUS_TEXT, text)
+    };
     HttpResponse {
         status: 200,
-        content_type: "text/plain; version=0.0.4; charset=utf-8",
-        body: metrics.render(service.store.stats().await),
+        content_type,
+        body,
         headers: Vec::new(),
     }
 }
@@ -332,8 +408,121 @@ async fn healthz(State((service, _)): State<Shared>) -> HttpResponse {
 }
 
 #[cfg(test)]
+#[path = "metrics_check.rs"]
+mod check;
+
+#[cfg(test)]
 mod tests {
+    use super::check::{problems, Format};
     use super::*;
+
+    fn busy() -> String {
+        let m = Metrics::new();
+        m.request("call", 200, Duration::from_micros(80));
+        m.request("call", 200, Duration::from_micros(3_000));
+        m.request("join", 10404, Duration::from_micros(2_000_000));
+        m.request("bogus", 12345, Duration::from_micros(40));
+        m.logins.fetch_add(2, Relaxed);
+        m.render(StoreStats {
+            rooms: 1,
+            log_entries: 2,
+            timers: 3,
+        })
+    }
+
+    #[test]
+    fn build_info_and_process_metrics() {
+        let text = busy();
+        let want = format!(
+            "nim_signaling_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == want), "no {want:?} in\n{text}");
+        assert!(text.contains("# TYPE nim_signaling_build_info gauge\n"));
+        #[cfg(target_os = "linux")]
+        for (name, kind) in [
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}\n{text}"
+            );
+            let v: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} sample in\n{text}"));
+            assert!(v >= 0.0, "{name} {v}");
+        }
+    }
+
+    /// Both expositions pass the strict reader; the Prometheus text as
+    /// OpenMetrics does not (the `_total` families, no `# EOF`), which is
+    /// what OpenMetrics parsers rejected before it had its own format.
+    #[test]
+    fn expositions_parse_strictly() {
+        let text = busy();
+        assert_eq!(problems(&text, Format::Prometheus), Vec::<String>::new());
+        let om = to_openmetrics(&text);
+        assert_eq!(problems(&om, Format::OpenMetrics), Vec::<String>::new());
+        assert!(om.ends_with("\n# EOF\n"));
+        for line in [
+            "# TYPE nim_signaling_logins counter",
+            "# HELP nim_signaling_logins Successful logins.",
+            "nim_signaling_logins_total 2",
+            "# TYPE nim_signaling_requests counter",
+            "nim_signaling_requests_total{op=\"call\",code=\"200\"} 2",
+            "# TYPE nim_signaling_webhook_dropped counter",
+            "# TYPE nim_signaling_request_seconds histogram",
+            "# TYPE nim_signaling_rooms gauge",
+        ] {
+            assert!(om.lines().any(|l| l == line), "no {line:?} in\n{om}");
+        }
+        let as_om = problems(&text, Format::OpenMetrics);
+        assert!(
+            as_om.iter().any(|p| p.contains("named with _total"))
+                && as_om.iter().any(|p| p.contains("not # EOF")),
+            "{as_om:?}"
+        );
+        // The reader does catch what it claims to.
+        let broken = "# TYPE a_seconds histogram\n\
+                      a_seconds_bucket{le=\"1\"} 2\n\
+                      a_seconds_bucket{le=\"0.5\"} 1\n\
+                      a_seconds_count 2\n\
+                      # TYPE b counter\nb 1\n# TYPE b gauge\n";
+        let found = problems(broken, Format::Prometheus);
+        for want in [
+            "out of order",
+            "no +Inf",
+            "no _sum",
+            "without _total",
+            "second TYPE",
+        ] {
+            assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_when_the_scraper_asks() {
+        let accept = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(axum::http::header::ACCEPT, v.parse().unwrap());
+            wants_openmetrics(&h)
+        };
+        // What Prometheus sends.
+        assert!(accept(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+             version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!accept("text/plain;version=0.0.4"));
+        assert!(!accept("*/*"));
+        assert!(!accept("application/openmetrics-text; q=0"));
+        assert!(!wants_openmetrics(&HeaderMap::new()));
+    }
 
     #[test]
     fn renders_counts_by_op_and_code_and_latency_buckets() {

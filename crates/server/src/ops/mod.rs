@@ -4,10 +4,12 @@
 //! - [`metrics`]: counters, `/metrics` and `/healthz`.
 //! - [`webhooks`]: room changes POSTed to receivers.
 //! - [`push`]: the push gateway for offline invitees.
+//! - [`process`]: the `process_*` metrics, from /proc.
 //! - [`http`]: the HTTP plumbing they share (serving, signed POSTs).
 
 pub mod admin;
 pub mod http;
 pub mod metrics;
+pub mod process;
 pub mod push;
 pub mod webhooks;
