@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
@@ -34,6 +34,115 @@ use nim_signaling_protocol::params::LoginParams;
 use nim_signaling_protocol::{Failure, Request};
 
 type Ws = WebSocketStream<ServerStream>;
+
+/// Why the server closes a connection, and the close code and reason it
+/// sends for it: the table *Closes* in docs/PROTOCOL.md. Codes 4000–4099
+/// are ours; 4000 + a NIM code follows a failure reply with that code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Farewell {
+    /// After the reply to `logout`.
+    LoggedOut,
+    /// The peer broke the WebSocket protocol (e.g. an unmasked frame).
+    ProtocolError,
+    /// A text frame that is not UTF-8.
+    NotUtf8,
+    /// A frame larger than maxFrameBytes.
+    TooBig,
+    /// The store failed while events were being sent.
+    StoreFailed,
+    /// The server shuts down (after sending the session its events).
+    ShuttingDown,
+    /// The store lost its state; the resume is answered with a resync.
+    StateLost,
+    /// Nothing heard for heartbeatTimeoutMs.
+    HeartbeatTimeout,
+    /// No login within loginTimeoutMs.
+    LoginTimeout,
+    /// The peer did not take a reply or an event batch in time.
+    SlowReader,
+    /// Events not sent yet were trimmed from the log; resume to learn it.
+    Trimmed,
+    /// The login was refused (302).
+    AuthFailed,
+    /// Replaced by a newer login of the same device (after `kicked`).
+    Replaced,
+    /// Ended by the administrator (after `kicked`).
+    Evicted,
+    /// The first frame was not a request, or its login params were invalid (414).
+    BadLogin,
+    /// The first request was not a login (415).
+    NotLoggedIn,
+    /// A connection or device limit (416).
+    OverLimit,
+    /// The login failed on our side (500).
+    LoginFailed,
+}
+
+impl Farewell {
+    /// Every farewell, for the table test.
+    pub const ALL: &'static [Farewell] = &[
+        Farewell::LoggedOut,
+        Farewell::ProtocolError,
+        Farewell::NotUtf8,
+        Farewell::TooBig,
+        Farewell::StoreFailed,
+        Farewell::ShuttingDown,
+        Farewell::StateLost,
+        Farewell::HeartbeatTimeout,
+        Farewell::LoginTimeout,
+        Farewell::SlowReader,
+        Farewell::Trimmed,
+        Farewell::AuthFailed,
+        Farewell::Replaced,
+        Farewell::Evicted,
+        Farewell::BadLogin,
+        Farewell::NotLoggedIn,
+        Farewell::OverLimit,
+        Farewell::LoginFailed,
+    ];
+
+    /// The close code and reason sent.
+    pub fn code_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Farewell::LoggedOut => (1000, "logged out"),
+            Farewell::ProtocolError => (1002, "WebSocket protocol error"),
+            Farewell::NotUtf8 => (1007, "text frame is not UTF-8"),
+            Farewell::TooBig => (1009, "frame larger than maxFrameBytes"),
+            Farewell::StoreFailed => (1011, "store unavailable; reconnect"),
+            Farewell::ShuttingDown => (1012, "server shutting down; reconnect"),
+            Farewell::StateLost => (1012, "server lost its state; reconnect"),
+            Farewell::HeartbeatTimeout => (4000, "heartbeat timeout"),
+            Farewell::LoginTimeout => (4001, "login timeout"),
+            Farewell::SlowReader => (4002, "not reading fast enough; reconnect"),
+            Farewell::Trimmed => (4003, "events trimmed before they were sent; reconnect"),
+            Farewell::AuthFailed => (4302, "authentication failed"),
+            Farewell::Replaced => (4403, "replaced by a newer login of this device"),
+            Farewell::Evicted => (4403, "ended by the server's administrator"),
+            Farewell::BadLogin => (4414, "invalid login frame"),
+            Farewell::NotLoggedIn => (4415, "log in first"),
+            Farewell::OverLimit => (4416, "connection limit"),
+            Farewell::LoginFailed => (4500, "login failed on the server; reconnect"),
+        }
+    }
+
+    fn frame(self) -> CloseFrame {
+        let (code, reason) = self.code_and_reason();
+        CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }
+    }
+
+    /// The farewell for a read error, if the connection can still take one.
+    fn for_read_error(e: &WsError) -> Option<Farewell> {
+        match e {
+            WsError::Capacity(_) => Some(Farewell::TooBig),
+            WsError::Utf8(_) => Some(Farewell::NotUtf8),
+            WsError::Protocol(_) => Some(Farewell::ProtocolError),
+            _ => None,
+        }
+    }
+}
 
 /// Session ids must differ across the nodes sharing a store (a login on one
 /// node replaces a session on another by id): each process counts from a
@@ -82,26 +191,40 @@ fn negotiate(req: &HsRequest, mut resp: HsResponse) -> Result<HsResponse, ErrorR
 /// session ends (event batches have their own bound, see `drain`).
 const WRITE_PATIENCE: Duration = Duration::from_secs(20);
 
-async fn send_text(ws: &mut Ws, text: String) -> Result<(), ()> {
+/// Err(None): the connection broke; Err(Some): the peer does not read.
+async fn send_text(ws: &mut Ws, text: String) -> Result<(), Option<Farewell>> {
     match tokio::time::timeout(WRITE_PATIENCE, ws.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(Some(Farewell::SlowReader)),
     }
 }
 
-/// Reads frames until one is text (the caller bounds the wait).
-async fn next_text(ws: &mut Ws) -> Option<String> {
+/// The first data frame of a connection: its text, or why there is none.
+enum First {
+    Text(String),
+    Binary,
+    /// The peer left (or broke the connection) before sending one; the
+    /// farewell is the close to send, when one can still be sent.
+    Gone(Option<Farewell>),
+}
+
+/// Reads frames until one carries data (the caller bounds the wait).
+async fn first_frame(ws: &mut Ws) -> First {
     while let Some(msg) = ws.next().await {
         match msg {
-            Ok(Message::Text(t)) => return Some(t.to_string()),
-            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
-            _ => return None,
+            Ok(Message::Text(t)) => return First::Text(t.to_string()),
+            Ok(Message::Binary(_)) => return First::Binary,
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => continue,
+            Ok(Message::Close(_)) => return First::Gone(None),
+            Err(e) => return First::Gone(Farewell::for_read_error(&e)),
         }
     }
-    None
+    First::Gone(None)
 }
 
-/// Waits for the login request; answers failures and returns None for them.
+/// Waits for the login request; answers failures and returns for them the
+/// farewell to close with (None: the peer is gone, nothing to send).
 /// `refusal`: the connection may not log in at all (answered to its first
 /// request).
 async fn login(
@@ -109,22 +232,25 @@ async fn login(
     cfg: &ServerConfig,
     observer: &dyn Observer,
     refusal: Option<Failure>,
-) -> Option<(u64, LoginParams)> {
-    let text = next_text(ws).await?;
-    let frame: Option<ClientFrame> = serde_json::from_str(&text).ok();
+) -> Result<(u64, LoginParams), Option<Farewell>> {
+    let frame: Option<ClientFrame> = match first_frame(ws).await {
+        First::Text(text) => serde_json::from_str(&text).ok(),
+        First::Binary => None,
+        First::Gone(farewell) => return Err(farewell),
+    };
     let Some(frame) = frame.filter(|f| f.t == "req") else {
         let _ = send_text(
             ws,
             frames::failure_frame(0, &Failure::new(INVALID_PARAM, "not a request frame")),
         )
         .await;
-        return None;
+        return Err(Some(Farewell::BadLogin));
     };
     let id = frame.id.unwrap_or(0);
     if let Some(f) = refusal {
         observer.happened(Happening::LoginRefused);
         let _ = send_text(ws, frames::failure_frame(id, &f)).await;
-        return None;
+        return Err(Some(Farewell::OverLimit));
     }
     if frame.op.as_deref() != Some("login") {
         let _ = send_text(
@@ -132,15 +258,15 @@ async fn login(
             frames::failure_frame(id, &Failure::new(NOT_CONNECTED, "log in first")),
         )
         .await;
-        return None;
+        return Err(Some(Farewell::NotLoggedIn));
     }
     let params = frame.params.unwrap_or(json!({}));
     let p = match Request::parse("login", &params) {
         Ok(Request::Login(p)) => p,
-        Ok(_) => return None,
+        Ok(_) => return Err(Some(Farewell::BadLogin)),
         Err(f) => {
             let _ = send_text(ws, frames::failure_frame(id, &f)).await;
-            return None;
+            return Err(Some(Farewell::BadLogin));
         }
     };
     let now_secs = (now_ms() / 1000) as u64;
@@ -152,9 +278,9 @@ async fn login(
             "authentication failed: unknown account or bad token",
         );
         let _ = send_text(ws, frames::failure_frame(id, &f)).await;
-        return None;
+        return Err(Some(Farewell::AuthFailed));
     }
-    Some((id, p))
+    Ok((id, p))
 }
 
 /// Serves one TCP connection to its end (over TLS when `tls` is set).
@@ -214,9 +340,16 @@ pub(crate) async fn serve(
         Box::pin(login(&mut ws, &cfg, &*svc.observer, refusal)),
     )
     .await;
-    let Ok(Some((login_id, p))) = login else {
-        Box::pin(close_politely(&mut ws, None)).await;
-        return;
+    let (login_id, p) = match login {
+        Ok(Ok(l)) => l,
+        Ok(Err(farewell)) => {
+            Box::pin(close_politely(&mut ws, farewell)).await;
+            return;
+        }
+        Err(_) => {
+            Box::pin(close_politely(&mut ws, Some(Farewell::LoginTimeout))).await;
+            return;
+        }
     };
     let devices = svc.store.devices_of(&p.account).await;
     let max = cfg.max_devices_per_account;
@@ -228,7 +361,7 @@ pub(crate) async fn serve(
             format!("this account already has {max} devices online (maxDevicesPerAccount)"),
         );
         let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
-        Box::pin(close_politely(&mut ws, None)).await;
+        Box::pin(close_politely(&mut ws, Some(Farewell::OverLimit))).await;
         return;
     }
     let account = p.account.clone();
@@ -244,7 +377,7 @@ pub(crate) async fn serve(
         Err(f) => {
             tracing::warn!(%account, error = %f, "login failed: store unavailable");
             let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
-            Box::pin(close_politely(&mut ws, None)).await;
+            Box::pin(close_politely(&mut ws, Some(Farewell::LoginFailed))).await;
             return;
         }
     };
@@ -285,37 +418,35 @@ pub(crate) async fn serve(
     if let Some(r) = resync {
         reply["resync"] = r.as_str().into();
     }
-    let mut ok = send_text(&mut ws, frames::reply_frame(login_id, &reply))
-        .await
-        .is_ok();
-    if ok && resumed.is_none() {
+    // The order is part of the protocol: the reply, the offline list (fresh
+    // start only), the channels, then the events after the reply's seq.
+    let mut sent = send_text(&mut ws, frames::reply_frame(login_id, &reply)).await;
+    if sent.is_ok() && resumed.is_none() {
         let events = Box::pin(svc.offline_list(&account, &device, offline_from, bounds.head, now))
             .await
             .unwrap_or_default();
         if !events.is_empty() {
-            ok = send_text(
+            sent = send_text(
                 &mut ws,
                 frames::offline_frame(&events[..events.len().min(MAX_OFFLINE_EVENTS)]),
             )
-            .await
-            .is_ok();
+            .await;
         }
     }
-    if ok {
+    if sent.is_ok() {
         let channels = Box::pin(svc.channels_of(&account, now))
             .await
             .unwrap_or_else(|_| json!([]));
-        ok = send_text(&mut ws, frames::channels_frame(&channels))
-            .await
-            .is_ok();
+        sent = send_text(&mut ws, frames::channels_frame(&channels)).await;
     }
     svc.store.set_cursor(&account, &device, cursor).await;
     tracing::debug!(%account, %device, session_id, resumed = resumed.is_some(), "logged in");
     svc.observer.happened(Happening::SessionOpened);
 
-    let mut farewell = None;
+    let sent_ok = sent.is_ok();
+    let mut farewell = sent.err().flatten();
     let mut left = false;
-    if ok {
+    if sent_ok {
         let mut s = Live {
             ws: &mut ws,
             svc: &svc,
@@ -324,17 +455,14 @@ pub(crate) async fn serve(
             link: &link,
             cursor: &mut cursor,
         };
-        match s.run(&stopping, &mut phase).await {
-            Ended::ServerStopping => farewell = Box::pin(s.hand_over(&mut phase)).await,
-            Ended::StateLost => {
-                farewell = Some(CloseFrame {
-                    code: CloseCode::Restart,
-                    reason: "server lost its state; reconnect".into(),
-                })
+        farewell = match s.run(&stopping, &mut phase).await {
+            Ended::ServerStopping => Box::pin(s.hand_over(&mut phase)).await,
+            Ended::LoggedOut => {
+                left = true;
+                Some(Farewell::LoggedOut)
             }
-            Ended::LoggedOut => left = true,
-            Ended::Peer => {}
-        }
+            Ended::Close(farewell) => farewell,
+        };
     }
     svc.observer.happened(Happening::SessionClosed);
     if !left {
@@ -364,8 +492,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// until its close or EOF, for at most [`CLOSE_LINGER`]. Dropping a socket
 /// with unread input makes the kernel send a reset, and a reset destroys
 /// what the peer has not read yet — the last events, the close frame.
-async fn close_politely(ws: &mut Ws, frame: Option<CloseFrame>) {
-    let _ = tokio::time::timeout(WRITE_PATIENCE, ws.close(frame)).await;
+async fn close_politely(ws: &mut Ws, farewell: Option<Farewell>) {
+    if let Some(f) = farewell {
+        let (code, reason) = f.code_and_reason();
+        tracing::debug!(code, reason, "closing the connection");
+    }
+    let _ = tokio::time::timeout(WRITE_PATIENCE, ws.close(farewell.map(Farewell::frame))).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}
     })
@@ -375,15 +507,13 @@ async fn close_politely(ws: &mut Ws, frame: Option<CloseFrame>) {
 /// Why the logged-in loop ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
-    /// The peer left, went silent or was replaced.
-    Peer,
+    /// The session ends with this close (None: the peer left or the
+    /// connection broke, nothing to send).
+    Close(Option<Farewell>),
     /// The peer logged out (and the session has left, see [`leave`]).
     LoggedOut,
     /// The server is shutting down: hand over, then ask it to reconnect.
     ServerStopping,
-    /// The store lost its state: ask the client to reconnect, and its
-    /// resume is then answered with a resync.
-    StateLost,
 }
 
 /// A logged-in session.
@@ -424,10 +554,11 @@ impl Live<'_> {
                         Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(_))) => {
                             let f = Failure::new(INVALID_PARAM, "binary frames are not part of the protocol");
-                            if send_text(self.ws, frames::failure_frame(0, &f)).await.is_err() { return Ended::Peer }
+                            if let Err(e) = send_text(self.ws, frames::failure_frame(0, &f)).await { return Ended::Close(e) }
                             continue;
                         }
-                        _ => return Ended::Peer,
+                        Some(Ok(_)) | None => return Ended::Close(None),
+                        Some(Err(e)) => return Ended::Close(Farewell::for_read_error(&e)),
                     };
                     // Requests run under the gate's read side, so a shutdown
                     // can wait for those in progress; one that arrives after
@@ -442,7 +573,7 @@ impl Live<'_> {
                     let handled = Box::pin(handle_text(svc, info, &mut rate, &text)).await;
                     drop(gate);
                     match handled {
-                        Handled::Reply(r) => if send_text(self.ws, r).await.is_err() { return Ended::Peer },
+                        Handled::Reply(r) => if let Err(e) = send_text(self.ws, r).await { return Ended::Close(e) },
                         Handled::Logout(r) => {
                             // Gone before the reply: once the client hears its
                             // logout succeeded, events for the account must count
@@ -459,32 +590,38 @@ impl Live<'_> {
                 }
                 _ = self.link.wake.notified() => {
                     if self.link.lost.load(Ordering::SeqCst) {
-                        return Ended::StateLost;
+                        return Ended::Close(Some(Farewell::StateLost));
                     }
                     let kicked = if self.link.kicked.load(Ordering::SeqCst) {
-                        Some("replaced by a newer login of this device")
+                        Some(Farewell::Replaced)
                     } else if self.link.evicted.load(Ordering::SeqCst) {
                         // Not replaced: `leave` then schedules the drop of
                         // the device's memberships, as for any device gone.
-                        Some("ended by the server's administrator")
+                        Some(Farewell::Evicted)
                     } else {
                         None
                     };
-                    if let Some(why) = kicked {
+                    if let Some(farewell) = kicked {
+                        // The kicked frame's message is the close reason.
+                        let why = farewell.code_and_reason().1;
                         let _ = send_text(self.ws, frames::kicked_frame(FORBIDDEN, why)).await;
-                        return Ended::Peer;
+                        return Ended::Close(Some(farewell));
                     }
-                    if Box::pin(drain(self.ws, svc, info, self.cursor, silence)).await.is_err() { return Ended::Peer }
+                    if let Err(e) = Box::pin(drain(self.ws, svc, info, self.cursor, silence)).await { return Ended::Close(e) }
                 }
                 _ = check.tick() => {
                     if last_heard.elapsed() > silence {
                         tracing::debug!(account = %info.account, "heartbeat timeout");
-                        return Ended::Peer;
+                        return Ended::Close(Some(Farewell::HeartbeatTimeout));
                     }
                 }
                 _ = ping.tick() => {
                     let sent = tokio::time::timeout(silence, self.ws.send(Message::Ping(Default::default()))).await;
-                    if !matches!(sent, Ok(Ok(()))) { return Ended::Peer }
+                    match sent {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Ended::Close(None),
+                        Err(_) => return Ended::Close(Some(Farewell::SlowReader)),
+                    }
                 }
                 _ = phase.changed() => {}
             }
@@ -493,19 +630,16 @@ impl Live<'_> {
 
     /// Shutdown: once every request in progress anywhere has been applied
     /// (the server moves to [`Phase::Drain`] then), sends this device what
-    /// its log holds and returns the close frame asking it to reconnect.
+    /// its log holds and returns the close asking it to reconnect.
     /// Nothing acknowledged is lost: every event of an answered request is
     /// in the log before the drain starts.
-    async fn hand_over(&mut self, phase: &mut watch::Receiver<Phase>) -> Option<CloseFrame> {
+    async fn hand_over(&mut self, phase: &mut watch::Receiver<Phase>) -> Option<Farewell> {
         let _ = phase.wait_for(|p| *p == Phase::Drain).await;
         let silence = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
-        drain(self.ws, self.svc, self.info, self.cursor, silence)
-            .await
-            .ok()?;
-        Some(CloseFrame {
-            code: CloseCode::Restart,
-            reason: "server shutting down; reconnect".into(),
-        })
+        match drain(self.ws, self.svc, self.info, self.cursor, silence).await {
+            Ok(()) => Some(Farewell::ShuttingDown),
+            Err(farewell) => farewell,
+        }
     }
 }
 
@@ -595,13 +729,13 @@ async fn drain(
     info: &SessionInfo,
     cursor: &mut u64,
     patience: Duration,
-) -> Result<(), ()> {
+) -> Result<(), Option<Farewell>> {
     loop {
         let batch = svc
             .store
             .read_after(&info.account, *cursor, DRAIN_BATCH)
             .await
-            .map_err(|_| ())?;
+            .map_err(|_| Some(Farewell::StoreFailed))?;
         let n = batch.len();
         if n == 0 {
             return Ok(());
@@ -612,7 +746,7 @@ async fn drain(
             // gap; closing makes the client reconnect, and its resume is
             // answered with an explicit resync.
             tracing::debug!(account = %info.account, "log trimmed past a live session");
-            return Err(());
+            return Err(Some(Farewell::Trimmed));
         }
         let send = async {
             let mut sent = 0;
@@ -633,14 +767,36 @@ async fn drain(
         };
         match tokio::time::timeout(patience, send).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(()),
+            Ok(Err(_)) => return Err(None),
             Err(_) => {
                 svc.observer.happened(Happening::SlowReaderDropped);
-                return Err(());
+                return Err(Some(Farewell::SlowReader));
             }
         }
         if n < DRAIN_BATCH {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Farewell;
+
+    #[test]
+    fn every_farewell_has_a_sendable_code_and_reason() {
+        let mut seen = std::collections::HashSet::new();
+        for f in Farewell::ALL {
+            let (code, reason) = f.code_and_reason();
+            // 1000–2999 the standard's, 4000–4999 applications'; never
+            // the codes that must not be sent (1005, 1006, 1015).
+            assert!(
+                matches!(code, 1000..=1003 | 1007..=1014 | 4000..=4999),
+                "{f:?}: {code}"
+            );
+            // A close frame's payload is at most 125 bytes, 2 of them the code.
+            assert!(!reason.is_empty() && reason.len() <= 123, "{f:?}");
+            assert!(seen.insert((code, reason)), "{f:?} repeats another close");
         }
     }
 }
