@@ -8,10 +8,16 @@
 
 #[path = "common/built.rs"]
 mod built;
+#[path = "common/child.rs"]
+mod child;
 
 use built::{profile_dir, server_bin};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+use std::time::Duration;
+
+/// Longest a step may take: `cargo deb` packing a release-sized binary.
+const RUN_LIMIT: Duration = Duration::from_secs(600);
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -19,22 +25,8 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn check(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(out.status.success(), "{}", describe(what, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    child::run(cmd, what, RUN_LIMIT).succeeded()
 }
 
 /// The settings of a unit file: its lines that are neither comments nor

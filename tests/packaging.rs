@@ -22,7 +22,7 @@ use call_demo::CALL_DEMO_LINES;
 
 use child::Run;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -49,24 +49,28 @@ fn work_dir() -> &'static Path {
     })
 }
 
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs a build or setup command to completion; panics with its output on
 /// failure, returns its stdout otherwise.
 fn check(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(out.status.success(), "{}", describe(what, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    child::run(cmd, what, RUN_LIMIT).succeeded()
+}
+
+/// Runs install.sh with `args`, which it must refuse: a non-zero `status`
+/// (any, when None), `message` on stderr, and nothing made at `prefix`.
+fn install_refused(args: &[&std::ffi::OsStr], status: Option<i32>, message: &str, prefix: &Path) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo().join("scripts/install.sh")).args(args);
+    let r = child::run(&mut cmd, "install.sh", RUN_LIMIT);
+    assert!(!r.status.success(), "{}", r.describe());
+    if status.is_some() {
+        assert_eq!(r.status.code(), status, "{}", r.describe());
+    }
+    assert!(r.stderr.contains(message), "{}", r.describe());
+    assert!(
+        !prefix.exists(),
+        "install.sh created {} anyway",
+        prefix.display()
+    );
 }
 
 /// `scripts/install.sh --prefix <work>/prefix --libdir-from <deps>`, once.
@@ -385,27 +389,18 @@ fn install_with_the_server() {
     let empty = work_dir().join("no-server");
     std::fs::create_dir_all(&empty).unwrap();
     let never = work_dir().join("prefix-server-never");
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install.sh"))
-        .arg("--prefix")
-        .arg(&never)
-        .arg("--libdir-from")
-        .arg(lib_dir())
-        .arg("--bindir-from")
-        .arg(&empty)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run install.sh");
-    assert!(!out.status.success(), "{}", describe("install.sh", &out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("nim-signaling-server not found"),
-        "{}",
-        describe("install.sh", &out)
-    );
-    assert!(
-        !never.exists(),
-        "install.sh created {} anyway",
-        never.display()
+    install_refused(
+        &[
+            "--prefix".as_ref(),
+            never.as_os_str(),
+            "--libdir-from".as_ref(),
+            lib_dir().as_os_str(),
+            "--bindir-from".as_ref(),
+            empty.as_os_str(),
+        ],
+        None,
+        "nim-signaling-server not found",
+        &never,
     );
 }
 
@@ -414,44 +409,18 @@ fn install_without_a_built_library_fails_and_says_so() {
     let empty = work_dir().join("no-library");
     std::fs::create_dir_all(&empty).unwrap();
     let prefix = work_dir().join("prefix-never");
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install.sh"))
-        .arg("--prefix")
-        .arg(&prefix)
-        .arg("--libdir-from")
-        .arg(&empty)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run install.sh");
-    assert!(!out.status.success(), "{}", describe("install.sh", &out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("libnim_signaling.so not found"),
-        "{}",
-        describe("install.sh", &out)
+    install_refused(
+        &[
+            "--prefix".as_ref(),
+            prefix.as_os_str(),
+            "--libdir-from".as_ref(),
+            empty.as_os_str(),
+        ],
+        None,
+        "libnim_signaling.so not found",
+        &prefix,
     );
-    assert!(
-        !prefix.exists(),
-        "install.sh created {} anyway",
-        prefix.display()
-    );
-
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install.sh"))
-        .arg("--no-such-option")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run install.sh");
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        describe("install.sh", &out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("usage: "),
-        "{}",
-        describe("install.sh", &out)
-    );
+    install_refused(&["--no-such-option".as_ref()], Some(2), "usage: ", &prefix);
 }
 
 /// `make USE_PKG_CONFIG=1`: header and library from the prefix only.
