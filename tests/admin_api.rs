@@ -640,7 +640,8 @@ async fn the_binary_serves_the_admin_api_it_logs() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         shown.contains("\"adminListen\": \"127.0.0.1:0\""),
-        "{shown}"
+        "{shown}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(!shown.contains(TOKEN), "the token is masked: {shown}");
 

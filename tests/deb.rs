@@ -4,7 +4,7 @@
 //! installs, and its configuration files are conffiles.
 //!
 //! Needs cargo-deb and dpkg-dev. Without cargo-deb the packaging test says
-//! so loudly and passes, unless NIM_SIGNALING_REQUIRE_DEB=1 (CI sets it).
+//! so loudly and passes, unless NIM_TEST_REQUIRE_DEB=1 (CI sets it).
 
 #[path = "common/built.rs"]
 mod built;
@@ -65,7 +65,7 @@ fn the_deb_installs_a_server_that_runs() {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        let required = std::env::var("NIM_SIGNALING_REQUIRE_DEB").as_deref() == Ok("1");
+        let required = std::env::var("NIM_TEST_REQUIRE_DEB").as_deref() == Ok("1");
         // Straight to stderr: libtest would swallow an eprintln! of a
         // passing test.
         use std::io::Write;
@@ -76,7 +76,7 @@ fn the_deb_installs_a_server_that_runs() {
         );
         assert!(
             !required,
-            "NIM_SIGNALING_REQUIRE_DEB=1 but cargo-deb is not installed"
+            "NIM_TEST_REQUIRE_DEB=1 but cargo-deb is not installed"
         );
         return;
     }
