@@ -256,7 +256,9 @@ int32_t nim_signaling_logout(struct nim_signaling_client *client,
  called exactly once, later, on a library thread, with the outcome (408
  at `requestTimeoutMs`, 415 if the connection is lost first). Any other
  return value — 414 for a NULL client, NULL/unparsable/non-object JSON, a
- wrong type or a missing field; 415 when not logged in; 416 when the
+ wrong type or a missing field, or a request whose frame would be larger
+ than the server's `maxFrameBytes` (as its login reply advertised; 65536
+ before the first login); 415 when not logged in; 416 when the
  client already has 10000 requests outstanding — means nothing was sent
  and `cb` will not be called.
  */

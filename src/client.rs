@@ -11,7 +11,7 @@ use super::types::{
 };
 use super::{c_json, c_str, guard, to_cstring, RUNTIME};
 use ::nim_signaling_client::{Backlog, Client, ClientConfig, Completer, Notification};
-use nim_signaling_protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK, RATE_LIMITED};
+use nim_signaling_protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK};
 use nim_signaling_protocol::{Failure, Op, Request};
 
 /// The notification kinds an app can register for.
@@ -248,9 +248,16 @@ unsafe fn start(
             .request_with(req.op(), params, h.ctx.completer(cb, user_data))
         {
             Ok(()) => OK,
-            Err(refused) => {
+            Err((refused, f)) => {
                 refused.cancel();
-                RATE_LIMITED
+                // The return code is all the caller gets; the log says why.
+                tracing::warn!(
+                    op = req.op(),
+                    code = f.code,
+                    "request refused: {}",
+                    f.message
+                );
+                f.code
             }
         }
     })
@@ -264,7 +271,9 @@ unsafe fn start(
 /// called exactly once, later, on a library thread, with the outcome (408
 /// at `requestTimeoutMs`, 415 if the connection is lost first). Any other
 /// return value — 414 for a NULL client, NULL/unparsable/non-object JSON, a
-/// wrong type or a missing field; 415 when not logged in; 416 when the
+/// wrong type or a missing field, or a request whose frame would be larger
+/// than the server's `maxFrameBytes` (as its login reply advertised; 65536
+/// before the first login); 415 when not logged in; 416 when the
 /// client already has 10000 requests outstanding — means nothing was sent
 /// and `cb` will not be called.
 #[no_mangle]

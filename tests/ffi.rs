@@ -1172,3 +1172,44 @@ fn invite_timeout_event_through_the_c_abi() {
         nim_signaling_client_free(bob);
     }
 }
+
+/// A request whose frame is over the server's maxFrameBytes (a sync with a
+/// 100 KB unknown field passes validation) is refused at once with 414 and
+/// no callback, instead of going out, closing the connection (1009) and
+/// being sent again on every reconnect. The limit is the one the login
+/// reply advertised: a server with a larger one takes the same request.
+#[test]
+fn a_request_over_max_frame_bytes_gets_414_at_once_and_no_reconnect() {
+    let big = json!({"junk": "x".repeat(100_000)});
+    let srv = Server::start("{}");
+    let c = logged_in(&srv.url(), "bigframe");
+    let states = notifications(c, nim_signaling_reg_connection_state_cb);
+    let calls = keep(AtomicU32::new(0));
+    let cb = Some(count as unsafe extern "C" fn(i32, *const c_char, *mut c_void));
+    let p = cs(&big.to_string());
+    let started = Instant::now();
+    assert_eq!(
+        unsafe { nim_signaling_sync(c, p.as_ptr(), cb, ud(calls)) },
+        414
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no callback for a refusal");
+    // (Registering reports the current state, connected, once.)
+    let changes: Vec<String> = states.try_iter().map(|(_, s, _)| s).collect();
+    assert!(
+        changes.iter().all(|s| !s.contains("reconnecting")) && changes.len() <= 1,
+        "no reconnect cycle: {changes:?}"
+    );
+    // The connection is still the one logged in: a normal request works.
+    ok(c, nim_signaling_sync, json!({}));
+    unsafe { nim_signaling_client_free(c) };
+
+    let roomy = Server::start(r#"{"maxFrameBytes": 262144}"#);
+    let c = logged_in(&roomy.url(), "bigframe");
+    ok(c, nim_signaling_sync, big);
+    unsafe { nim_signaling_client_free(c) };
+}

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -27,11 +28,27 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Request id of the login frame on each connection.
 const LOGIN_ID: u64 = 0;
 
+/// How long a connection must stay up (logged in and serving) before the
+/// reconnect backoff starts again from its shortest delay. A connection
+/// that dies sooner — a server that accepts and closes at once, or refuses
+/// what the client sends — keeps the delays growing, so whatever the cause
+/// the client cannot reconnect in a tight loop.
+const STABLE_AFTER: Duration = Duration::from_secs(3);
+
+/// The reconnect delay before attempt `attempt` (0-based), before jitter:
+/// 100 ms doubling up to 5 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}
+
 struct Pending {
     done: Completer,
     deadline: Instant,
     op: &'static str,
     params: Value,
+    /// The size of its frame when sent on the current connection (None
+    /// while waiting to be sent).
+    sent_len: Option<usize>,
 }
 
 struct Conn {
@@ -147,6 +164,9 @@ impl Conn {
     /// id, on the next connection (the server answers a repeat from its
     /// record). A logout in flight is done: the connection is gone.
     fn requeue_all(&mut self) {
+        for p in self.pending.values_mut() {
+            p.sent_len = None;
+        }
         self.unsent = self.pending.keys().copied().collect();
         if let Some((_, d)) = self.logout.take() {
             d.complete(OK, json!({"code": OK}).to_string());
@@ -192,6 +212,7 @@ impl Conn {
                 deadline,
                 op,
                 params,
+                sent_len: None,
             },
         );
         self.deadlines.insert((deadline, id));
@@ -277,6 +298,10 @@ impl Conn {
                     let msg = v["message"].as_str().unwrap_or("login failed").to_string();
                     return Err(Failure::new(code, msg));
                 }
+                if let Some(m) = v["maxFrameBytes"].as_u64() {
+                    let m = usize::try_from(m).unwrap_or(usize::MAX);
+                    self.shared.max_frame.store(m, Ordering::SeqCst);
+                }
                 let mut resync = None;
                 if resume_from.is_none() || v["resumed"] != Value::Bool(true) {
                     // A fresh start: the server sends the offline list and
@@ -309,7 +334,11 @@ impl Conn {
             let Some(mut ws) = next.take() else {
                 return true;
             };
+            let up_since = Instant::now();
             let end = self.serve(&mut ws, cmds).await;
+            if up_since.elapsed() >= STABLE_AFTER {
+                attempt = 0;
+            }
             // Answer the server's close (or send ours), then let the socket
             // go now rather than holding it through the backoff: the server
             // waits for this before it lets go of its side.
@@ -339,7 +368,7 @@ impl Conn {
             }
             // Reconnect: back off, move to the next URL, resume from last_seq.
             loop {
-                let backoff = Duration::from_millis((100u64 << attempt.min(6)).min(5_000));
+                let backoff = backoff(attempt);
                 let jitter = Duration::from_millis(
                     rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
                 );
@@ -362,8 +391,9 @@ impl Conn {
                 match r {
                     None => return true,
                     Some(Ok((new_ws, _, resync))) => {
+                        // The backoff is not reset here: only once this
+                        // connection has stayed up for STABLE_AFTER.
                         next = Some(new_ws);
-                        attempt = 0;
                         (self.sink)(Notification::ConnectionState(StateChange {
                             state: ConnState::Connected,
                             code: OK,
@@ -427,8 +457,9 @@ impl Conn {
         }
         let ack = Some(self.acked());
         while let Some(id) = self.unsent.pop_front() {
-            if let Some(p) = self.pending.get(&id) {
+            if let Some(p) = self.pending.get_mut(&id) {
                 let frame = frames::request_frame(id, p.op, &p.params, ack);
+                p.sent_len = Some(frame.len());
                 ws.feed(Message::text(frame)).await.map_err(|_| ())?;
             }
         }
@@ -460,6 +491,10 @@ impl Conn {
                     last_heard = Instant::now();
                     match msg {
                         Some(Ok(Message::Text(t))) => if let Some(end) = self.on_frame(&t) { return end },
+                        Some(Ok(Message::Close(Some(cf)))) if cf.code == CloseCode::Size => {
+                            self.refuse_oversized();
+                            return End::Lost(NOT_CONNECTED);
+                        }
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Lost(NOT_CONNECTED),
                         Some(Ok(_)) => {}
                     }
@@ -492,6 +527,35 @@ impl Conn {
                 }
                 _ = shared.shutdown.notified() => return End::Stop,
             }
+        }
+    }
+
+    /// The server closed with 1009: a frame we sent on this connection was
+    /// over its limit (ours is checked against the limit it advertised, so
+    /// this means the limit changed, e.g. another node). The server read
+    /// the frames before it and none after, and the culprit is the largest
+    /// frame still unanswered: it completes with 414 rather than going out
+    /// again on the next connection (where it would be refused again,
+    /// forever). The others are sent again as after any lost connection.
+    fn refuse_oversized(&mut self) {
+        let culprit = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| p.sent_len.map(|len| (len, std::cmp::Reverse(*id))))
+            .max()
+            .map(|(len, id)| (len, id.0));
+        let Some((len, id)) = culprit else { return };
+        if let Some(p) = self.pending.remove(&id) {
+            self.deadlines.remove(&(p.deadline, id));
+            self.unsent.retain(|u| *u != id);
+            tracing::warn!(rid = %Rid(&self.instance, id), op = p.op, len, "server refused an oversized frame (1009)");
+            p.done.fail(
+                codes::INVALID_PARAM,
+                &format!(
+                    "the server refused a frame larger than its limit \
+                     (request frame of {len} bytes; connection closed with 1009)"
+                ),
+            );
         }
     }
 

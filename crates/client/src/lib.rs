@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::ClientConfig;
 use nim_signaling_protocol::codes::{self, INTERNAL};
-use nim_signaling_protocol::frames::result_object;
+use nim_signaling_protocol::frames::{self, result_object};
+use nim_signaling_protocol::Failure;
 
 /// Requests one client may have outstanding. Beyond it new requests are
 /// refused at once with 416, so an app that keeps sending into a dead or
@@ -27,6 +28,10 @@ pub const MAX_IN_FLIGHT: usize = 10_000;
 /// Notifications the app may leave unconsumed before the client stops
 /// reading from the server (see [`Backlog`]).
 pub const MAX_BACKLOG: usize = 1024;
+
+/// The server's frame limit assumed until a login reply says otherwise:
+/// the documented default of `maxFrameBytes` (docs/PROTOCOL.md).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 
 /// Counts notifications handed to the sink that the app has not consumed
 /// yet. A consumer that reports them (`add` when queued, `done` when
@@ -225,6 +230,9 @@ pub(crate) struct Shared {
     pub in_flight: AtomicUsize,
     /// What the app has not consumed yet (see [`Backlog`]).
     pub backlog: Arc<Backlog>,
+    /// The largest frame the server accepts: its login reply's
+    /// `maxFrameBytes`, [`DEFAULT_MAX_FRAME_BYTES`] before the first login.
+    pub max_frame: AtomicUsize,
     /// Set (and signalled) when the connection task has ended: after that
     /// no completion or notification comes from it.
     pub finished: std::sync::Mutex<bool>,
@@ -259,6 +267,7 @@ impl Client {
             stopped: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             backlog,
+            max_frame: AtomicUsize::new(DEFAULT_MAX_FRAME_BYTES),
             finished: std::sync::Mutex::new(false),
             finished_cv: std::sync::Condvar::new(),
         });
@@ -310,17 +319,23 @@ impl Client {
     /// logged in or shuts down. `params` must have passed
     /// [`nim_signaling_protocol::Request::parse`] for `op`.
     ///
-    /// Refused up front — `done` handed back unfired — when the client
-    /// already has [`MAX_IN_FLIGHT`] requests outstanding.
+    /// Refused up front — `done` handed back unfired with the failure —
+    /// when its frame would exceed the server's frame limit (414: the
+    /// server would close the connection rather than read it) or the
+    /// client already has [`MAX_IN_FLIGHT`] requests outstanding (416).
     pub fn request_with(
         &self,
         op: &'static str,
         params: Value,
         done: Completer,
-    ) -> Result<(), Completer> {
+    ) -> Result<(), (Completer, Failure)> {
+        if let Err(f) = self.check_frame_size(op, &params) {
+            return Err((done, f));
+        }
         if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
             self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(done);
+            let f = Failure::new(codes::RATE_LIMITED, "too many requests outstanding");
+            return Err((done, f));
         }
         let shared = self.shared.clone();
         let done = Completer::new(move |code, json| {
@@ -335,6 +350,29 @@ impl Client {
             done,
             deadline,
         });
+        Ok(())
+    }
+
+    /// The server's frame limit as this client knows it (see
+    /// [`DEFAULT_MAX_FRAME_BYTES`]).
+    pub fn max_frame_bytes(&self) -> usize {
+        self.shared.max_frame.load(Ordering::SeqCst)
+    }
+
+    /// 414 when the request's frame (with the largest id and ack it could
+    /// carry) is over the server's frame limit.
+    fn check_frame_size(&self, op: &str, params: &Value) -> Result<(), Failure> {
+        let limit = self.max_frame_bytes();
+        let size = frames::request_frame(u64::MAX, op, params, Some(u64::MAX)).len();
+        if size > limit {
+            return Err(Failure::new(
+                codes::INVALID_PARAM,
+                format!(
+                    "request frame of {size} bytes is larger than the server's limit \
+                     (maxFrameBytes {limit})"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -362,8 +400,8 @@ impl Client {
         match nim_signaling_protocol::Request::parse(op, &params) {
             Ok(req) => {
                 Self::wait(|d| {
-                    if let Err(refused) = self.request_with(req.op(), params, d) {
-                        refused.fail(codes::RATE_LIMITED, "too many requests outstanding");
+                    if let Err((refused, f)) = self.request_with(req.op(), params, d) {
+                        refused.fail(f.code, &f.message);
                     }
                 })
                 .await

@@ -414,6 +414,7 @@ pub(crate) async fn serve(
         "code": OK, "account": account, "deviceId": device, "seq": cursor,
         "epoch": bounds.epoch, "resumed": resumed.is_some(),
         "heartbeatIntervalMs": cfg.heartbeat_interval_ms,
+        "maxFrameBytes": cfg.max_frame_bytes,
     });
     if let Some(r) = resync {
         reply["resync"] = r.as_str().into();
