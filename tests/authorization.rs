@@ -102,9 +102,9 @@ async fn a_request_cannot_name_its_actor() {
 
 #[tokio::test]
 async fn hmac_tokens_bind_account_and_expiry() {
-    let srv = start_server(json!({"auth": {"mode": "hmac", "secret": "s3cret"}})).await;
+    let srv = start_server(json!({"auth": {"mode": "hmac", "secret": "s3cret-0123456789"}})).await;
     let now = now_ms() as u64 / 1000;
-    let good = hmac_token("s3cret", "alice", now + 60);
+    let good = hmac_token("s3cret-0123456789", "alice", now + 60);
     let forged = {
         // A valid token with one hex digit of its signature changed.
         let mut t = good.clone().into_bytes();
@@ -116,7 +116,7 @@ async fn hmac_tokens_bind_account_and_expiry() {
     #[rustfmt::skip]
     let refused = [
         ("another account's token", "bob",   good.clone()),
-        ("expired",                 "alice", hmac_token("s3cret", "alice", now - 1)),
+        ("expired",                 "alice", hmac_token("s3cret-0123456789", "alice", now - 1)),
         ("another secret",          "alice", hmac_token("other", "alice", now + 60)),
         ("forged signature",        "alice", forged),
         ("expiry moved later",      "alice", good.replacen(&(now + 60).to_string(), &(now + 6000).to_string(), 1)),
