@@ -159,6 +159,9 @@ pub struct ServerConfig {
     pub max_rooms_per_account: usize,
     /// Unanswered invitations one account may have ringing at once.
     pub max_pending_invites_per_account: usize,
+    /// Valid rooms one account may have created (by create or call) at
+    /// once, whether or not it is in them.
+    pub max_rooms_created_per_account: usize,
     /// Devices (live sessions) one account may have at once.
     pub max_devices_per_account: usize,
     /// Connections from one IP address at once.
@@ -207,6 +210,7 @@ impl Default for ServerConfig {
             store: StoreConfig::Memory {},
             max_rooms_per_account: 100,
             max_pending_invites_per_account: 100,
+            max_rooms_created_per_account: 100,
             max_devices_per_account: 16,
             max_connections_per_ip: 10_000,
             max_requests_per_second: 100,
@@ -481,6 +485,12 @@ impl ServerConfig {
                 1_000_000,
             ),
             (
+                "maxRoomsCreatedPerAccount",
+                self.max_rooms_created_per_account as u64,
+                1,
+                1_000_000,
+            ),
+            (
                 "maxDevicesPerAccount",
                 self.max_devices_per_account as u64,
                 1,
@@ -618,6 +628,7 @@ impl ServerConfig {
         Quotas {
             rooms_per_account: self.max_rooms_per_account,
             pending_invites_per_account: self.max_pending_invites_per_account,
+            rooms_created_per_account: self.max_rooms_created_per_account,
         }
     }
 
