@@ -102,9 +102,9 @@ async fn a_request_cannot_name_its_actor() {
 
 #[tokio::test]
 async fn hmac_tokens_bind_account_and_expiry() {
-    let srv = start_server(json!({"auth": {"mode": "hmac", "secret": "s3cret"}})).await;
+    let srv = start_server(json!({"auth": {"mode": "hmac", "secret": "s3cret-0123456789"}})).await;
     let now = now_ms() as u64 / 1000;
-    let good = hmac_token("s3cret", "alice", now + 60);
+    let good = hmac_token("s3cret-0123456789", "alice", now + 60);
     let forged = {
         // A valid token with one hex digit of its signature changed.
         let mut t = good.clone().into_bytes();
@@ -116,7 +116,7 @@ async fn hmac_tokens_bind_account_and_expiry() {
     #[rustfmt::skip]
     let refused = [
         ("another account's token", "bob",   good.clone()),
-        ("expired",                 "alice", hmac_token("s3cret", "alice", now - 1)),
+        ("expired",                 "alice", hmac_token("s3cret-0123456789", "alice", now - 1)),
         ("another secret",          "alice", hmac_token("other", "alice", now + 60)),
         ("forged signature",        "alice", forged),
         ("expiry moved later",      "alice", good.replacen(&(now + 60).to_string(), &(now + 6000).to_string(), 1)),
@@ -156,5 +156,33 @@ async fn nothing_but_login_before_login_and_a_bounded_wait_for_it() {
     })
     .await;
     assert!(end.is_ok(), "an idle connection is closed");
+    srv.shutdown().await;
+}
+
+/// The login timeout counts from TCP connect: a peer that finishes the
+/// WebSocket handshake late and then says nothing is closed
+/// loginTimeoutMs after it connected, not a whole timeout after the
+/// handshake (which used to give it up to twice the timeout).
+#[tokio::test]
+async fn the_login_timeout_counts_from_connect_not_from_the_handshake() {
+    use futures_util::StreamExt;
+    let srv = start_server(json!({"loginTimeoutMs": 1000})).await;
+    let addr = srv.url().trim_start_matches("ws://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let connected = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(srv.url(), tcp)
+        .await
+        .expect("the handshake, within the login timeout");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let after = connected.elapsed();
+    assert!(end.is_ok(), "a silent connection is closed");
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_millis(1500),
+        "closed {after:?} after connect; loginTimeoutMs is 1000 from connect"
+    );
     srv.shutdown().await;
 }

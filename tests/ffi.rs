@@ -227,6 +227,19 @@ fn bad_input_gives_414_or_415_and_no_callback() {
             nim_signaling_server_start(cs(r#"{"nosuchkey":1}"#).as_ptr(), &mut s),
             414
         );
+        // A login secret anyone could guess: an empty or short HMAC secret,
+        // an empty static token.
+        for weak in [
+            r#"{"auth":{"mode":"hmac","secret":""}}"#,
+            r#"{"auth":{"mode":"hmac","secret":"0123456789abcde"}}"#,
+            r#"{"auth":{"mode":"static","accounts":{"alice":""}}}"#,
+        ] {
+            assert_eq!(
+                nim_signaling_server_start(cs(weak).as_ptr(), &mut s),
+                414,
+                "{weak}"
+            );
+        }
         assert_eq!(nim_signaling_server_start(null(), &mut s), 414);
         assert!(s.is_null());
         assert!(nim_signaling_server_url(null()).is_null());

@@ -396,7 +396,7 @@ fn invalid_utf8_is_refused() {
         let mut out = null_mut();
         assert_eq!(unsafe { nim_signaling_client_new(ptr(&s), &mut out) }, 414);
         assert!(out.is_null());
-        let mut scfg = br#"{"auth":{"mode":"hmac","secret":""#.to_vec();
+        let mut scfg = br#"{"auth":{"mode":"hmac","secret":"0123456789abcdef"#.to_vec();
         scfg.extend_from_slice(b);
         scfg.extend_from_slice(b"\"}}");
         let s = c_bytes(&scfg);

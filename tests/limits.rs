@@ -67,6 +67,35 @@ async fn pending_invitations_per_account() {
     srv.shutdown().await;
 }
 
+/// Creating is bounded apart from joining: an account that makes rooms and
+/// never enters them stops at maxRoomsCreatedPerAccount valid rooms (create
+/// and call both make one); closing one makes room for another, and other
+/// accounts are not affected.
+#[tokio::test]
+async fn rooms_created_per_account() {
+    let srv = start_server(json!({"maxRoomsCreatedPerAccount": 2})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let bob = login(srv.url(), "bob", "b1").await;
+    let first = alice.create(None).await;
+    alice.create(None).await;
+    let v = alice.fails("create", json!({"type": 1}), 403).await;
+    names_setting(&v, "maxRoomsCreatedPerAccount");
+    let v = alice
+        .fails(
+            "call",
+            json!({"type": 1, "account": "carol", "requestId": "r1"}),
+            403,
+        )
+        .await;
+    names_setting(&v, "maxRoomsCreatedPerAccount");
+    bob.create(None).await;
+    // Back under the limit.
+    alice.ok("close", json!({"channelId": first})).await;
+    alice.create(None).await;
+    alice.fails("create", json!({"type": 1}), 403).await;
+    srv.shutdown().await;
+}
+
 /// A refusal whose message names the setting behind it.
 fn names_setting(v: &serde_json::Value, setting: &str) {
     let msg = v["message"].as_str().unwrap_or_default();

@@ -44,7 +44,7 @@ async fn hmac_tokens_from_the_token_command_and_a_toml_config() {
     let cfg = dir.join("server.toml");
     std::fs::write(
         &cfg,
-        "listen = \"127.0.0.1:0\"\nmaxMembers = 4\n[auth]\nmode = \"hmac\"\nsecret = \"s3\"\n",
+        "listen = \"127.0.0.1:0\"\nmaxMembers = 4\n[auth]\nmode = \"hmac\"\nsecret = \"s3-toml-secret-0123\"\n",
     )
     .unwrap();
     let p = spawn(&["--config", cfg.to_str().unwrap()]);
@@ -52,7 +52,7 @@ async fn hmac_tokens_from_the_token_command_and_a_toml_config() {
         .args([
             "token",
             "--secret",
-            "s3",
+            "s3-toml-secret-0123",
             "--account",
             "alice",
             "--ttl",
@@ -95,7 +95,7 @@ fn bad_settings_are_refused_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("roomTtl"), "names the unknown key: {err}");
     let out = Command::new(server_bin())
-        .args(["--print-config", "--hmac-secret", "hush"])
+        .args(["--print-config", "--hmac-secret", "hush-hush-0123456789"])
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
@@ -144,7 +144,12 @@ fn no_authentication_is_refused_off_loopback() {
     // Explicitly insecure, or with authentication, it starts.
     let p = spawn(&["--listen", "0.0.0.0:0", "--insecure"]);
     assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
-    let p = spawn(&["--listen", "0.0.0.0:0", "--hmac-secret", "s"]);
+    let p = spawn(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--hmac-secret",
+        "s-long-enough-0123",
+    ]);
     assert!(p.1.starts_with("ws://0.0.0.0:"), "{}", p.1);
 }
 
@@ -396,4 +401,79 @@ async fn text_logs_have_no_colour_codes_off_a_terminal() {
         plain.contains("metrics on http://") && !plain.contains("\x1b["),
         "colours on a terminal with NO_COLOR=1:\n{plain:?}"
     );
+}
+
+/// A login secret anyone could guess is refused at start, naming the
+/// setting: an empty or short HMAC secret (a token signed with the empty
+/// key would log in as anyone) and a static account whose token is empty
+/// (it would log in with no token), from flags and from the config file.
+#[test]
+fn weak_login_secrets_are_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("nim-sig-weak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\n[auth]\nmode = \"hmac\"\nsecret = \"0123456789abcde\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--listen", "127.0.0.1:0", "--hmac-secret", ""],
+            "--hmac-secret",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--hmac-secret", "short"],
+            "--hmac-secret",
+        ),
+        (&["--config", &cfg], "auth.secret"),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--static-account",
+                "alice=ta",
+                "--static-account",
+                "bob=",
+            ],
+            "--static-account",
+        ),
+    ];
+    for (args, setting) in cases {
+        let out = exit_within(Command::new(server_bin()).args(args), 10);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} must not start: {err}");
+        assert!(err.contains(setting), "{args:?}: names {setting}: {err}");
+        if setting == "--static-account" {
+            assert!(err.contains("\"bob\"") && err.contains("empty"), "{err}");
+        } else {
+            assert!(err.contains("at least 16 bytes"), "{args:?}: {err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `cmd` to its exit; one still running after `secs` (a server that
+/// started when it should have refused) is killed and fails the test.
+fn exit_within(cmd: &mut Command, secs: u64) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} started instead of refusing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }

@@ -231,9 +231,11 @@ impl Room {
     /// account is in, the invitations it sent and those it was sent): its
     /// members while it is open, and both sides of every invitation it
     /// keeps (answered ones stay until their expiry, so an account's
-    /// invitation history can be listed).
+    /// invitation history can be listed), and its creator while it is open
+    /// (so that the rooms an account created can be counted).
     pub fn involved(&self) -> std::collections::HashSet<&str> {
-        let members = self.accounts().filter(|_| !self.closed);
+        let creator = std::iter::once(self.creator.as_str()).filter(|c| !c.is_empty());
+        let members = self.accounts().chain(creator).filter(|_| !self.closed);
         let sides = self
             .invites
             .iter()

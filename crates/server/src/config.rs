@@ -159,6 +159,9 @@ pub struct ServerConfig {
     pub max_rooms_per_account: usize,
     /// Unanswered invitations one account may have ringing at once.
     pub max_pending_invites_per_account: usize,
+    /// Valid rooms one account may have created (by create or call) at
+    /// once, whether or not it is in them.
+    pub max_rooms_created_per_account: usize,
     /// Devices (live sessions) one account may have at once.
     pub max_devices_per_account: usize,
     /// Connections from one IP address at once.
@@ -184,6 +187,10 @@ pub struct ServerConfig {
     pub logging: LoggingConfig,
 }
 
+/// The shortest secret accepted where a secret is all that stands between
+/// a stranger and the server: `adminToken` and the HMAC `auth.secret`.
+pub const MIN_SECRET_BYTES: usize = 16;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -203,6 +210,7 @@ impl Default for ServerConfig {
             store: StoreConfig::Memory {},
             max_rooms_per_account: 100,
             max_pending_invites_per_account: 100,
+            max_rooms_created_per_account: 100,
             max_devices_per_account: 16,
             max_connections_per_ip: 10_000,
             max_requests_per_second: 100,
@@ -439,6 +447,7 @@ impl ServerConfig {
     }
 
     pub fn validate(self) -> Result<Self, Failure> {
+        self.validate_auth()?;
         const DAY: u64 = 86_400_000;
         const MONTH: u64 = 30 * DAY;
         const MIB: u64 = 1 << 20;
@@ -472,6 +481,12 @@ impl ServerConfig {
             (
                 "maxPendingInvitesPerAccount",
                 self.max_pending_invites_per_account as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "maxRoomsCreatedPerAccount",
+                self.max_rooms_created_per_account as u64,
                 1,
                 1_000_000,
             ),
@@ -511,17 +526,46 @@ impl ServerConfig {
         Ok(self)
     }
 
+    /// Secrets that let someone in: an HMAC secret short enough to guess
+    /// (or empty, which anyone can sign with) and a static account whose
+    /// token is empty (which logs in with no token) are refused.
+    fn validate_auth(&self) -> Result<(), Failure> {
+        match &self.auth {
+            AuthConfig::None {} => Ok(()),
+            AuthConfig::Hmac { secret } if secret.len() < MIN_SECRET_BYTES => Err(bad(format!(
+                "server config: auth.secret (--hmac-secret) must be at least {MIN_SECRET_BYTES} \
+                 bytes, not {}: anyone could sign tokens with a shorter one",
+                secret.len()
+            ))),
+            AuthConfig::Hmac { .. } => Ok(()),
+            AuthConfig::Static { accounts } => {
+                let mut empty: Vec<&str> = accounts
+                    .iter()
+                    .filter(|(_, t)| t.is_empty())
+                    .map(|(a, _)| a.as_str())
+                    .collect();
+                empty.sort_unstable();
+                match empty.first() {
+                    None => Ok(()),
+                    Some(a) => Err(bad(format!(
+                        "server config: auth.accounts (--static-account): the token of \
+                         account {a:?} is empty; it would log in with no token"
+                    ))),
+                }
+            }
+        }
+    }
+
     /// The admin API, webhooks, push gateway and logging keys.
     fn validate_operator_side(&self) -> Result<(), Failure> {
-        const MIN_ADMIN_TOKEN: usize = 16;
         match (&self.admin_listen, &self.admin_token) {
             (Some(_), None) => return Err(bad(
                 "server config: adminListen needs adminToken (the bearer token of the admin API)"
                     .into(),
             )),
-            (_, Some(t)) if t.len() < MIN_ADMIN_TOKEN => {
+            (_, Some(t)) if t.len() < MIN_SECRET_BYTES => {
                 return Err(bad(format!(
-                    "server config: adminToken must be at least {MIN_ADMIN_TOKEN} characters"
+                    "server config: adminToken must be at least {MIN_SECRET_BYTES} characters"
                 )))
             }
             _ => {}
@@ -584,6 +628,7 @@ impl ServerConfig {
         Quotas {
             rooms_per_account: self.max_rooms_per_account,
             pending_invites_per_account: self.max_pending_invites_per_account,
+            rooms_created_per_account: self.max_rooms_created_per_account,
         }
     }
 
@@ -647,6 +692,47 @@ mod tests {
         }
     }
 
+    /// An HMAC secret shorter than MIN_SECRET_BYTES (the empty one signs
+    /// tokens anyone can make) and a static account with an empty token
+    /// (it logs in with no token) are refused, naming the setting.
+    #[test]
+    fn weak_auth_secrets_are_refused() {
+        for (text, key) in [
+            (r#"{"auth": {"mode": "hmac", "secret": ""}}"#, "auth.secret"),
+            (
+                r#"{"auth": {"mode": "hmac", "secret": "0123456789abcde"}}"#,
+                "auth.secret",
+            ),
+            (
+                r#"{"auth": {"mode": "static", "accounts": {"alice": "t-alice", "bob": ""}}}"#,
+                "\"bob\"",
+            ),
+            (
+                r#"{"adminListen": "127.0.0.1:0", "adminToken": "0123456789abcde"}"#,
+                "adminToken",
+            ),
+        ] {
+            let err = ServerConfig::from_json(text).expect_err(text);
+            assert_eq!(err.code, INVALID_PARAM, "{text}");
+            assert!(err.message.contains(key), "{text}: {}", err.message);
+            assert!(
+                !text.contains("accounts") || err.message.contains("auth.accounts"),
+                "{}",
+                err.message
+            );
+        }
+        let err = ServerConfig::from_json(r#"{"auth": {"mode": "hmac", "secret": ""}}"#)
+            .expect_err("empty");
+        assert!(err.message.contains("at least 16 bytes"), "{}", err.message);
+        for text in [
+            r#"{"auth": {"mode": "hmac", "secret": "0123456789abcdef"}}"#,
+            r#"{"auth": {"mode": "static", "accounts": {"alice": "t"}}}"#,
+            r#"{"adminListen": "127.0.0.1:0", "adminToken": "0123456789abcdef"}"#,
+        ] {
+            ServerConfig::from_json(text).expect(text);
+        }
+    }
+
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         vars.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -662,7 +748,7 @@ mod tests {
         let file = dir.join("server.toml");
         std::fs::write(
             &file,
-            "roomTtlMs = 1000\nmaxMembers = 4\n[auth]\nmode = \"hmac\"\nsecret = \"file\"\n",
+            "roomTtlMs = 1000\nmaxMembers = 4\n[auth]\nmode = \"hmac\"\nsecret = \"file-secret-0123456789\"\n",
         )
         .unwrap();
         let c = ServerConfig::load(
@@ -670,7 +756,7 @@ mod tests {
             Some(&file),
             env(&[
                 ("NIM_SIGNALING_ROOM_TTL_MS", "5000"),
-                ("NIM_SIGNALING_AUTH__SECRET", "12345"),
+                ("NIM_SIGNALING_AUTH__SECRET", "1234567890123456"),
                 ("NIM_SIGNALING_ADMIN_LISTEN", "127.0.0.1:0"),
                 ("NIM_SIGNALING_ADMIN_TOKEN", "0123456789012345"),
                 (
@@ -690,7 +776,7 @@ mod tests {
         assert_eq!(
             c.auth,
             AuthConfig::Hmac {
-                secret: "12345".into()
+                secret: "1234567890123456".into()
             }
         );
         assert_eq!(c.admin_token.as_deref(), Some("0123456789012345"));
@@ -755,10 +841,12 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("\"alice\":\"***\""), "{shown}");
-        let hmac = ServerConfig::from_json(r#"{"auth": {"mode": "hmac", "secret": "h-secret"}}"#)
-            .unwrap()
-            .masked()
-            .to_string();
+        let hmac = ServerConfig::from_json(
+            r#"{"auth": {"mode": "hmac", "secret": "h-secret-0123456789"}}"#,
+        )
+        .unwrap()
+        .masked()
+        .to_string();
         assert!(!hmac.contains("h-secret"), "{hmac}");
     }
 

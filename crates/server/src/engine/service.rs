@@ -58,6 +58,7 @@ const REPEAT_WAIT: Duration = Duration::from_secs(5);
 pub struct Quotas {
     pub rooms_per_account: usize,
     pub pending_invites_per_account: usize,
+    pub rooms_created_per_account: usize,
 }
 
 pub struct Service {
@@ -342,6 +343,7 @@ impl Service {
                     .clone()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| id.clone());
+                self.creation_quota(&s.account, now).await?;
                 self.apply(RoomKey::Name(&name), now, cause, |r| {
                     rules::create(r, &ctx, &p, &id)
                 })
@@ -417,6 +419,7 @@ impl Service {
                     return Ok(joined);
                 }
                 self.invite_quota(&s.account, now, 1).await?;
+                self.creation_quota(&s.account, now).await?;
                 let id = self.new_channel_id();
                 let name = p
                     .channel_name
@@ -544,6 +547,29 @@ impl Service {
             return Err(Failure::new(
                 FORBIDDEN,
                 format!("this account is already in {max} rooms (maxRoomsPerAccount)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// 403 when `account` already created maxRoomsCreatedPerAccount rooms
+    /// that are still valid (create and call make one; a glaring call,
+    /// which joins the callee's room, does not). Rooms are indexed under
+    /// their creator until closed (see [`Room::involved`]).
+    async fn creation_quota(&self, account: &str, now: i64) -> Result<(), Failure> {
+        let rooms = self.store.rooms_involving(account).await?;
+        let created = rooms
+            .iter()
+            .filter(|r| r.creator == account && r.is_valid(now))
+            .count();
+        let max = self.quotas.rooms_created_per_account;
+        if created >= max {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!(
+                    "this account already created {max} rooms that are still valid \
+                     (maxRoomsCreatedPerAccount)"
+                ),
             ));
         }
         Ok(())

@@ -296,9 +296,11 @@ pub(crate) async fn serve(
     // connection is still logging in is seen by the loop at once.
     let mut phase = stopping.phase.subscribe();
     let _ = stream.set_nodelay(true);
-    let login_timeout = Duration::from_millis(cfg.login_timeout_ms);
-    // The TLS and WebSocket handshakes share one login timeout: a peer
-    // that connects and never finishes either is closed after it.
+    // The TLS and WebSocket handshakes and the login share one deadline,
+    // counted from accept: a peer that connects and never finishes them is
+    // closed loginTimeoutMs after it connected, however late in that span it
+    // finishes the handshakes.
+    let login_deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.login_timeout_ms);
     //
     // This and the other one-off phases below are boxed: a future is as
     // large as its largest await point, and every idle connection would
@@ -325,7 +327,7 @@ pub(crate) async fn serve(
         );
         ws.await.map_err(|_| ())
     });
-    let Ok(Ok(mut ws)) = tokio::time::timeout(login_timeout, hs).await else {
+    let Ok(Ok(mut ws)) = tokio::time::timeout_at(login_deadline, hs).await else {
         return;
     };
     let refusal = ip_slot.is_none().then(|| {
@@ -335,8 +337,8 @@ pub(crate) async fn serve(
             format!("too many connections from this address (maxConnectionsPerIp {max})"),
         )
     });
-    let login = tokio::time::timeout(
-        login_timeout,
+    let login = tokio::time::timeout_at(
+        login_deadline,
         Box::pin(login(&mut ws, &cfg, &*svc.observer, refusal)),
     )
     .await;
