@@ -132,6 +132,9 @@ impl Default for LoggingConfig {
     }
 }
 
+/// The largest `maxFrameBytes` an operator may set.
+pub const MAX_FRAME_BYTES_BOUND: usize = 16 << 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -450,7 +453,6 @@ impl ServerConfig {
         self.validate_auth()?;
         const DAY: u64 = 86_400_000;
         const MONTH: u64 = 30 * DAY;
-        const MIB: u64 = 1 << 20;
         // (key, value, least, most): every number has an upper bound too,
         // so that no setting can overflow the arithmetic done with it
         // (deadlines, buffer sizes, semaphore permits).
@@ -463,7 +465,12 @@ impl ServerConfig {
             ("heartbeatIntervalMs", self.heartbeat_interval_ms, 1, DAY),
             ("heartbeatTimeoutMs", self.heartbeat_timeout_ms, 1000, DAY),
             ("loginTimeoutMs", self.login_timeout_ms, 1, DAY),
-            ("maxFrameBytes", self.max_frame_bytes as u64, 1024, 16 * MIB),
+            (
+                "maxFrameBytes",
+                self.max_frame_bytes as u64,
+                1024,
+                MAX_FRAME_BYTES_BOUND as u64,
+            ),
             ("maxMembers", self.max_members as u64, 1, 100_000),
             (
                 "maxConnections",

@@ -7,6 +7,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{
@@ -503,9 +504,25 @@ async fn close_politely(ws: &mut Ws, farewell: Option<Farewell>) {
     let _ = tokio::time::timeout(WRITE_PATIENCE, ws.close(farewell.map(Farewell::frame))).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}
+        // After a read error (an oversized or malformed frame) tungstenite
+        // reads no further, and the rest of that frame may still be
+        // arriving: read and drop raw bytes, up to a bound, until EOF.
+        let mut left = CLOSE_DRAIN_BYTES;
+        let mut buf = [0u8; 4096];
+        while left > 0 {
+            match ws.get_mut().read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }
+
+/// What a closing session reads and drops at most after a read error:
+/// enough for the rest of the largest frame any server may accept, not a
+/// way to hold the connection open (CLOSE_LINGER bounds the time).
+const CLOSE_DRAIN_BYTES: usize = crate::config::MAX_FRAME_BYTES_BOUND;
 
 /// Why the logged-in loop ended.
 #[derive(Debug, PartialEq, Eq)]
