@@ -166,23 +166,25 @@ async fn nothing_but_login_before_login_and_a_bounded_wait_for_it() {
 #[tokio::test]
 async fn the_login_timeout_counts_from_connect_not_from_the_handshake() {
     use futures_util::StreamExt;
-    let srv = start_server(json!({"loginTimeoutMs": 1000})).await;
+    // Long enough that a loaded machine cannot blur the two: the old
+    // behaviour closed at 1.8 + 2 s, the documented one at 2 s.
+    let srv = start_server(json!({"loginTimeoutMs": 2000})).await;
     let addr = srv.url().trim_start_matches("ws://").to_string();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let connected = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     let (mut ws, _) = tokio_tungstenite::client_async(srv.url(), tcp)
         .await
         .expect("the handshake, within the login timeout");
-    let end = tokio::time::timeout(Duration::from_secs(5), async {
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
     let after = connected.elapsed();
     assert!(end.is_ok(), "a silent connection is closed");
     assert!(
-        after >= Duration::from_millis(900) && after < Duration::from_millis(1500),
-        "closed {after:?} after connect; loginTimeoutMs is 1000 from connect"
+        after >= Duration::from_millis(1900) && after < Duration::from_millis(3000),
+        "closed {after:?} after connect; loginTimeoutMs is 2000 from connect"
     );
     srv.shutdown().await;
 }

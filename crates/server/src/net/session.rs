@@ -134,6 +134,15 @@ impl Farewell {
         }
     }
 
+    /// Whether this farewell follows a frame tungstenite refused, whose
+    /// rest may still be on its way (see [`close_politely`]).
+    fn after_read_error(self) -> bool {
+        matches!(
+            self,
+            Farewell::TooBig | Farewell::NotUtf8 | Farewell::ProtocolError
+        )
+    }
+
     /// The farewell for a read error, if the connection can still take one.
     fn for_read_error(e: &WsError) -> Option<Farewell> {
         match e {
@@ -502,11 +511,15 @@ async fn close_politely(ws: &mut Ws, farewell: Option<Farewell>) {
         tracing::debug!(code, reason, "closing the connection");
     }
     let _ = tokio::time::timeout(WRITE_PATIENCE, ws.close(farewell.map(Farewell::frame))).await;
+    // After a read error (an oversized or malformed frame) tungstenite
+    // reads no further, and the rest of that frame may still be arriving:
+    // then raw bytes are read and dropped, up to a bound, until EOF.
+    let unread_input = farewell.is_some_and(|f| f.after_read_error());
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}
-        // After a read error (an oversized or malformed frame) tungstenite
-        // reads no further, and the rest of that frame may still be
-        // arriving: read and drop raw bytes, up to a bound, until EOF.
+        if !unread_input {
+            return;
+        }
         let mut left = CLOSE_DRAIN_BYTES;
         let mut buf = [0u8; 4096];
         while left > 0 {
