@@ -9,7 +9,9 @@ const { NIM, client, waitFor } = require('../testlib/helpers');
 
 let server;
 test.before(() => {
-  server = NIM.startServer({});
+  // 'many requests at once' creates 200 rooms from one account, over the
+  // default maxRoomsCreatedPerAccount (100).
+  server = NIM.startServer({ maxRoomsCreatedPerAccount: 1000 });
 });
 test.after(() => server.stop());
 
