@@ -29,10 +29,12 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const LOGIN_ID: u64 = 0;
 
 /// How long a connection must stay up (logged in and serving) before the
-/// reconnect backoff starts again from its shortest delay. A connection
-/// that dies sooner — a server that accepts and closes at once, or refuses
-/// what the client sends — keeps the delays growing, so whatever the cause
-/// the client cannot reconnect in a tight loop.
+/// reconnect backoff starts again from its shortest delay, unless it
+/// answered a request first. A connection that dies sooner without doing
+/// either — a server that accepts and closes at once, or refuses what the
+/// client sends — keeps the delays growing, so whatever the cause the
+/// client cannot reconnect in a tight loop; one on a flaky network that
+/// still gets requests through starts again from the shortest delay.
 const STABLE_AFTER: Duration = Duration::from_secs(3);
 
 /// The reconnect delay before attempt `attempt` (0-based), before jitter:
@@ -73,6 +75,9 @@ struct Conn {
     epoch: Option<String>,
     url_index: usize,
     logout: Option<(u64, Completer)>,
+    /// Requests the server has answered, on any connection: a connection
+    /// that answered one did useful work, whatever its length.
+    answered: u64,
 }
 
 enum End {
@@ -101,6 +106,7 @@ pub(super) async fn run(
         epoch: None,
         url_index: 0,
         logout: None,
+        answered: 0,
     };
     // Idle: not logged in. Wait for a login; refuse everything else.
     loop {
@@ -335,8 +341,9 @@ impl Conn {
                 return true;
             };
             let up_since = Instant::now();
+            let answered = self.answered;
             let end = self.serve(&mut ws, cmds).await;
-            if up_since.elapsed() >= STABLE_AFTER {
+            if up_since.elapsed() >= STABLE_AFTER || self.answered > answered {
                 attempt = 0;
             }
             // Answer the server's close (or send ours), then let the socket
@@ -392,7 +399,8 @@ impl Conn {
                     None => return true,
                     Some(Ok((new_ws, _, resync))) => {
                         // The backoff is not reset here: only once this
-                        // connection has stayed up for STABLE_AFTER.
+                        // connection has answered a request or stayed up
+                        // for STABLE_AFTER.
                         next = Some(new_ws);
                         (self.sink)(Notification::ConnectionState(StateChange {
                             state: ConnState::Connected,
@@ -636,6 +644,7 @@ impl Conn {
                 }
                 if let Some(p) = self.pending.remove(&id) {
                     self.deadlines.remove(&(p.deadline, id));
+                    self.answered += 1;
                     let code = serde_json::from_str::<Value>(result)
                         .ok()
                         .and_then(|v| v["code"].as_i64())
