@@ -296,13 +296,13 @@ impl Service {
     /// the invitation stopped ringing before the update ran.
     async fn glare(
         &self,
+        mine: &[Room],
         ctx: &Ctx<'_>,
         p: &CallParams,
         cause: &Cause<'_>,
         now: i64,
     ) -> Result<Option<(i32, Value)>, Failure> {
-        let rooms = self.store.rooms_involving(ctx.actor.account).await?;
-        let Some(room) = rules::glare_room(&rooms, ctx.actor.account, &p.account, now) else {
+        let Some(room) = rules::glare_room(mine, ctx.actor.account, &p.account, now) else {
             return Ok(None);
         };
         let online = self.store.account_online(&p.account).await;
@@ -343,7 +343,8 @@ impl Service {
                     .clone()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| id.clone());
-                self.creation_quota(&s.account, now).await?;
+                let mine = self.store.rooms_involving(&s.account).await?;
+                self.creation_quota(&mine, &s.account, now)?;
                 self.apply(RoomKey::Name(&name), now, cause, |r| {
                     rules::create(r, &ctx, &p, &id)
                 })
@@ -356,8 +357,8 @@ impl Service {
                 .await
             }
             Request::Join(p) => {
-                self.room_quota(&s.account, Some(&p.channel_id), now)
-                    .await?;
+                let mine = self.store.rooms_involving(&s.account).await?;
+                self.room_quota(&mine, &s.account, Some(&p.channel_id), now)?;
                 let seed = Self::uid_seed();
                 self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::join(r, &ctx, &p, seed)
@@ -371,7 +372,8 @@ impl Service {
                 .await
             }
             Request::Invite(p) => {
-                self.invite_quota(&s.account, now, 1).await?;
+                let mine = self.store.rooms_involving(&s.account).await?;
+                self.invite_quota(&mine, &s.account, now, 1)?;
                 let reach = self.reach_for(&s.account, &p, now).await?;
                 let r = self
                     .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
@@ -390,8 +392,8 @@ impl Service {
             }
             Request::Accept(p) => {
                 if p.auto_join.unwrap_or(false) {
-                    self.room_quota(&s.account, Some(&p.channel_id), now)
-                        .await?;
+                    let mine = self.store.rooms_involving(&s.account).await?;
+                    self.room_quota(&mine, &s.account, Some(&p.channel_id), now)?;
                 }
                 let online = self.store.account_online(&p.account).await;
                 let seed = Self::uid_seed();
@@ -412,14 +414,17 @@ impl Service {
                     .await
             }
             Request::Call(p) => {
-                self.room_quota(&s.account, None, now).await?;
+                // One read of the caller's rooms serves the quotas and the
+                // glare check.
+                let mine = self.store.rooms_involving(&s.account).await?;
+                self.room_quota(&mine, &s.account, None, now)?;
                 // Glare before busy: the callee sitting in its own room,
                 // ringing us, is not busy for us.
-                if let Some(joined) = self.glare(&ctx, &p, cause, now).await? {
+                if let Some(joined) = self.glare(&mine, &ctx, &p, cause, now).await? {
                     return Ok(joined);
                 }
-                self.invite_quota(&s.account, now, 1).await?;
-                self.creation_quota(&s.account, now).await?;
+                self.invite_quota(&mine, &s.account, now, 1)?;
+                self.creation_quota(&mine, &s.account, now)?;
                 let id = self.new_channel_id();
                 let name = p
                     .channel_name
@@ -533,17 +538,21 @@ impl Service {
 
     /// 403 when joining one more room would put `account` in more than
     /// maxRoomsPerAccount rooms (`joining` is the room it asks for: already
-    /// being in it is the rule's 10407, not a quota matter).
-    async fn room_quota(
+    /// being in it is the rule's 10407, not a quota matter). `mine`: the
+    /// rooms involving `account`, as the quota checks share them.
+    fn room_quota(
         &self,
+        mine: &[Room],
         account: &str,
         joining: Option<&str>,
         now: i64,
     ) -> Result<(), Failure> {
-        let rooms = self.store.rooms_of(account, now).await?;
+        let member_of = mine
+            .iter()
+            .filter(|r| r.is_valid(now) && r.member(account).is_some());
         let max = self.quotas.rooms_per_account;
-        let already = joining.is_some_and(|id| rooms.iter().any(|r| r.channel_id == id));
-        if rooms.len() >= max && !already {
+        let already = joining.is_some_and(|id| member_of.clone().any(|r| r.channel_id == id));
+        if member_of.count() >= max && !already {
             return Err(Failure::new(
                 FORBIDDEN,
                 format!("this account is already in {max} rooms (maxRoomsPerAccount)"),
@@ -556,9 +565,8 @@ impl Service {
     /// that are still valid (create and call make one; a glaring call,
     /// which joins the callee's room, does not). Rooms are indexed under
     /// their creator until closed (see [`Room::involved`]).
-    async fn creation_quota(&self, account: &str, now: i64) -> Result<(), Failure> {
-        let rooms = self.store.rooms_involving(account).await?;
-        let created = rooms
+    fn creation_quota(&self, mine: &[Room], account: &str, now: i64) -> Result<(), Failure> {
+        let created = mine
             .iter()
             .filter(|r| r.creator == account && r.is_valid(now))
             .count();
@@ -586,7 +594,8 @@ impl Service {
         now: i64,
     ) -> Result<(i32, Value), Failure> {
         let me = ctx.actor.account;
-        self.invite_quota(me, now, p.accounts.len()).await?;
+        let mine = self.store.rooms_involving(me).await?;
+        self.invite_quota(&mine, me, now, p.accounts.len())?;
         let mut reaches = Vec::with_capacity(p.accounts.len());
         for a in &p.accounts {
             reaches.push(self.reach_for(me, &p.invitation(a), now).await?);
@@ -613,9 +622,14 @@ impl Service {
 
     /// 403 when `account` already has maxPendingInvitesPerAccount
     /// invitations ringing, or would have more with `new` more.
-    async fn invite_quota(&self, account: &str, now: i64, new: usize) -> Result<(), Failure> {
-        let rooms = self.store.rooms_involving(account).await?;
-        let ringing = rooms
+    fn invite_quota(
+        &self,
+        mine: &[Room],
+        account: &str,
+        now: i64,
+        new: usize,
+    ) -> Result<(), Failure> {
+        let ringing = mine
             .iter()
             .flat_map(|r| &r.invites)
             .filter(|i| i.from == account && i.is_ringing(now))
