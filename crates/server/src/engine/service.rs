@@ -23,8 +23,6 @@ use nim_signaling_protocol::frames::result_object;
 use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
 use nim_signaling_protocol::{Failure, Request};
 
-type Timers = Vec<(i64, Timer)>;
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -113,13 +111,19 @@ impl Service {
         self
     }
 
-    fn new_channel_id(&self) -> String {
+    /// A new room's channelId and its name (`name` when given and not
+    /// empty, else the id itself).
+    fn new_room(&self, name: Option<&str>) -> (String, String) {
+        let name = name.filter(|n| !n.is_empty());
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!(
+        let unique = format!(
             "{:016x}{:016x}",
+            n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rand::random::<u64>(),
             self.id_salt,
-            n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rand::random::<u64>()
-        )
+        );
+        let id = self.store.room_id(name, &unique);
+        let name = name.map_or_else(|| id.clone(), str::to_string);
+        (id, name)
     }
 
     fn uid_seed() -> u64 {
@@ -138,7 +142,7 @@ impl Service {
         cause: &Cause<'_>,
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
-        let mut result: Option<Result<(i32, Value, Vec<Delivery>, Timers), Failure>> = None;
+        let mut result: Option<Result<(i32, Value, Vec<Delivery>), Failure>> = None;
         // This run's room before and after, when someone watches: kept from
         // inside the update so that (like the result) only the run that
         // counts is reported.
@@ -149,8 +153,11 @@ impl Service {
                 Ok(mut o) => {
                     o.room.version = Room::version_after(room, &o.room);
                     change = watching.then(|| (room.cloned(), o.room.clone()));
-                    result = Some(Ok((o.code, o.data, o.deliveries, o.timers)));
-                    Tx::Write(o.room)
+                    result = Some(Ok((o.code, o.data, o.deliveries)));
+                    Tx::Write {
+                        room: o.room,
+                        timers: o.timers,
+                    }
                 }
                 Err(f) => {
                     change = None;
@@ -159,11 +166,8 @@ impl Service {
                 }
             })
             .await?;
-        let (code, data, deliveries, timers) =
+        let (code, data, deliveries) =
             result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
-        for (at, t) in timers {
-            self.store.schedule(at, t).await;
-        }
         self.deliver(deliveries, now).await;
         if let Some((before, after)) = &change {
             self.observer
@@ -195,13 +199,19 @@ impl Service {
         Ok(())
     }
 
-    /// Appends each event to its recipient's log, then wakes the recipient.
+    /// Appends each event to its recipient's log (one step per recipient),
+    /// then wakes the recipients' sessions here.
     pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) {
-        for d in deliveries {
-            match self.store.append(&d.to, d.entry, now).await {
-                Ok(_) => self.hub.wake(&d.to),
-                Err(e) => tracing::error!(account = %d.to, error = %e, "event not stored"),
+        if deliveries.is_empty() {
+            return;
+        }
+        let entries = deliveries.into_iter().map(|d| (d.to, d.entry)).collect();
+        for (account, r) in self.store.append_many(entries, now).await {
+            if let Err(e) = r {
+                tracing::error!(%account, error = %e, "events not stored");
             }
+            // Also after a failure: entries before it may have landed.
+            self.hub.wake(&account);
         }
     }
 
@@ -337,12 +347,7 @@ impl Service {
         };
         match req {
             Request::Create(p) => {
-                let id = self.new_channel_id();
-                let name = p
-                    .channel_name
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| id.clone());
+                let (id, name) = self.new_room(p.channel_name.as_deref());
                 let mine = self.store.rooms_involving(&s.account).await?;
                 self.creation_quota(&mine, &s.account, now)?;
                 self.apply(RoomKey::Name(&name), now, cause, |r| {
@@ -425,12 +430,7 @@ impl Service {
                 }
                 self.invite_quota(&mine, &s.account, now, 1)?;
                 self.creation_quota(&mine, &s.account, now)?;
-                let id = self.new_channel_id();
-                let name = p
-                    .channel_name
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| id.clone());
+                let (id, name) = self.new_room(p.channel_name.as_deref());
                 let reach = self.reach_for(&s.account, &p.invitation(&id), now).await?;
                 let seed = Self::uid_seed();
                 let r = self

@@ -117,15 +117,17 @@ impl Rooms for MemoryStore {
         match key {
             RoomKey::Id(id) => match self.rooms.entry(id.to_string()) {
                 Entry::Occupied(mut o) => {
-                    if let Tx::Write(room) = f(Some(o.get())) {
+                    if let Tx::Write { room, timers } = f(Some(o.get())) {
                         self.reindex(Some(o.get()), &room);
                         *o.get_mut() = room;
+                        self.schedule_all(timers);
                     }
                 }
                 Entry::Vacant(v) => {
-                    if let Tx::Write(room) = f(None) {
+                    if let Tx::Write { room, timers } = f(None) {
                         self.reindex(None, &room);
                         v.insert(room);
+                        self.schedule_all(timers);
                     }
                 }
             },
@@ -136,10 +138,11 @@ impl Rooms for MemoryStore {
                     .get(slot.value().as_str())
                     .filter(|r| r.is_valid(now))
                     .map(|r| r.clone());
-                if let Tx::Write(room) = f(holder.as_ref()) {
+                if let Tx::Write { room, timers } = f(holder.as_ref()) {
                     *slot.value_mut() = room.channel_id.clone();
                     self.reindex(None, &room);
                     self.rooms.insert(room.channel_id.clone(), room);
+                    self.schedule_all(timers);
                 }
             }
         }
@@ -391,13 +394,19 @@ impl Requests for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Schedules the timers of a room update, inside the update (the
+    /// room's entry lock is held: nobody sees the room without them).
+    fn schedule_all(&self, timers: Vec<(i64, Timer)>) {
+        let mut all = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        all.extend(timers);
+    }
+}
+
 #[async_trait]
 impl Timers for MemoryStore {
     async fn schedule(&self, at: i64, timer: Timer) {
-        self.timers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((at, timer));
+        self.schedule_all(vec![(at, timer)]);
     }
 
     async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)> {

@@ -33,8 +33,13 @@ pub enum RoomKey<'a> {
 pub enum Tx {
     /// Change nothing.
     Abort,
-    /// Store this room (under its channelId; a new room also takes its name).
-    Write(Room),
+    /// Store this room (under its channelId; a new room also takes its
+    /// name) and schedule these timers, as one step: an update that is
+    /// stored has its timers (see [`Timers::schedule`]).
+    Write {
+        room: Room,
+        timers: Vec<(i64, Timer)>,
+    },
 }
 
 /// The callback run inside an atomic update. It may run more than once
@@ -197,6 +202,13 @@ impl StoreError {
 /// part updated atomically (see [`Rooms::update_room`]).
 #[async_trait]
 pub trait Rooms: Send + Sync {
+    /// The channelId for a new room named `name` (None: named by its id),
+    /// made from `unique` (32 hex digits, unique to this request). A store
+    /// may place information in it (the Redis store puts the room in the
+    /// slot of its name); by default it is `unique`.
+    fn room_id(&self, _name: Option<&str>, unique: &str) -> String {
+        unique.to_string()
+    }
     /// Runs `f` atomically on one room: nobody else changes that room (or,
     /// for [`RoomKey::Name`], claims that name) between its read and write.
     async fn update_room(
@@ -278,6 +290,36 @@ pub trait Logs: Send + Sync {
         entry: NewEntry,
         now: i64,
     ) -> Result<Arc<LogEntry>, StoreError>;
+    /// Appends each entry to its account's log, in the order given (the
+    /// entries of one account keep their order). Returns, per account in
+    /// the order of its first entry, what its log became: its entries with
+    /// their sequences, or why none were appended. A store shared by nodes
+    /// also wakes the other nodes that hold a session of each account.
+    async fn append_many(
+        &self,
+        entries: Vec<(String, NewEntry)>,
+        now: i64,
+    ) -> Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)> {
+        let mut out: Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)> = Vec::new();
+        for (account, entry) in entries {
+            let i = match out.iter().position(|(a, _)| *a == account) {
+                Some(i) => i,
+                None => {
+                    out.push((account.clone(), Ok(Vec::new())));
+                    out.len() - 1
+                }
+            };
+            // An account whose append failed gets no later ones: they
+            // would land after a gap.
+            if let Ok(list) = &mut out[i].1 {
+                match self.append(&account, entry, now).await {
+                    Ok(e) => list.push(e),
+                    Err(e) => out[i].1 = Err(e),
+                }
+            }
+        }
+        out
+    }
     /// Entries with seq > `after`, oldest first, at most `max`.
     async fn read_after(
         &self,

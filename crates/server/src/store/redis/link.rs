@@ -1,0 +1,197 @@
+//! The way to Redis: one multiplexed connection to a single Redis, or a
+//! cluster connection that routes each command (and each script, by its
+//! first key) to the master of its slot and follows resharding and
+//! failover. Both pipeline the commands of concurrent requests on their
+//! connections; the store uses [`Con`] the same way in both modes.
+//!
+//! Also the subscription of a node: the system-wide channel (kicks,
+//! evictions) and the node's own wake-up channel. On a cluster the node's
+//! channel is a sharded one (SSUBSCRIBE/SPUBLISH), so a wake-up travels to
+//! the one master that holds the channel's slot instead of every master.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, PushInfo, PushKind, RedisFuture, Value};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long connecting may take, and an answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to a single Redis or to a Redis Cluster.
+#[derive(Clone)]
+pub enum Con {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::Single(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::Single(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How the store reaches Redis: the URL, and whether it leads to a
+/// Redis Cluster (asked of the server itself, so the same `url` setting
+/// serves both).
+pub struct Link {
+    url: String,
+    pub cluster: bool,
+}
+
+impl Link {
+    /// Asks the Redis at `url` whether it is part of a cluster.
+    pub async fn probe(url: &str) -> Result<Link, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("store url {url}: {e}"))?;
+        let mut con = tokio::time::timeout(
+            CONNECT_TIMEOUT * 3,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| format!("cannot reach redis at {url}: timed out"))?
+        .map_err(|e| format!("cannot reach redis at {url}: {e}"))?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| format!("cannot reach redis at {url}: {e}"))?;
+        Ok(Link {
+            url: url.to_string(),
+            cluster: info.lines().any(|l| l.trim() == "cluster_enabled:1"),
+        })
+    }
+
+    /// The connection commands and scripts go through.
+    pub async fn connect(&self) -> Result<Con, redis::RedisError> {
+        if self.cluster {
+            let c = self.cluster_client(None)?;
+            return Ok(Con::Cluster(c.get_async_connection().await?));
+        }
+        let client = redis::Client::open(self.url.as_str())?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        Ok(Con::Single(
+            ConnectionManager::new_with_config(client, cfg).await?,
+        ))
+    }
+
+    fn cluster_client(
+        &self,
+        pushes: Option<UnboundedSender<PushInfo>>,
+    ) -> Result<redis::cluster::ClusterClient, redis::RedisError> {
+        let mut b = redis::cluster::ClusterClientBuilder::new(vec![self.url.as_str()])
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(3);
+        if let Some(tx) = pushes {
+            // Pushes (subscribed messages) need RESP3.
+            b = b
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(tx);
+        }
+        b.build()
+    }
+
+    /// Subscribes to `channel` (system-wide) and `own` (this node's) and
+    /// feeds what arrives to `out` as (channel, payload). Returns when the
+    /// subscription is lost (a single Redis) or could not be made; the
+    /// caller subscribes again. `subscribed` runs once the subscription
+    /// stands, and again whenever a cluster connection re-made it after a
+    /// failover or a reconnect (messages may have been missed meanwhile).
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        own: &str,
+        out: &UnboundedSender<(String, String)>,
+        subscribed: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), redis::RedisError> {
+        use futures_util::StreamExt;
+        if !self.cluster {
+            let client = redis::Client::open(self.url.as_str())?;
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&[channel, own]).await?;
+            subscribed();
+            let mut stream = ps.on_message();
+            while let Some(msg) = stream.next().await {
+                if let Ok(text) = msg.get_payload::<String>() {
+                    let _ = out.send((msg.get_channel_name().to_string(), text));
+                }
+            }
+            return Ok(());
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut con = self
+            .cluster_client(Some(tx))?
+            .get_async_connection()
+            .await?;
+        con.subscribe(channel).await?;
+        con.ssubscribe(own).await?;
+        subscribed();
+        // The connection re-subscribes by itself; it stays alive as long as
+        // it is held here.
+        let mut confirmations = 0;
+        while let Some(push) = rx.recv().await {
+            match push.kind {
+                PushKind::Message | PushKind::SMessage => {
+                    let mut it = push.data.into_iter();
+                    let (Some(ch), Some(payload)) = (it.next(), it.next()) else {
+                        continue;
+                    };
+                    let (Ok(ch), Ok(text)) = (
+                        redis::from_redis_value::<String>(&ch),
+                        redis::from_redis_value::<String>(&payload),
+                    ) else {
+                        continue;
+                    };
+                    let _ = out.send((ch, text));
+                }
+                PushKind::Subscribe | PushKind::SSubscribe => {
+                    confirmations += 1;
+                    // The first two confirm the subscriptions made above.
+                    if confirmations > 2 {
+                        subscribed();
+                    }
+                }
+                PushKind::Disconnection => subscribed(),
+                _ => {}
+            }
+        }
+        drop(con);
+        Ok(())
+    }
+
+    /// The command that sends to a node's own channel.
+    pub fn publish_cmd(&self) -> &'static str {
+        if self.cluster {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+}

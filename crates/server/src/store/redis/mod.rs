@@ -1,0 +1,1304 @@
+//! The cluster store: rooms, invitations, presence, event logs, retry
+//! records and timers in Redis (or Valkey), shared by every node: a single
+//! Redis, or a Redis Cluster whose masters each hold a share of the state
+//! (see `keys.rs` for which state sits together, and docs/CLUSTER.md).
+//!
+//! - Rooms are JSON values updated optimistically: read, run the rule,
+//!   then one script writes the room, its name, its forget time and the
+//!   timers the rule asked for, only if the room (and, for a new room, its
+//!   name) is still what was read; otherwise the rule runs again on the new
+//!   state. Rules are pure, so a retry is safe, and two nodes racing on one
+//!   room can never both win.
+//! - Each account indexes the rooms it is involved in. The index may name
+//!   more rooms than the account is in, never fewer: a room is added to an
+//!   account's index before the write that involves it, and removed after
+//!   the write that ends it (they are in different slots).
+//! - Each account's log is a list whose entries begin with their sequence,
+//!   offline flag and time in a fixed layout, so scripts can trim it
+//!   without decoding JSON. One script appends all of a request's entries
+//!   for an account and names the other nodes holding a session of it;
+//!   those get a wake-up on their own channel. Delivery rests on the logs
+//!   (a session reads from its cursor), never on the message.
+//! - Presence records which node holds each device's session. A node is
+//!   alive while its key, refreshed every second, exists; each node keeps
+//!   the list of live nodes (read every second) and counts a session on a
+//!   dead node as gone. A dead node's sessions are ended by the first node
+//!   that notices (once: the reaped mark).
+//! - Timers are sorted sets, one per room bucket; taking one leases it
+//!   (its score moves ahead) until it is reported done, so a timer whose
+//!   node died runs elsewhere.
+//! - Each account's log has an epoch, and each bucket an epoch key: a Redis
+//!   (or a cluster master) that lost its data comes back without them, so
+//!   every node ends its sessions and their clients are told to resync.
+
+mod keys;
+mod link;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, Script, ScriptInvocation};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use self::keys::{Keys, BUCKETS};
+use self::link::{Con, Link};
+use super::model::{
+    push_token_to_evict, LogBody, LogEntry, NewEntry, PushToken, Room, Timer, MAX_PUSH_TOKENS,
+};
+use super::{
+    LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests, RoomFn,
+    RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
+};
+use nim_signaling_protocol::frames::NotifyKind;
+
+/// A node whose key has not been refreshed for this long is dead.
+const NODE_TTL_MS: u64 = 5_000;
+/// How long a dead node's reaped mark is kept (long after any node could
+/// still try to reap it).
+const REAPED_MARK_MS: u64 = 600_000;
+/// How often a node checks Redis, refreshes its key and publishes its
+/// keepalive.
+const TICK: Duration = Duration::from_secs(1);
+/// `/healthz` turns red when the last good round trip, or the last own
+/// keepalive heard back, is older than this.
+const STALE_MS: i64 = 3_000;
+/// A timer taken but not reported done is handed out again after this.
+const TIMER_LEASE_MS: i64 = 30_000;
+/// Attempts of an optimistic room update before giving up (each conflict
+/// means another node changed the room in between).
+const MAX_ATTEMPTS: usize = 100;
+/// Rooms the sweeper looks at per bucket and round.
+const SWEEP_BATCH: isize = 100;
+
+/// A command that failed: on the way to Redis (unreachable, I/O, a
+/// timeout) or refused by it.
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("store unavailable: {e}"))
+}
+
+/// A script call that failed: the script itself failing inside Redis (an
+/// error reply, or a reply not of the shape it should return), or else as
+/// [`unavailable`].
+fn script_failed(name: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    move |e| match e.kind() {
+        redis::ErrorKind::ResponseError | redis::ErrorKind::TypeError => {
+            StoreError::Script(format!("store script {name} failed: {e}"))
+        }
+        _ => unavailable(e),
+    }
+}
+
+/// What serde_json refused to encode for storing.
+fn unencodable(e: serde_json::Error) -> StoreError {
+    StoreError::Encode(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn fresh_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// What the node's background tasks share with the store.
+struct Shared {
+    con: Con,
+    link: Link,
+    keys: Keys,
+    node: String,
+    signals: UnboundedSender<Signal>,
+    /// The nodes found dead at the last check (listed, their keys
+    /// expired). Any other node counts as alive: one that started since
+    /// announced itself before serving anyone.
+    dead: RwLock<Vec<String>>,
+    /// Log entries appended less those trimmed since the last check: added
+    /// to the system-wide gauge once a second, not per append.
+    log_delta: AtomicI64,
+    /// Last successful round trip / own keepalive heard back (ms).
+    last_ok: AtomicI64,
+    last_keepalive: AtomicI64,
+    /// Each bucket's epoch as last seen; a different one in Redis means the
+    /// master holding the bucket lost its data.
+    epochs: Mutex<Vec<Option<String>>>,
+}
+
+impl Shared {
+    fn con(&self) -> Con {
+        self.con.clone()
+    }
+
+    fn is_live(&self, node: &str) -> bool {
+        !self
+            .dead
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|n| n == node)
+    }
+
+    /// The device of a presence value `<session>|<node>` when its node is
+    /// alive: its session id.
+    fn live_session_of(&self, v: &str) -> Option<u64> {
+        let (session, node) = v.split_once('|')?;
+        self.is_live(node).then(|| session.parse().ok()).flatten()
+    }
+
+    /// The member of a node's session set.
+    fn session_member(account: &str, device: &str, session: &str) -> String {
+        format!("{account}\n{device}\n{session}")
+    }
+}
+
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    limits: LogLimits,
+    receiver: Mutex<Option<UnboundedReceiver<Signal>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A log entry as stored: `s`, `o` and `t` first and in this order (the
+/// scripts read them by pattern).
+#[derive(Deserialize)]
+struct Stored {
+    s: u64,
+    o: bool,
+    t: i64,
+    k: NotifyKind,
+    x: Option<String>,
+    e: String,
+    #[serde(default)]
+    b: Option<LogBody>,
+}
+
+/// The part of a stored entry the node writes; the script puts the
+/// sequence, offline flag and time in front.
+#[derive(Serialize)]
+struct StoredTail<'a> {
+    k: NotifyKind,
+    x: &'a Option<String>,
+    e: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<&'a LogBody>,
+}
+
+fn tail_json(t: &StoredTail<'_>) -> Result<String, StoreError> {
+    let text = serde_json::to_string(t).map_err(unencodable)?;
+    // Without its opening brace: the script writes `{"s":…,"o":…,"t":…,`.
+    Ok(text[1..].to_string())
+}
+
+fn decode_entry(text: &str) -> Option<Arc<LogEntry>> {
+    let s: Stored = serde_json::from_str(text).ok()?;
+    Some(Arc::new(LogEntry {
+        seq: s.s,
+        kind: s.k,
+        exclude_device: s.x,
+        offline: s.o,
+        time: s.t,
+        body: s.b,
+        encoded: s.e.into(),
+    }))
+}
+
+fn decode_room(text: &str) -> Result<Option<Room>, StoreError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("stored room unreadable: {e}")))
+}
+
+fn timer_member(at: i64, t: &Timer) -> String {
+    format!("{at}|{}", serde_json::to_string(t).unwrap_or_default())
+}
+
+fn parse_timer_member(m: &str) -> Option<(i64, Timer)> {
+    let (at, json) = m.split_once('|')?;
+    Some((at.parse().ok()?, serde_json::from_str(json).ok()?))
+}
+
+/// The bucket a timer lives in: its room's, so that scheduling it is part
+/// of the room's write; an account's timer by the account.
+fn timer_bucket(t: &Timer) -> usize {
+    match t {
+        Timer::InviteExpiry { channel_id } => keys::bucket_of_id(channel_id),
+        Timer::DeviceGone { account, .. } => keys::bucket_of_name(account),
+    }
+}
+
+/// The scripts live in `scripts/<name>.lua`, each saying what it does, its
+/// KEYS and ARGV; `include_str!` keeps the binary self-contained. Every
+/// script's keys share one hash tag (one slot of a cluster).
+struct Scripts {
+    load_by_name: Script,
+    write_room: Script,
+    delete_room: Script,
+    append: Script,
+    read_after: Script,
+    bounds: Script,
+    set_cursor: Script,
+    session_up: Script,
+    session_down: Script,
+    request_begin: Script,
+    request_end: Script,
+    take_due: Script,
+    reap: Script,
+}
+
+static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| Scripts {
+    load_by_name: Script::new(include_str!("scripts/load_by_name.lua")),
+    write_room: Script::new(include_str!("scripts/write_room.lua")),
+    delete_room: Script::new(include_str!("scripts/delete_room.lua")),
+    append: Script::new(include_str!("scripts/append.lua")),
+    read_after: Script::new(include_str!("scripts/read_after.lua")),
+    bounds: Script::new(include_str!("scripts/bounds.lua")),
+    set_cursor: Script::new(include_str!("scripts/set_cursor.lua")),
+    session_up: Script::new(include_str!("scripts/session_up.lua")),
+    session_down: Script::new(include_str!("scripts/session_down.lua")),
+    request_begin: Script::new(include_str!("scripts/request_begin.lua")),
+    request_end: Script::new(include_str!("scripts/request_end.lua")),
+    take_due: Script::new(include_str!("scripts/take_due.lua")),
+    reap: Script::new(include_str!("scripts/reap.lua")),
+});
+
+impl RedisStore {
+    /// Connects to `url` (a single Redis, or any master of a Redis
+    /// Cluster: which one is asked of the server) and starts this node's
+    /// background work (liveness, subscription). Keys start with `prefix`
+    /// and ':'; nodes that share a prefix form one system.
+    pub async fn connect(url: &str, prefix: &str, limits: LogLimits) -> Result<Self, StoreError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::Config(format!(
+                "store prefix {prefix:?}: braces are not allowed (they would change which \
+                 Redis Cluster slot each key is in)"
+            )));
+        }
+        redis::Client::open(url)
+            .map_err(|e| StoreError::Config(format!("store url {url}: {e}")))?;
+        let link = Link::probe(url).await.map_err(StoreError::Unavailable)?;
+        let con = link
+            .connect()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach redis at {url}: {e}")))?;
+        let node = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = unbounded_channel();
+        let now = now_ms();
+        let shared = Arc::new(Shared {
+            con,
+            link,
+            keys: Keys::new(prefix),
+            dead: RwLock::new(Vec::new()),
+            node,
+            signals: tx,
+            log_delta: AtomicI64::new(0),
+            last_ok: AtomicI64::new(now),
+            last_keepalive: AtomicI64::new(now),
+            epochs: Mutex::new(vec![None; BUCKETS]),
+        });
+        // The first round draws the epochs and announces this node before
+        // any session can start.
+        liveness_round(&shared).await.map_err(unavailable)?;
+        let tasks = vec![
+            tokio::spawn(subscribe_loop(shared.clone())),
+            tokio::spawn(liveness_loop(shared.clone())),
+        ];
+        tracing::info!(cluster = shared.link.cluster, "redis store connected");
+        Ok(RedisStore {
+            shared,
+            limits,
+            receiver: Mutex::new(Some(rx)),
+            tasks,
+        })
+    }
+
+    fn con(&self) -> Con {
+        self.shared.con()
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.shared.keys
+    }
+
+    /// The room at `key` as stored: its channelId (for a name, the holder's,
+    /// if any) and its JSON ('' when none).
+    async fn load(&self, key: RoomKey<'_>) -> Result<(Option<String>, String), StoreError> {
+        let mut con = self.con();
+        match key {
+            RoomKey::Id(id) => {
+                let text: Option<String> =
+                    con.get(self.keys().room(id)).await.map_err(unavailable)?;
+                Ok((Some(id.to_string()), text.unwrap_or_default()))
+            }
+            RoomKey::Name(name) => {
+                let bucket = keys::bucket_of_name(name);
+                let v: Vec<String> = SCRIPTS
+                    .load_by_name
+                    .key(self.keys().name(name))
+                    .arg(self.keys().room_prefix(bucket))
+                    .invoke_async(&mut con)
+                    .await
+                    .map_err(script_failed("load_by_name"))?;
+                let mut it = v.into_iter();
+                Ok((it.next(), it.next().unwrap_or_default()))
+            }
+        }
+    }
+
+    /// The rooms with these ids that exist (one pipelined read: on a
+    /// cluster, one round trip to each master involved).
+    async fn rooms_by_id(&self, ids: &[String]) -> Result<Vec<Room>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(self.keys().room(id));
+        }
+        let texts: Vec<Option<String>> = pipe
+            .query_async(&mut self.con())
+            .await
+            .map_err(unavailable)?;
+        Ok(texts
+            .iter()
+            .flatten()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+
+    /// Adds `id` to (`add`) or removes it from the room indexes of
+    /// `accounts`.
+    async fn index(&self, id: &str, accounts: &[&str], add: bool) -> Result<(), StoreError> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for a in accounts {
+            let k = self.keys().acct(a, "rooms");
+            if add {
+                pipe.sadd(k, id).ignore();
+            } else {
+                pipe.srem(k, id).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.con())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Appends one account's entries in one script; returns them with
+    /// their sequences, and wakes the other nodes holding its sessions.
+    async fn append_account(
+        &self,
+        account: &str,
+        entries: Vec<NewEntry>,
+        now: i64,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
+        let k = self.keys();
+        let mut inv = SCRIPTS.append.prepare_invoke();
+        inv.key(k.acct(account, "pres"))
+            .key(k.acct(account, "head"))
+            .key(k.acct(account, "log"))
+            .arg(now)
+            .arg(self.limits.max_events)
+            .arg(self.limits.retention_ms)
+            .arg(&self.shared.node);
+        {
+            let dead = self.shared.dead.read().unwrap_or_else(|e| e.into_inner());
+            inv.arg(dead.len());
+            for n in dead.iter() {
+                inv.arg(n);
+            }
+        }
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let e = entry.body.encode().map_err(StoreError::encoding)?;
+            let tail = |b| {
+                tail_json(&StoredTail {
+                    k: entry.kind,
+                    x: &entry.exclude_device,
+                    e: &e,
+                    b,
+                })
+            };
+            // The body is kept only for an entry held for offline delivery;
+            // the script picks the tail once it knows.
+            if entry.offline_enabled {
+                inv.arg("1").arg(tail(Some(&entry.body))?).arg(tail(None)?);
+            } else {
+                inv.arg("0").arg(tail(None)?).arg("");
+            }
+            encoded.push(e);
+        }
+        let reply: Vec<redis::Value> = inv
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(script_failed("append"))?;
+        let ints = |v: &redis::Value| redis::from_redis_value::<i64>(v).ok();
+        let bad = || StoreError::Script("store script append answered out of shape".into());
+        let dropped = reply.first().and_then(ints).ok_or_else(bad)?;
+        let wake = reply.get(1).and_then(ints).ok_or_else(bad)? as usize;
+        let nodes: Vec<String> = reply
+            .get(2..2 + wake)
+            .ok_or_else(bad)?
+            .iter()
+            .filter_map(|v| redis::from_redis_value(v).ok())
+            .collect();
+        let pairs = &reply[2 + wake..];
+        if pairs.len() != 2 * entries.len() {
+            return Err(bad());
+        }
+        self.shared
+            .log_delta
+            .fetch_add(entries.len() as i64 - dropped, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(entries.len());
+        for ((entry, e), pair) in entries.into_iter().zip(encoded).zip(pairs.chunks(2)) {
+            let seq = ints(&pair[0]).ok_or_else(bad)? as u64;
+            let offline = ints(&pair[1]) == Some(1);
+            out.push(Arc::new(LogEntry {
+                seq,
+                kind: entry.kind,
+                exclude_device: entry.exclude_device,
+                offline,
+                time: now,
+                body: offline.then_some(entry.body),
+                encoded: e.into(),
+            }));
+        }
+        self.wake_nodes(account, &nodes).await;
+        Ok(out)
+    }
+
+    /// Tells `nodes` that `account`'s log grew, each on its own channel.
+    async fn wake_nodes(&self, account: &str, nodes: &[String]) {
+        if nodes.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for n in nodes {
+            pipe.cmd(self.shared.link.publish_cmd())
+                .arg(self.keys().node(n, "signals"))
+                .arg(format!("w|{account}"))
+                .ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut self.con()).await {
+            // The woken node reads its logs when its subscription comes
+            // back; until then the event waits in the log.
+            tracing::warn!(%account, error = %e, "wake-up not published");
+        }
+    }
+}
+
+/// Receives what the other nodes publish, and this node's own keepalives.
+/// After every (re)subscription it asks for every local session to read its
+/// log: wake-ups published while it was away are lost, events are not.
+async fn subscribe_loop(shared: Arc<Shared>) {
+    let global = shared.keys.global("signals");
+    let own = shared.keys.node(&shared.node, "signals");
+    let (tx, mut rx) = unbounded_channel::<(String, String)>();
+    let reader = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some((_, text)) = rx.recv().await {
+                handle_message(&shared, &text);
+            }
+        })
+    };
+    loop {
+        let signals = shared.signals.clone();
+        let woken = move || {
+            let _ = signals.send(Signal::WakeAll);
+        };
+        if let Err(e) = shared.link.subscribe(&global, &own, &tx, &woken).await {
+            tracing::warn!(error = %e, "redis subscription failed");
+        } else {
+            tracing::warn!("redis subscription lost; re-subscribing");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if reader.is_finished() {
+            return;
+        }
+    }
+}
+
+fn handle_message(shared: &Shared, text: &str) {
+    let signal = match text.split_once('|') {
+        Some(("w", account)) => Signal::Wake(account.to_string()),
+        Some(("k", rest)) => match session_of(rest) {
+            Some((account, session)) => Signal::Kick { account, session },
+            None => return,
+        },
+        Some(("e", rest)) => match session_of(rest) {
+            Some((account, session)) => Signal::Evict { account, session },
+            None => return,
+        },
+        Some(("n", node)) => {
+            if node == shared.node {
+                shared.last_keepalive.store(now_ms(), Ordering::Relaxed);
+            }
+            return;
+        }
+        _ => return,
+    };
+    let _ = shared.signals.send(signal);
+}
+
+/// `<session>|<account>` of a kick or eviction message (the account last:
+/// it may contain '|').
+fn session_of(rest: &str) -> Option<(String, u64)> {
+    let (session, account) = rest.split_once('|')?;
+    Some((account.to_string(), session.parse().ok()?))
+}
+
+/// Every [`TICK`]: see [`liveness_round`].
+async fn liveness_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = liveness_round(&shared).await {
+            tracing::warn!(error = %e, "redis check failed");
+        }
+    }
+}
+
+/// Refreshes this node's key, publishes its keepalive on its own channel,
+/// adds its log-size change to the gauge, checks every bucket's epoch (a
+/// changed one means a Redis lost its state), learns which nodes died
+/// and ends the sessions of nodes that died.
+async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
+    let k = &shared.keys;
+    let mut con = shared.con();
+    let delta = shared.log_delta.swap(0, Ordering::Relaxed);
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(k.node(&shared.node, "alive"))
+        .arg(1)
+        .arg("PX")
+        .arg(NODE_TTL_MS)
+        .ignore()
+        .sadd(k.global("nodes"), &shared.node)
+        .ignore()
+        .cmd(shared.link.publish_cmd())
+        .arg(k.node(&shared.node, "signals"))
+        .arg(format!("n|{}", shared.node))
+        .ignore();
+    if delta != 0 {
+        pipe.incr(k.global("logsize"), delta).ignore();
+    }
+    for b in 0..BUCKETS {
+        pipe.cmd("SET")
+            .arg(k.bucket(b, "epoch"))
+            .arg(fresh_epoch())
+            .arg("NX")
+            .ignore()
+            .get(k.bucket(b, "epoch"));
+    }
+    pipe.smembers(k.global("nodes"));
+    let mut reply: Vec<redis::Value> = match pipe.query_async(&mut con).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Counted again next round.
+            shared.log_delta.fetch_add(delta, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    shared.last_ok.store(now_ms(), Ordering::Relaxed);
+    let nodes: Vec<String> = reply
+        .pop()
+        .map(|v| redis::from_redis_value(&v))
+        .transpose()?
+        .unwrap_or_default();
+    let epochs: Vec<Option<String>> = reply
+        .iter()
+        .map(|v| redis::from_redis_value(v).ok())
+        .collect();
+    let lost = {
+        let mut known = shared.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = known
+            .iter()
+            .zip(&epochs)
+            .any(|(was, is)| was.is_some() && was != is);
+        *known = epochs;
+        lost
+    };
+    if lost {
+        tracing::warn!("redis lost its state; ending every session so clients resync");
+        let _ = shared.signals.send(Signal::StateLost);
+    }
+    let others: Vec<&String> = nodes.iter().filter(|n| **n != shared.node).collect();
+    let mut pipe = redis::pipe();
+    for n in &others {
+        pipe.exists(k.node(n, "alive"));
+    }
+    let alive: Vec<bool> = if others.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut con).await?
+    };
+    let dead: Vec<String> = others
+        .into_iter()
+        .zip(alive)
+        .filter(|(_, a)| !a)
+        .map(|(n, _)| n.clone())
+        .collect();
+    *shared.dead.write().unwrap_or_else(|e| e.into_inner()) = dead.clone();
+    for node in dead {
+        reap(shared, &node).await?;
+    }
+    Ok(())
+}
+
+/// Ends the sessions of a dead node, if this node is the one to reap it.
+async fn reap(shared: &Shared, node: &str) -> Result<(), redis::RedisError> {
+    let k = &shared.keys;
+    let mut con = shared.con();
+    let sessions: Option<Vec<String>> = SCRIPTS
+        .reap
+        .key(k.node(node, "alive"))
+        .key(k.node(node, "reaped"))
+        .key(k.node(node, "sessions"))
+        .arg(REAPED_MARK_MS)
+        .invoke_async(&mut con)
+        .await?;
+    let Some(sessions) = sessions else {
+        return Ok(());
+    };
+    for s in sessions {
+        let mut parts = s.splitn(3, '\n');
+        let (Some(a), Some(d), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        tracing::info!(node = %node, account = %a, device = %d, "session of a dead node ended");
+        let now = now_ms();
+        let _: Option<String> = SCRIPTS
+            .session_down
+            .key(k.acct(a, "pres"))
+            .key(k.acct(a, "gone"))
+            .arg(d)
+            .arg(id)
+            .arg(now)
+            .invoke_async(&mut con)
+            .await?;
+        // The device's memberships and invitations are reviewed after
+        // the grace, as if its session had ended here.
+        let _ = shared.signals.send(Signal::DeviceGone {
+            account: a.to_string(),
+            device: d.to_string(),
+            at: now,
+        });
+    }
+    // Last: while it is listed, a node that finds it dead tries to reap it
+    // (and the mark makes that a no-op).
+    let _: () = con.srem(k.global("nodes"), node).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Rooms for RedisStore {
+    fn room_id(&self, name: Option<&str>, unique: &str) -> String {
+        keys::room_id(name, unique)
+    }
+
+    async fn update_room(
+        &self,
+        key: RoomKey<'_>,
+        now: i64,
+        f: RoomFn<'_>,
+    ) -> Result<(), StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let (holder_id, text) = self.load(key).await?;
+            let mut current = decode_room(&text)?;
+            if let RoomKey::Name(_) = key {
+                // Only a valid room holds its name.
+                current = current.filter(|r| r.is_valid(now));
+            }
+            let Tx::Write { room, timers } = f(current.as_ref()) else {
+                return Ok(());
+            };
+            let (expected, by_name, expected_holder) = match key {
+                RoomKey::Id(_) => (text.as_str(), "0", ""),
+                // A new room: its id is fresh, and the name must still be
+                // held by whatever held it when it was read.
+                RoomKey::Name(_) => ("", "1", holder_id.as_deref().unwrap_or("")),
+            };
+            let old = match key {
+                RoomKey::Id(_) => current.as_ref(),
+                RoomKey::Name(_) => None,
+            };
+            let before = old.map(Room::involved).unwrap_or_default();
+            let after = room.involved();
+            let leaving: Vec<&str> = before.difference(&after).copied().collect();
+            let joining: Vec<&str> = after.difference(&before).copied().collect();
+            // Indexed before the write: an index may name a room that is not
+            // (yet) there, never miss one that is.
+            self.index(&room.channel_id, &joining, true).await?;
+            let new_text = serde_json::to_string(&room).map_err(unencodable)?;
+            let bucket = keys::bucket_of_id(&room.channel_id);
+            let k = self.keys();
+            let mut inv = SCRIPTS.write_room.prepare_invoke();
+            inv.key(k.room(&room.channel_id))
+                .key(k.name(&room.name))
+                .key(k.bucket(bucket, "rooms"))
+                .key(k.bucket(bucket, "gc"))
+                .key(k.bucket(bucket, "timers"))
+                .arg(&room.channel_id)
+                .arg(expected)
+                .arg(&new_text)
+                .arg(by_name)
+                .arg(expected_holder)
+                .arg(room.forget_at().map(|t| t.to_string()).unwrap_or_default());
+            // A timer of another bucket (none of today's rules asks for one)
+            // is scheduled after the write.
+            let (here, elsewhere): (Vec<_>, Vec<_>) = timers
+                .into_iter()
+                .partition(|(_, t)| timer_bucket(t) == bucket);
+            for (at, t) in &here {
+                inv.arg(*at).arg(timer_member(*at, t));
+            }
+            let written: i64 = inv
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(script_failed("write_room"))?;
+            if written == 1 {
+                for (at, t) in elsewhere {
+                    self.schedule(at, t).await;
+                }
+                if let Err(e) = self.index(&room.channel_id, &leaving, false).await {
+                    // A stale index entry only costs a read; the sweeper
+                    // removes it with the room.
+                    tracing::warn!(channel = %room.channel_id, error = %e, "room index not trimmed");
+                }
+                return Ok(());
+            }
+            if attempt > 2 {
+                tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 5 + 1)).await;
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError> {
+        let (_, text) = self.load(key).await?;
+        let room = decode_room(&text)?;
+        Ok(match key {
+            RoomKey::Id(_) => room,
+            RoomKey::Name(_) => room.filter(|r| r.is_valid(now)),
+        })
+    }
+
+    async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, StoreError> {
+        let ids: Vec<String> = self
+            .con()
+            .smembers(self.keys().acct(account, "rooms"))
+            .await
+            .map_err(unavailable)?;
+        let mut rooms = self.rooms_by_id(&ids).await?;
+        // The index may name more rooms than the account is in.
+        rooms.retain(|r| r.involved().contains(account));
+        Ok(rooms)
+    }
+
+    /// Pages by the sorted ids of every bucket's room set: every page reads
+    /// all of them (SSCAN could list a room twice), which suits an
+    /// operator's listing, not a hot path.
+    async fn list_rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Room>, Option<String>), StoreError> {
+        let mut pipe = redis::pipe();
+        for b in 0..BUCKETS {
+            pipe.smembers(self.keys().bucket(b, "rooms"));
+        }
+        let sets: Vec<Vec<String>> = pipe
+            .query_async(&mut self.con())
+            .await
+            .map_err(unavailable)?;
+        let (page, next) = super::page_after(sets.concat(), cursor, limit);
+        let mut rooms = self.rooms_by_id(&page).await?;
+        rooms.retain(|r| !r.is_forgettable(now));
+        Ok((rooms, next))
+    }
+
+    async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError> {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        for b in 0..BUCKETS {
+            pipe.zrangebyscore_limit(k.bucket(b, "gc"), "-inf", now, 0, SWEEP_BATCH);
+        }
+        let due: Vec<Vec<String>> = pipe
+            .query_async(&mut self.con())
+            .await
+            .map_err(unavailable)?;
+        let mut removed = Vec::new();
+        for (b, ids) in due.into_iter().enumerate() {
+            for id in ids {
+                let (_, text) = self.load(RoomKey::Id(&id)).await?;
+                let Some(room) = decode_room(&text)? else {
+                    // Already gone: drop the leftover entry.
+                    let _: () = self
+                        .con()
+                        .zrem(k.bucket(b, "gc"), &id)
+                        .await
+                        .map_err(unavailable)?;
+                    continue;
+                };
+                if !room.is_forgettable(now) {
+                    continue;
+                }
+                let done: i64 = SCRIPTS
+                    .delete_room
+                    .key(k.room(&id))
+                    .key(k.name(&room.name))
+                    .key(k.bucket(b, "rooms"))
+                    .key(k.bucket(b, "gc"))
+                    .arg(&id)
+                    .arg(&text)
+                    .invoke_async(&mut self.con())
+                    .await
+                    .map_err(script_failed("delete_room"))?;
+                // 0: another node deleted it (or it changed) first.
+                if done == 1 {
+                    let accounts: Vec<&str> = room.involved().into_iter().collect();
+                    if let Err(e) = self.index(&id, &accounts, false).await {
+                        tracing::warn!(channel = %id, error = %e, "room index not trimmed");
+                    }
+                    removed.push(room);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisStore {
+    async fn session_up(&self, account: &str, device: &str, session: u64) -> Option<u64> {
+        let k = self.keys();
+        let member = Shared::session_member(account, device, &session.to_string());
+        // Listed under this node first: should the node die right after,
+        // its reaper finds the session (ending one that never went live is
+        // a no-op).
+        let listed: redis::RedisResult<()> = self
+            .con()
+            .sadd(k.node(&self.shared.node, "sessions"), &member)
+            .await;
+        let r: redis::RedisResult<Option<String>> = match listed {
+            Ok(()) => {
+                SCRIPTS
+                    .session_up
+                    .key(k.acct(account, "pres"))
+                    .key(k.acct(account, "gone"))
+                    .arg(device)
+                    .arg(session)
+                    .arg(&self.shared.node)
+                    .invoke_async(&mut self.con())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let old = match r {
+            Ok(old) => old?,
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "presence not recorded");
+                return None;
+            }
+        };
+        let (old_session, old_node) = old.split_once('|')?;
+        let gone = Shared::session_member(account, device, old_session);
+        let r: redis::RedisResult<()> = self.con().srem(k.node(old_node, "sessions"), gone).await;
+        if let Err(e) = r {
+            tracing::warn!(%account, error = %e, "replaced session not unlisted");
+        }
+        old_session.parse().ok()
+    }
+
+    async fn session_down(&self, account: &str, device: &str, session: u64, now: i64) {
+        let k = self.keys();
+        let r: redis::RedisResult<Option<String>> = SCRIPTS
+            .session_down
+            .key(k.acct(account, "pres"))
+            .key(k.acct(account, "gone"))
+            .arg(device)
+            .arg(session)
+            .arg(now)
+            .invoke_async(&mut self.con())
+            .await;
+        let node = match r {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "presence not cleared");
+                return;
+            }
+        };
+        if let Some(node) = node {
+            let member = Shared::session_member(account, device, &session.to_string());
+            let r: redis::RedisResult<()> =
+                self.con().srem(k.node(&node, "sessions"), member).await;
+            if let Err(e) = r {
+                tracing::warn!(%account, error = %e, "ended session not unlisted");
+            }
+        }
+    }
+
+    async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64> {
+        self.con()
+            .hget(self.keys().acct(account, "gone"), device)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
+        let v: Option<String> = self
+            .con()
+            .hget(self.keys().acct(account, "pres"), device)
+            .await
+            .ok()
+            .flatten();
+        self.shared.live_session_of(&v?)
+    }
+
+    async fn account_online(&self, account: &str) -> bool {
+        !self.devices_of(account).await.is_empty()
+    }
+
+    async fn devices_of(&self, account: &str) -> Vec<String> {
+        let all: HashMap<String, String> = self
+            .con()
+            .hgetall(self.keys().acct(account, "pres"))
+            .await
+            .unwrap_or_default();
+        let mut live: Vec<String> = all
+            .into_iter()
+            .filter(|(_, v)| self.shared.live_session_of(v).is_some())
+            .map(|(d, _)| d)
+            .collect();
+        live.sort();
+        live
+    }
+}
+
+#[async_trait]
+impl Logs for RedisStore {
+    async fn append(
+        &self,
+        account: &str,
+        entry: NewEntry,
+        now: i64,
+    ) -> Result<Arc<LogEntry>, StoreError> {
+        let mut list = self.append_account(account, vec![entry], now).await?;
+        list.pop()
+            .ok_or_else(|| StoreError::Script("store script append returned nothing".into()))
+    }
+
+    /// One script per account, all sent at once (pipelined on the
+    /// connection; on a cluster, each to its master).
+    async fn append_many(
+        &self,
+        entries: Vec<(String, NewEntry)>,
+        now: i64,
+    ) -> Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)> {
+        let mut per: Vec<(String, Vec<NewEntry>)> = Vec::new();
+        for (account, entry) in entries {
+            match per.iter_mut().find(|(a, _)| *a == account) {
+                Some((_, list)) => list.push(entry),
+                None => per.push((account, vec![entry])),
+            }
+        }
+        let runs = per.into_iter().map(|(account, list)| async move {
+            let r = self.append_account(&account, list, now).await;
+            (account, r)
+        });
+        futures_util::future::join_all(runs).await
+    }
+
+    async fn read_after(
+        &self,
+        account: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
+        let texts: Vec<String> = SCRIPTS
+            .read_after
+            .key(self.keys().acct(account, "log"))
+            .arg(after)
+            .arg(max.max(1))
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(script_failed("read_after"))?;
+        texts
+            .iter()
+            .map(|t| {
+                decode_entry(t)
+                    .ok_or_else(|| StoreError::Corrupt("stored log entry unreadable".into()))
+            })
+            .collect()
+    }
+
+    async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError> {
+        let k = self.keys();
+        let (epoch, first, head): (String, u64, u64) = SCRIPTS
+            .bounds
+            .key(k.acct(account, "epoch"))
+            .key(k.acct(account, "head"))
+            .key(k.acct(account, "log"))
+            .arg(fresh_epoch())
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(script_failed("bounds"))?;
+        Ok(LogBounds { epoch, first, head })
+    }
+
+    async fn cursor(&self, account: &str, device: &str) -> u64 {
+        self.con()
+            .hget::<_, _, Option<u64>>(self.keys().acct(account, "cur"), device)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    async fn set_cursor(&self, account: &str, device: &str, seq: u64) {
+        let r: redis::RedisResult<i64> = SCRIPTS
+            .set_cursor
+            .key(self.keys().acct(account, "cur"))
+            .arg(device)
+            .arg(seq)
+            .invoke_async(&mut self.con())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(%account, error = %e, "cursor not saved");
+        }
+    }
+}
+
+/// The invocation of a retry-record script for `key`.
+fn on_record<'a>(script: &'a Script, keys: &Keys, key: &RequestKey<'_>) -> ScriptInvocation<'a> {
+    let mut inv = script.key(keys.requests(key.account, key.device));
+    inv.arg(key.instance).arg(key.id);
+    inv
+}
+
+#[async_trait]
+impl Requests for RedisStore {
+    async fn request_begin(
+        &self,
+        key: &RequestKey<'_>,
+        ack: Option<u64>,
+        _now: i64,
+    ) -> RequestSlot {
+        let r: redis::RedisResult<Option<String>> =
+            on_record(&SCRIPTS.request_begin, self.keys(), key)
+                .arg(ack.map(|a| a.to_string()).unwrap_or_default())
+                .arg(self.limits.retention_ms)
+                .invoke_async(&mut self.con())
+                .await;
+        match r {
+            Ok(None) => RequestSlot::Fresh,
+            Ok(Some(a)) if a.is_empty() => RequestSlot::Running,
+            Ok(Some(a)) => RequestSlot::Done(a.into()),
+            Err(e) => {
+                // Without the record the request is applied as new: a
+                // repeat may then apply twice, which the rules answer as
+                // they would any second copy (e.g. 10407).
+                tracing::warn!(error = %e, "retry record unavailable");
+                RequestSlot::Fresh
+            }
+        }
+    }
+
+    async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
+        let r: redis::RedisResult<i64> = on_record(&SCRIPTS.request_end, self.keys(), key)
+            .arg(&*result)
+            .invoke_async(&mut self.con())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "retry record not saved");
+        }
+    }
+}
+
+#[async_trait]
+impl Timers for RedisStore {
+    async fn schedule(&self, at: i64, timer: Timer) {
+        let key = self.keys().bucket(timer_bucket(&timer), "timers");
+        let r: redis::RedisResult<i64> = self.con().zadd(key, timer_member(at, &timer), at).await;
+        if let Err(e) = r {
+            tracing::error!(?timer, error = %e, "timer not scheduled");
+        }
+    }
+
+    /// Asks every bucket whether a timer is due (one pipelined read), then
+    /// leases the due ones of the buckets that have some.
+    async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)> {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        for b in 0..BUCKETS {
+            pipe.zrangebyscore_limit(k.bucket(b, "timers"), "-inf", now, 0, 1);
+        }
+        let heads: Vec<Vec<String>> = match pipe.query_async(&mut self.con()).await {
+            Ok(h) => h,
+            Err(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (b, head) in heads.iter().enumerate() {
+            if head.is_empty() || out.len() >= max {
+                continue;
+            }
+            let r: redis::RedisResult<Vec<String>> = SCRIPTS
+                .take_due
+                .key(k.bucket(b, "timers"))
+                .arg(now)
+                .arg(max - out.len())
+                .arg(TIMER_LEASE_MS)
+                .invoke_async(&mut self.con())
+                .await;
+            out.extend(
+                r.unwrap_or_default()
+                    .iter()
+                    .filter_map(|m| parse_timer_member(m)),
+            );
+        }
+        out.sort_by_key(|(at, _)| *at);
+        out
+    }
+
+    async fn timer_done(&self, at: i64, timer: &Timer) {
+        let key = self.keys().bucket(timer_bucket(timer), "timers");
+        let r: redis::RedisResult<i64> = self.con().zrem(key, timer_member(at, timer)).await;
+        if let Err(e) = r {
+            tracing::warn!(?timer, error = %e, "timer not cleared; it will run again");
+        }
+    }
+}
+
+#[async_trait]
+impl PushTokens for RedisStore {
+    async fn set_push_token(&self, account: &str, token: PushToken) -> Result<(), StoreError> {
+        let key = self.keys().acct(account, "push");
+        let text = serde_json::to_string(&token).map_err(unencodable)?;
+        // One field per device: two devices registering at once both land.
+        let count: usize = redis::pipe()
+            .hset(&key, &token.device_id, text)
+            .ignore()
+            .hlen(&key)
+            .query_async::<(usize,)>(&mut self.con())
+            .await
+            .map_err(unavailable)?
+            .0;
+        if count > MAX_PUSH_TOKENS {
+            let tokens = self.push_tokens(account).await?;
+            if let Some(old) = push_token_to_evict(&tokens) {
+                let _: () = self.con().hdel(&key, old).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(&self, account: &str, device: &str) -> Result<(), StoreError> {
+        let key = self.keys().acct(account, "push");
+        self.con().hdel(key, device).await.map_err(unavailable)
+    }
+
+    async fn push_tokens(&self, account: &str) -> Result<Vec<PushToken>, StoreError> {
+        let all: std::collections::BTreeMap<String, String> = self
+            .con()
+            .hgetall(self.keys().acct(account, "push"))
+            .await
+            .map_err(unavailable)?;
+        // A field that does not decode (written by another version) is
+        // skipped rather than failing every invitation to the account.
+        Ok(all
+            .values()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Stats for RedisStore {
+    async fn stats(&self) -> StoreStats {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.get(k.global("logsize"));
+        for b in 0..BUCKETS {
+            pipe.scard(k.bucket(b, "rooms"))
+                .zcard(k.bucket(b, "timers"));
+        }
+        let r: redis::RedisResult<Vec<Option<i64>>> = pipe.query_async(&mut self.con()).await;
+        let Ok(v) = r else {
+            return StoreStats::default();
+        };
+        let logs = v.first().copied().flatten().unwrap_or(0)
+            + self.shared.log_delta.load(Ordering::Relaxed);
+        let counts: Vec<usize> = v[1..]
+            .iter()
+            .map(|c| c.unwrap_or(0).max(0) as usize)
+            .collect();
+        StoreStats {
+            rooms: counts.iter().step_by(2).sum(),
+            log_entries: logs.max(0) as usize,
+            timers: counts.iter().skip(1).step_by(2).sum(),
+        }
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        let now = now_ms();
+        let ok = self.shared.last_ok.load(Ordering::Relaxed);
+        let heard = self.shared.last_keepalive.load(Ordering::Relaxed);
+        if now - ok > STALE_MS {
+            return Err(format!("redis: no good round trip for {} ms", now - ok));
+        }
+        if now - heard > STALE_MS {
+            return Err(format!(
+                "redis: own keepalive not heard back for {} ms (subscription broken)",
+                now - heard
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Signals for RedisStore {
+    async fn broadcast(&self, signal: Signal) {
+        let text = match &signal {
+            Signal::Wake(a) => format!("w|{a}"),
+            Signal::Kick { account, session } => format!("k|{session}|{account}"),
+            Signal::Evict { account, session } => format!("e|{session}|{account}"),
+            _ => return,
+        };
+        let r: redis::RedisResult<i64> = self
+            .con()
+            .publish(self.keys().global("signals"), text)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "signal not published");
+        }
+    }
+
+    fn signals(&self) -> Option<UnboundedReceiver<Signal>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
