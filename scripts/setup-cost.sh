@@ -10,11 +10,19 @@
 #   scripts/setup-cost.sh --store memory
 #   scripts/setup-cost.sh --store redis --nodes 2 --rate 500 --duration 10
 #   scripts/setup-cost.sh --store redis --nodes 2 --no-build --json
+#   scripts/setup-cost.sh --store redis-cluster --shards 3 --nodes 2
 #
 # Options (defaults in brackets):
-#   --store memory|redis   [memory] memory: one node; redis: --nodes nodes on
-#                          one redis-server started here
-#   --nodes N              [1] nodes (redis only: memory nodes share nothing)
+#   --store memory|redis|redis-cluster
+#                          [memory] memory: one node; redis: --nodes nodes on
+#                          one redis-server started here; redis-cluster:
+#                          --nodes nodes on a Redis Cluster started here
+#                          (see "Redis Cluster" below)
+#   --nodes N              [1] nodes (redis, redis-cluster only: memory
+#                          nodes share nothing)
+#   --shards S             [3] redis-cluster: masters, the hash slots split
+#                          evenly between them
+#   --replicas R           [0] redis-cluster: replicas per master
 #   --clients C            [400] logged-in clients, callers and callees included
 #   --callers K            [200] caller/callee pairs making calls
 #   --rate R               [500] setups per second (0: back to back)
@@ -26,7 +34,8 @@
 #   --keep                 keep the work dir (configs, logs, bench output)
 #
 # Needs: cargo (unless --no-build), python3 (free ports), jq, awk, and for
-# --store redis redis-server and redis-cli. Binaries come from
+# --store redis and redis-cluster redis-server and redis-cli (7.0 or later
+# for redis-cluster; also timeout). Binaries come from
 # $CARGO_TARGET_DIR/release (default target/release).
 #
 # Which setups the CPU is divided by: the bench reports only the setups
@@ -50,11 +59,47 @@
 # of setups per second that is small, but it is part of "per setup" here.
 # Past the rate the machine sustains (missed starts > 0) the figures are
 # those of a saturated system, not of the asked rate.
+#
+# Redis Cluster (--store redis-cluster): S*(1+R) redis-server processes,
+# each with --cluster-enabled yes, its own directory for nodes.conf, no
+# persistence, and a cluster bus port picked free (--cluster-port, not
+# port + 10000). S >= 3: `redis-cli --cluster create ... --cluster-replicas
+# R --cluster-yes`; S = 1 or 2, which that refuses: the same by hand
+# (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE). The script waits until every
+# process reports cluster_state:ok, knows all the others and every replica
+# has synced, then gives the nodes the first master's URL as their only
+# Redis URL (the server is to find the rest of the cluster from it). Each
+# redis-server's CPU is read and its counters reset at the window's start
+# like the single Redis's (one after the other: a few ms apart). Reported:
+# per shard the master's CPU and commands per setup and its commands'
+# deviation from the masters' mean, each replica's CPU and commands; in all
+# the CPU of every process, the commands of the masters (a replica
+# re-executes the masters' writes: counted apart, not in the total), the
+# largest |deviation| ("spread"), and the top 12 commands summed over the
+# masters (the single Redis shows 10). The cluster bus (gossip, failure
+# detection) costs CPU but runs no commands; the replicas' REPLCONF ACKs
+# (1/s each) are counted on the masters. A server that does not handle
+# Redis Cluster fails on the first key of another shard (MOVED, CROSSSLOT):
+# the script then quotes what the nodes logged about it and stops.
+#
+# --json with redis-cluster: .redis has the single Redis's fields
+# (cpu_us_per_setup and cpu_ticks of all the redis-servers; commands,
+# commands_per_setup, scripts, scripts_per_setup and top_commands of the
+# masters) and besides: shard_count, replicas_per_shard,
+# masters_cpu_us_per_setup, replicas_cpu_us_per_setup, replica_commands,
+# replica_commands_per_setup, commands_spread_pct (null if no commands),
+# and shards: [{shard, master, slots, cpu_us_per_setup, cpu_ticks,
+# commands, commands_per_setup, commands_deviation_pct, scripts,
+# scripts_per_setup, replicas: [{addr, cpu_us_per_setup, cpu_ticks,
+# commands, commands_per_setup}]}]; the other stores print none of these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 store=memory
 nodes=1
+shards=3
+replicas=0
+cluster_opt="" # --shards or --replicas given: redis-cluster only
 clients=400
 callers=200
 rate=500
@@ -70,6 +115,8 @@ while (($#)); do
   case "$1" in
     --store) store="${2:?$1 needs a value}"; shift 2 ;;
     --nodes) nodes="${2:?$1 needs a value}"; shift 2 ;;
+    --shards) shards="${2:?$1 needs a value}"; cluster_opt=$1; shift 2 ;;
+    --replicas) replicas="${2:?$1 needs a value}"; cluster_opt=$1; shift 2 ;;
     --clients) clients="${2:?$1 needs a value}"; shift 2 ;;
     --callers) callers="${2:?$1 needs a value}"; shift 2 ;;
     --rate) rate="${2:?$1 needs a value}"; shift 2 ;;
@@ -84,11 +131,14 @@ while (($#)); do
 done
 
 die() { echo "setup-cost.sh: $*" >&2; exit 2; }
-case "$store" in memory | redis) ;; *) die "--store is memory or redis, not '$store'" ;; esac
+case "$store" in memory | redis | redis-cluster) ;; *) die "--store is memory, redis or redis-cluster, not '$store'" ;; esac
 [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a whole number >= 1"
 # Memory nodes each hold their own state: a pair split over two of them
 # could never call, so several nodes only make sense on one Redis.
-[[ "$store" == redis || "$nodes" == 1 ]] || die "--store memory runs one node (nodes share state only through Redis)"
+[[ "$store" != memory || "$nodes" == 1 ]] || die "--store memory runs one node (nodes share state only through Redis)"
+[[ -z "$cluster_opt" || "$store" == redis-cluster ]] || die "$cluster_opt is for --store redis-cluster"
+[[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "--shards must be a whole number >= 1"
+[[ "$replicas" =~ ^[0-9]+$ ]] || die "--replicas must be a whole number >= 0"
 # Start of the window = first progress line (1 s into the load) + the rest
 # of the warm-up; below ~1.5 s there is no time left to see that line and
 # read the counters before the window opens.
@@ -96,11 +146,17 @@ awk -v d="$duration" 'BEGIN { exit !(d + 0 >= 1) }' || die "--duration must be >
 awk -v w="$warmup" 'BEGIN { exit !(w + 0 >= 1.5) }' || die "--warmup must be >= 1.5 s (the window is found from the bench's 1 s progress line)"
 
 need=(python3 jq awk)
-[[ "$store" == redis ]] && need+=(redis-server redis-cli)
+[[ "$store" == memory ]] || need+=(redis-server redis-cli)
+[[ "$store" == redis-cluster ]] && need+=(timeout)
 ((build)) && need+=(cargo)
 for tool in "${need[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || die "needs $tool on PATH"
 done
+if [[ "$store" == redis-cluster ]]; then
+  # --cluster-port, CLUSTER ADDSLOTSRANGE and MEET's bus port are 7.0's.
+  redis_major="$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')"
+  [[ "${redis_major:-0}" -ge 7 ]] || die "--store redis-cluster needs redis-server 7.0 or later ($(redis-server --version))"
+fi
 
 bin="${CARGO_TARGET_DIR:-target}/release"
 if ((build)); then
@@ -120,6 +176,16 @@ server_urls=()
 redis_pid=""
 bench_pid=""
 sleep_pid=""
+helper_pid="" # a redis-cli --cluster create being waited for
+# Redis Cluster: every redis-server, in start order (index i), and once the
+# cluster is up: shard k's master is process master_of_shard[k].
+redis_pids=()
+redis_ports=()
+redis_bus_ports=()
+redis_role=()  # master | replica
+redis_shard=() # the shard (0-based) a process serves, master or replica
+master_of_shard=()
+shard_slots=() # the master's slot ranges, "0-5460" (comma-separated)
 
 # Stops only what this script started, by pid: TERM, a few seconds to
 # finish, then KILL.
@@ -127,6 +193,7 @@ cleanup() {
   local rc=$? pid i
   trap '' HUP INT TERM # finish stopping everything, whatever comes
   [[ -z "$sleep_pid" ]] || kill -TERM "$sleep_pid" 2>/dev/null || true
+  [[ -z "$helper_pid" ]] || kill -TERM "$helper_pid" 2>/dev/null || true
   for pid in "${started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${started[@]}"; do
     for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -186,12 +253,202 @@ start_redis() {
   exit 1
 }
 
+# --- Redis Cluster -------------------------------------------------------
+
+rcli() { # $1: process index, then the command
+  local i=$1
+  shift
+  redis-cli -p "${redis_ports[i]}" "$@" | tr -d '\r'
+}
+
+# Two distinct free ports (bound at the same time, so never the same one):
+# the client port and the cluster bus port. The bus port is chosen, not
+# port + 10000, which can be taken or past 65535.
+two_free_ports() {
+  python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])'
+}
+
+# One cluster member: no persistence (see start_redis), its own directory
+# for nodes.conf (a cluster node rewrites it on every change).
+start_cluster_redis() { # $1: process index
+  local n=$1 dir="$work/redis$(($1 + 1))" attempt port bus pid i
+  mkdir -p "$dir"
+  for attempt in 1 2 3; do
+    read -r port bus < <(two_free_ports)
+    rm -f "$dir/nodes.conf"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --cluster-enabled yes --cluster-port "$bus" --cluster-config-file "$dir/nodes.conf" --dir "$dir" \
+      >"$dir/redis.log" 2>&1 &
+    pid=$!
+    started+=("$pid")
+    for ((i = 0; i < 100; i++)); do
+      if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+        redis_pids+=("$pid")
+        redis_ports+=("$port")
+        redis_bus_ports+=("$bus")
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  echo "setup-cost.sh: redis-server $((n + 1)) of the cluster did not start:" >&2
+  tail -5 "$dir/redis.log" >&2
+  exit 1
+}
+
+# Runs a command in the background and waits for it, so that a signal
+# interrupts the wait (and cleanup stops the command) at once.
+run_helper() { # $1: log file, then the command
+  local log=$1 rc=0
+  shift
+  "$@" >"$log" 2>&1 &
+  helper_pid=$!
+  wait "$helper_pid" || rc=$?
+  helper_pid=""
+  return "$rc"
+}
+
+cluster_fail() {
+  echo "setup-cost.sh: the Redis Cluster did not come up: $*" >&2
+  exit 1
+}
+
+start_cluster() {
+  local total=$((shards * (1 + replicas))) i k j addrs=() lo hi reply id
+  for ((i = 0; i < total; i++)); do start_cluster_redis "$i"; done
+  for ((i = 0; i < total; i++)); do addrs+=("127.0.0.1:${redis_ports[i]}"); done
+  if ((shards >= 3)); then
+    run_helper "$work/cluster-create.log" timeout 120 \
+      redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes ||
+      { tail -5 "$work/cluster-create.log" >&2; cluster_fail "redis-cli --cluster create failed (log above, all in $work/cluster-create.log)"; }
+  else
+    # redis-cli --cluster create wants 3 masters at least; the same steps
+    # by hand: slots, distinct config epochs, MEET, then the replicas.
+    for ((k = 0; k < shards; k++)); do
+      lo=$((k * 16384 / shards))
+      hi=$(((k + 1) * 16384 / shards - 1))
+      reply="$(rcli "$k" CLUSTER ADDSLOTSRANGE "$lo" "$hi" 2>&1 || true)"
+      [[ "$reply" == OK ]] || cluster_fail "CLUSTER ADDSLOTSRANGE $lo $hi on ${addrs[k]}: $reply"
+      reply="$(rcli "$k" CLUSTER SET-CONFIG-EPOCH $((k + 1)) 2>&1 || true)"
+      [[ "$reply" == OK ]] || cluster_fail "CLUSTER SET-CONFIG-EPOCH on ${addrs[k]}: $reply"
+    done
+    for ((i = 1; i < total; i++)); do
+      reply="$(rcli 0 CLUSTER MEET 127.0.0.1 "${redis_ports[i]}" "${redis_bus_ports[i]}" 2>&1 || true)"
+      [[ "$reply" == OK ]] || cluster_fail "CLUSTER MEET ${addrs[i]}: $reply"
+    done
+    wait_cluster known
+    # Replicas after the masters: process shards + k * replicas + j
+    # replicates master k.
+    for ((k = 0; k < shards; k++)); do
+      id="$(rcli "$k" CLUSTER MYID 2>&1 || true)"
+      for ((j = 0; j < replicas; j++)); do
+        i=$((shards + k * replicas + j))
+        reply="$(rcli "$i" CLUSTER REPLICATE "$id" 2>&1 || true)"
+        [[ "$reply" == OK ]] || cluster_fail "CLUSTER REPLICATE on ${addrs[i]}: $reply"
+      done
+    done
+  fi
+  wait_cluster ready
+  cluster_layout
+}
+
+# known: every process knows all the others; ready: besides, every one
+# sees cluster_state:ok and $shards masters with slots, and every replica
+# has finished its initial sync (so that no full sync lands in the window).
+wait_cluster() { # $1: known | ready
+  local total=${#redis_ports[@]} deadline=$(($(date +%s) + 60)) i info bad
+  while :; do
+    bad=""
+    for ((i = 0; i < total; i++)); do
+      info="$(rcli "$i" CLUSTER INFO 2>&1 || true)"
+      if ! grep -qx "cluster_known_nodes:$total" <<<"$info"; then
+        bad="127.0.0.1:${redis_ports[i]} knows $(sed -n 's/^cluster_known_nodes://p' <<<"$info") of $total nodes"
+        break
+      fi
+      [[ "$1" == known ]] && continue
+      if ! grep -qx 'cluster_state:ok' <<<"$info" || ! grep -qx "cluster_size:$shards" <<<"$info"; then
+        bad="127.0.0.1:${redis_ports[i]}: $(grep -E '^cluster_(state|size):' <<<"$info" | tr '\n' ' ')"
+        break
+      fi
+      info="$(rcli "$i" INFO replication 2>&1 || true)"
+      if grep -qx 'role:slave' <<<"$info" &&
+        ! { grep -qx 'master_link_status:up' <<<"$info" && grep -qx 'master_sync_in_progress:0' <<<"$info"; }; then
+        bad="replica 127.0.0.1:${redis_ports[i]}: $(grep -E '^master_(link_status|sync_in_progress):' <<<"$info" | tr '\n' ' ')"
+        break
+      fi
+    done
+    [[ -z "$bad" ]] && return 0
+    (($(date +%s) < deadline)) || cluster_fail "after 60 s, $bad"
+    sleep 0.2
+  done
+}
+
+# Who is what, from the processes themselves (redis-cli --cluster create
+# picks the masters): shard k is the master holding the k-th lowest slots,
+# so shard 1 holds slot 0.
+cluster_layout() {
+  local total=${#redis_ports[@]} i k role line first masters=() port
+  for ((i = 0; i < total; i++)); do
+    mapfile -t role < <(rcli "$i" ROLE)
+    case "${role[0]}" in
+      master)
+        redis_role[i]=master
+        # The "myself" line of CLUSTER NODES: fields 9 on are its slots.
+        line="$(rcli "$i" CLUSTER NODES | awk '$3 ~ /myself/ { s = ""; for (f = 9; f <= NF; f++) s = s (s == "" ? "" : ",") $f; print s }' || true)"
+        [[ -n "$line" ]] || cluster_fail "master 127.0.0.1:${redis_ports[i]} holds no slots"
+        first="${line%%[-,]*}"
+        masters+=("$first $i $line")
+        ;;
+      slave) redis_role[i]=replica ;;
+      *) cluster_fail "ROLE of 127.0.0.1:${redis_ports[i]} is '${role[0]}'" ;;
+    esac
+  done
+  ((${#masters[@]} == shards)) || cluster_fail "${#masters[@]} masters, not $shards"
+  k=0
+  while read -r first i line; do
+    master_of_shard[k]=$i
+    shard_slots[k]=$line
+    redis_shard[i]=$k
+    k=$((k + 1))
+  done < <(printf '%s\n' "${masters[@]}" | sort -n -k1,1)
+  for ((i = 0; i < total; i++)); do
+    [[ "${redis_role[i]}" == replica ]] || continue
+    mapfile -t role < <(rcli "$i" ROLE)
+    port="${role[2]}"
+    for ((k = 0; k < shards; k++)); do
+      [[ "${redis_ports[master_of_shard[k]]}" == "$port" ]] && redis_shard[i]=$k
+    done
+    [[ -n "${redis_shard[i]:-}" ]] || cluster_fail "replica 127.0.0.1:${redis_ports[i]} follows port $port, no master here"
+  done
+  redis_port="${redis_ports[master_of_shard[0]]}" # the nodes' seed URL
+}
+
+# What the nodes logged about Redis Cluster (redirections, slot errors):
+# the likely cause when a node or the bench fails on a cluster.
+cluster_hint() {
+  [[ "$store" == redis-cluster ]] || return 0
+  local pattern='CROSSSLOT|MOVED|ASK [0-9]|CLUSTERDOWN|TRYAGAIN|cluster' count
+  count="$(cat "$work"/node*.err 2>/dev/null | grep -ciE "$pattern" || true)"
+  if ((count > 0)); then
+    echo "setup-cost.sh: the nodes logged $count line(s) about Redis Cluster (MOVED/CROSSSLOT/...; a server without Redis Cluster support fails so), the first:" >&2
+    cat "$work"/node*.err | grep -iE -m3 "$pattern" | cut -c1-400 | sed 's/^/  /' >&2
+  else
+    echo "setup-cost.sh: (the nodes logged nothing about Redis Cluster; see $work/node*.err)" >&2
+  fi
+}
+
 # A node listening on 127.0.0.1:0 (the kernel picks a free port: no race);
 # its URL is the line it prints on stdout once it listens.
 start_server() {
   local n=$1 cfg="$work/node$1.json" store_json
-  if [[ "$store" == redis ]]; then
-    # A prefix of this run's own, should the Redis be reused.
+  if [[ "$store" != memory ]]; then
+    # A prefix of this run's own, should the Redis be reused. A cluster's
+    # nodes get one master's URL only (redis_port) and find the others.
     store_json="{\"kind\":\"redis\",\"url\":\"redis://127.0.0.1:$redis_port\",\"prefix\":\"cost$$\"}"
   else
     store_json='{"kind":"memory"}'
@@ -220,6 +477,7 @@ EOF
   if [[ -z "$url" ]]; then
     echo "setup-cost.sh: node $n did not start:" >&2
     tail -5 "$work/node$n.err" >&2
+    cluster_hint
     exit 1
   fi
   server_urls+=("$url")
@@ -250,6 +508,7 @@ sleep_until() {
 }
 
 if [[ "$store" == redis ]]; then start_redis; fi
+if [[ "$store" == redis-cluster ]]; then start_cluster; fi
 for ((n = 1; n <= nodes; n++)); do start_server "$n"; done
 urls="$(IFS=,; echo "${server_urls[*]}")"
 
@@ -274,6 +533,7 @@ while :; do
   if ! kill -0 "$bench_pid" 2>/dev/null; then
     echo "setup-cost.sh: the bench ended before its load started:" >&2
     tail -5 "$work/bench.err" >&2
+    cluster_hint
     exit 1
   fi
   (($(date +%s) < deadline)) || { echo "setup-cost.sh: the bench did not start its load in time" >&2; exit 1; }
@@ -291,6 +551,13 @@ read_all() { # $1: name of the array to fill (one entry per node)
   local pid
   for pid in "${server_pids[@]}"; do out+=("$(cpu_ticks "$pid")"); done
 }
+declare -a before_redis after_redis
+read_cluster() { # $1: name of the array to fill (one entry per redis-server)
+  local -n out=$1
+  out=()
+  local pid
+  for pid in "${redis_pids[@]}"; do out+=("$(cpu_ticks "$pid")"); done
+}
 
 sleep_until "$(awk -v s="$load_start" -v w="$warmup" 'BEGIN { printf "%.6f", s + w }')"
 t0="$(now)"
@@ -299,6 +566,10 @@ bench_before="$(cpu_ticks "$bench_pid")"
 if [[ "$store" == redis ]]; then
   redis_before="$(cpu_ticks "$redis_pid")"
   redis-cli -p "$redis_port" CONFIG RESETSTAT >/dev/null
+fi
+if [[ "$store" == redis-cluster ]]; then
+  read_cluster before_redis
+  for i in "${!redis_ports[@]}"; do rcli "$i" CONFIG RESETSTAT >/dev/null; done
 fi
 
 # The second reading comes a little before the bench's window closes: the
@@ -319,16 +590,21 @@ if [[ "$store" == redis ]]; then
   redis_after="$(cpu_ticks "$redis_pid")"
   redis-cli -p "$redis_port" INFO commandstats | tr -d '\r' >"$work/commandstats.txt"
 fi
+if [[ "$store" == redis-cluster ]]; then
+  read_cluster after_redis
+  for i in "${!redis_ports[@]}"; do rcli "$i" INFO commandstats >"$work/redis$((i + 1))/commandstats.txt"; done
+fi
 
 if ! wait "$bench_pid"; then
   echo "setup-cost.sh: the bench failed:" >&2
   tail -5 "$work/bench.err" >&2
+  cluster_hint
   exit 1
 fi
 
 report="$work/bench.json"
 setups="$(jq '.setups' "$report")"
-((setups > 0)) || { echo "setup-cost.sh: no setups completed in the window; see $work/bench.err" >&2; exit 1; }
+((setups > 0)) || { echo "setup-cost.sh: no setups completed in the window; see $work/bench.err" >&2; cluster_hint; exit 1; }
 tck="$(getconf CLK_TCK)"
 window_s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 # The setups that fall in the window read: the bench starts setups at a
@@ -348,6 +624,15 @@ for i in "${!server_pids[@]}"; do
     --argjson ticks "$d" '. + [{url: $url, cpu_us_per_setup: $us, cpu_ticks: $ticks}]' <<<"$node_json")"
 done
 
+# "calls name" per command, most called first, from INFO commandstats.
+command_calls() { # $1: the INFO commandstats output
+  awk -F'[:,=]' '/^cmdstat_/ { name = substr($1, 9); if (name != "config|resetstat" && name != "info") print $3, name }' \
+    "$1" | sort -k1,1nr
+}
+sum_calls() { awk '{ t += $1 } END { print t + 0 }'; }
+sum_scripts() { awk '$2 ~ /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/ { t += $1 } END { print t + 0 }'; }
+per_setup() { awk -v c="$1" -v s="$in_window" 'BEGIN { printf "%.2f", c / s }'; }
+
 redis_json=null
 if [[ "$store" == redis ]]; then
   # cmdstat_NAME:calls=N,usec=...  The counters were reset at the window's
@@ -357,10 +642,9 @@ if [[ "$store" == redis ]]; then
   # the EVALSHA), and Redis 7.0 keeps no per-client count that would tell
   # them apart, so the total is "commands Redis executed", not round trips;
   # the scripts are also given on their own.
-  cmds="$(awk -F'[:,=]' '/^cmdstat_/ { name = substr($1, 9); if (name != "config|resetstat" && name != "info") print $3, name }' \
-    "$work/commandstats.txt" | sort -k1,1nr)"
-  cmd_total="$(awk '{ t += $1 } END { print t + 0 }' <<<"$cmds")"
-  script_total="$(awk '$2 ~ /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/ { t += $1 } END { print t + 0 }' <<<"$cmds")"
+  cmds="$(command_calls "$work/commandstats.txt")"
+  cmd_total="$(sum_calls <<<"$cmds")"
+  script_total="$(sum_scripts <<<"$cmds")"
   top_json="$(awk -v s="$in_window" 'NF { printf "{\"command\":\"%s\",\"calls\":%d,\"per_setup\":%.2f}\n", $2, $1, $1 / s }' <<<"$cmds" |
     head -10 | jq -s -c .)"
   d=$((redis_after - redis_before))
@@ -369,6 +653,80 @@ if [[ "$store" == redis ]]; then
     --argjson scripts "$script_total" --argjson scripts_per "$(awk -v c="$script_total" -v s="$in_window" 'BEGIN { printf "%.2f", c / s }')" \
     '{cpu_us_per_setup: $us, cpu_ticks: $ticks, commands: $calls, commands_per_setup: $per,
       scripts: $scripts, scripts_per_setup: $scripts_per, top_commands: $top}')"
+fi
+
+if [[ "$store" == redis-cluster ]]; then
+  # Per process: CPU ticks, commands, scripts. The masters' commands are
+  # the nodes' load; a replica's are the masters' writes again.
+  all_ticks=0 master_ticks=0 replica_ticks=0
+  master_cmds=0 master_scripts=0 replica_cmds=0
+  declare -a p_ticks p_cmds p_scripts
+  : >"$work/master-calls.txt"
+  for i in "${!redis_pids[@]}"; do
+    p_ticks[i]=$((after_redis[i] - before_redis[i]))
+    cmds="$(command_calls "$work/redis$((i + 1))/commandstats.txt")"
+    p_cmds[i]="$(sum_calls <<<"$cmds")"
+    p_scripts[i]="$(sum_scripts <<<"$cmds")"
+    all_ticks=$((all_ticks + p_ticks[i]))
+    if [[ "${redis_role[i]}" == master ]]; then
+      master_ticks=$((master_ticks + p_ticks[i]))
+      master_cmds=$((master_cmds + p_cmds[i]))
+      master_scripts=$((master_scripts + p_scripts[i]))
+      [[ -z "$cmds" ]] || echo "$cmds" >>"$work/master-calls.txt"
+    else
+      replica_ticks=$((replica_ticks + p_ticks[i]))
+      replica_cmds=$((replica_cmds + p_cmds[i]))
+    fi
+  done
+  # Each master's commands against the masters' mean, in %; null when the
+  # masters ran nothing at all.
+  deviation() { awk -v c="$1" -v t="$master_cmds" -v n="$shards" 'BEGIN { if (t == 0) print "null"; else printf "%.1f", (c - t / n) * 100 / (t / n) }'; }
+  shard_json="[]"
+  spread=null
+  for ((k = 0; k < shards; k++)); do
+    m=${master_of_shard[k]}
+    dev="$(deviation "${p_cmds[m]}")"
+    if [[ "$dev" != null ]]; then
+      spread="$(awk -v a="$spread" -v d="$dev" 'BEGIN { d = d < 0 ? -d : d; if (a == "null" || d > a + 0) printf "%.1f", d; else print a }')"
+    fi
+    rep_json="[]"
+    for i in "${!redis_pids[@]}"; do
+      [[ "${redis_role[i]}" == replica && "${redis_shard[i]}" == "$k" ]] || continue
+      rep_json="$(jq -c --arg addr "127.0.0.1:${redis_ports[i]}" --argjson us "$(per_setup_us "${p_ticks[i]}")" \
+        --argjson ticks "${p_ticks[i]}" --argjson calls "${p_cmds[i]}" --argjson per "$(per_setup "${p_cmds[i]}")" \
+        '. + [{addr: $addr, cpu_us_per_setup: $us, cpu_ticks: $ticks, commands: $calls, commands_per_setup: $per}]' <<<"$rep_json")"
+    done
+    shard_json="$(jq -c --argjson shard $((k + 1)) --arg addr "127.0.0.1:${redis_ports[m]}" --arg slots "${shard_slots[k]}" \
+      --argjson us "$(per_setup_us "${p_ticks[m]}")" --argjson ticks "${p_ticks[m]}" \
+      --argjson calls "${p_cmds[m]}" --argjson per "$(per_setup "${p_cmds[m]}")" --argjson dev "$dev" \
+      --argjson scripts "${p_scripts[m]}" --argjson scripts_per "$(per_setup "${p_scripts[m]}")" --argjson reps "$rep_json" \
+      '. + [{shard: $shard, master: $addr, slots: $slots, cpu_us_per_setup: $us, cpu_ticks: $ticks,
+             commands: $calls, commands_per_setup: $per, commands_deviation_pct: $dev,
+             scripts: $scripts, scripts_per_setup: $scripts_per, replicas: $reps}]' <<<"$shard_json")"
+  done
+  # The calls per command, summed over the masters.
+  top_json="$(awk '{ c[$2] += $1 } END { for (n in c) print c[n], n }' "$work/master-calls.txt" | sort -k1,1nr -k2,2 | head -12 |
+    awk -v s="$in_window" 'NF { printf "{\"command\":\"%s\",\"calls\":%d,\"per_setup\":%.2f}\n", $2, $1, $1 / s }' | jq -s -c .)"
+  redis_json="$(jq -n -c --argjson us "$(per_setup_us "$all_ticks")" --argjson ticks "$all_ticks" \
+    --argjson calls "$master_cmds" --argjson per "$(per_setup "$master_cmds")" \
+    --argjson scripts "$master_scripts" --argjson scripts_per "$(per_setup "$master_scripts")" --argjson top "$top_json" \
+    --argjson nshards "$shards" --argjson nreplicas "$replicas" \
+    --argjson m_us "$(per_setup_us "$master_ticks")" --argjson r_us "$(per_setup_us "$replica_ticks")" \
+    --argjson r_calls "$replica_cmds" --argjson r_per "$(per_setup "$replica_cmds")" \
+    --argjson spread "$spread" --argjson shard_list "$shard_json" \
+    '{cpu_us_per_setup: $us, cpu_ticks: $ticks, commands: $calls, commands_per_setup: $per,
+      scripts: $scripts, scripts_per_setup: $scripts_per, top_commands: $top,
+      shard_count: $nshards, replicas_per_shard: $nreplicas,
+      masters_cpu_us_per_setup: $m_us, replicas_cpu_us_per_setup: $r_us,
+      replica_commands: $r_calls, replica_commands_per_setup: $r_per,
+      commands_spread_pct: $spread, shards: $shard_list}')"
+  # Failed setups on a cluster are most likely the server's Redis Cluster
+  # support (or its absence): say so, the figures are then not a cost.
+  failed="$(jq '.failures | add // 0' "$report")"
+  if ((failed > 0)); then
+    echo "setup-cost.sh: warning: $failed setups failed on the cluster; the figures below count them" >&2
+    cluster_hint
+  fi
 fi
 
 summary="$(jq -n -c \
@@ -407,7 +765,18 @@ jq -r '
      "redis CPU us/setup    \(.redis.cpu_us_per_setup)",
      "redis commands/setup  \(.redis.commands_per_setup)  (\(.redis.commands) in the window; a script'"'"'s redis.calls count too)",
      "  of which scripts    \(.redis.scripts_per_setup)  (EVAL/EVALSHA/FCALL)",
-     "  top 10 by calls per setup:",
+     (if .redis.shards then
+        "  masters CPU         \(.redis.masters_cpu_us_per_setup)   replicas CPU \(.redis.replicas_cpu_us_per_setup)  (\(.redis.shard_count) shard(s), \(.redis.replicas_per_shard) replica(s) each; us/setup)",
+        "  replica commands    \(.redis.replica_commands_per_setup)/setup  (the writes of the masters again; not in the total)",
+        "  spread              \(.redis.commands_spread_pct // "-") %  (largest |deviation| of a master from the mean of the masters, by commands)",
+        "  shard  master            slots             CPU us/setup  cmds/setup  deviation %",
+        (.redis.shards[] |
+           "  \(.shard | tostring | .[0:5] + "     "[0:(5 - length)])  \(.master + "                  "[0:([1, 18 - (.master | length)] | max)])\(.slots + "                  "[0:([1, 18 - (.slots | length)] | max)])\(.cpu_us_per_setup | tostring | "            "[0:([1, 12 - length] | max)] + .)  \(.commands_per_setup | tostring | "          "[0:([1, 10 - length] | max)] + .)  \(.commands_deviation_pct // "-")",
+           (.replicas[] | "         replica \(.addr)   CPU \(.cpu_us_per_setup)  cmds \(.commands_per_setup)")),
+        "  top \(.redis.top_commands | length) by calls per setup, summed over the masters:"
+      else
+        "  top 10 by calls per setup:"
+      end),
      (.redis.top_commands[] | "  \(.command + ("                    "[0:([1, 20 - (.command | length)] | max)]))\(.per_setup)")
    else empty end),
   "bench CPU us/setup    \(.bench_cpu_us_per_setup)  (the load generator, same machine)"
