@@ -54,6 +54,33 @@ impl ConnectionLike for Con {
     }
 }
 
+impl Con {
+    /// Runs independent commands (each may be in another slot) and returns
+    /// every reply, in order. A single Redis gets them as one pipeline; a
+    /// cluster connection refuses pipelines that cross slots, so there they
+    /// are sent at once as separate commands (the connection still
+    /// pipelines them to each master). Never use `.ignore()` in `pipe`: the
+    /// replies of both modes must line up.
+    pub async fn run<T: redis::FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<Vec<T>, redis::RedisError> {
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Con::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Con::Cluster(c) => {
+                let runs = pipe.cmd_iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<T>(&mut c).await }
+                });
+                futures_util::future::try_join_all(runs).await
+            }
+        }
+    }
+}
+
 /// How the store reaches Redis: the URL, and whether it leads to a
 /// Redis Cluster (asked of the server itself, so the same `url` setting
 /// serves both).

@@ -370,10 +370,7 @@ impl RedisStore {
         for id in ids {
             pipe.get(self.keys().room(id));
         }
-        let texts: Vec<Option<String>> = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(unavailable)?;
+        let texts: Vec<Option<String>> = self.con().run(&pipe).await.map_err(unavailable)?;
         Ok(texts
             .iter()
             .flatten()
@@ -391,13 +388,15 @@ impl RedisStore {
         for a in accounts {
             let k = self.keys().acct(a, "rooms");
             if add {
-                pipe.sadd(k, id).ignore();
+                pipe.sadd(k, id);
             } else {
-                pipe.srem(k, id).ignore();
+                pipe.srem(k, id);
             }
         }
-        pipe.query_async::<()>(&mut self.con())
+        self.con()
+            .run::<redis::Value>(&pipe)
             .await
+            .map(drop)
             .map_err(unavailable)
     }
 
@@ -493,10 +492,9 @@ impl RedisStore {
         for n in nodes {
             pipe.cmd(self.shared.link.publish_cmd())
                 .arg(self.keys().node(n, "signals"))
-                .arg(format!("w|{account}"))
-                .ignore();
+                .arg(format!("w|{account}"));
         }
-        if let Err(e) = pipe.query_async::<()>(&mut self.con()).await {
+        if let Err(e) = self.con().run::<redis::Value>(&pipe).await {
             // The woken node reads its logs when its subscription comes
             // back; until then the event waits in the log.
             tracing::warn!(%account, error = %e, "wake-up not published");
@@ -580,10 +578,10 @@ async fn liveness_loop(shared: Arc<Shared>) {
 /// Refreshes this node's key, publishes its keepalive on its own channel,
 /// adds its log-size change to the gauge, checks every bucket's epoch (a
 /// changed one means a Redis lost its state), learns which nodes died
-/// and ends the sessions of nodes that died.
+/// and ends their sessions.
 async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
     let k = &shared.keys;
-    let mut con = shared.con();
+    let con = shared.con();
     let delta = shared.log_delta.swap(0, Ordering::Relaxed);
     let mut pipe = redis::pipe();
     pipe.cmd("SET")
@@ -591,26 +589,22 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
         .arg(1)
         .arg("PX")
         .arg(NODE_TTL_MS)
-        .ignore()
         .sadd(k.global("nodes"), &shared.node)
-        .ignore()
         .cmd(shared.link.publish_cmd())
         .arg(k.node(&shared.node, "signals"))
         .arg(format!("n|{}", shared.node))
-        .ignore();
-    if delta != 0 {
-        pipe.incr(k.global("logsize"), delta).ignore();
-    }
+        .incr(k.global("logsize"), delta);
+    // The replies above come first; then each bucket's SET NX and GET.
+    const FIRST_EPOCH: usize = 4;
     for b in 0..BUCKETS {
         pipe.cmd("SET")
             .arg(k.bucket(b, "epoch"))
             .arg(fresh_epoch())
             .arg("NX")
-            .ignore()
             .get(k.bucket(b, "epoch"));
     }
     pipe.smembers(k.global("nodes"));
-    let mut reply: Vec<redis::Value> = match pipe.query_async(&mut con).await {
+    let mut reply: Vec<redis::Value> = match con.run(&pipe).await {
         Ok(r) => r,
         Err(e) => {
             // Counted again next round.
@@ -625,7 +619,11 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
         .transpose()?
         .unwrap_or_default();
     let epochs: Vec<Option<String>> = reply
+        .get(FIRST_EPOCH..)
+        .unwrap_or_default()
         .iter()
+        .skip(1)
+        .step_by(2)
         .map(|v| redis::from_redis_value(v).ok())
         .collect();
     let lost = {
@@ -646,11 +644,7 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
     for n in &others {
         pipe.exists(k.node(n, "alive"));
     }
-    let alive: Vec<bool> = if others.is_empty() {
-        Vec::new()
-    } else {
-        pipe.query_async(&mut con).await?
-    };
+    let alive: Vec<bool> = con.run(&pipe).await?;
     let dead: Vec<String> = others
         .into_iter()
         .zip(alive)
@@ -827,10 +821,7 @@ impl Rooms for RedisStore {
         for b in 0..BUCKETS {
             pipe.smembers(self.keys().bucket(b, "rooms"));
         }
-        let sets: Vec<Vec<String>> = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(unavailable)?;
+        let sets: Vec<Vec<String>> = self.con().run(&pipe).await.map_err(unavailable)?;
         let (page, next) = super::page_after(sets.concat(), cursor, limit);
         let mut rooms = self.rooms_by_id(&page).await?;
         rooms.retain(|r| !r.is_forgettable(now));
@@ -843,10 +834,7 @@ impl Rooms for RedisStore {
         for b in 0..BUCKETS {
             pipe.zrangebyscore_limit(k.bucket(b, "gc"), "-inf", now, 0, SWEEP_BATCH);
         }
-        let due: Vec<Vec<String>> = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(unavailable)?;
+        let due: Vec<Vec<String>> = self.con().run(&pipe).await.map_err(unavailable)?;
         let mut removed = Vec::new();
         for (b, ids) in due.into_iter().enumerate() {
             for id in ids {
@@ -1154,7 +1142,7 @@ impl Timers for RedisStore {
         for b in 0..BUCKETS {
             pipe.zrangebyscore_limit(k.bucket(b, "timers"), "-inf", now, 0, 1);
         }
-        let heads: Vec<Vec<String>> = match pipe.query_async(&mut self.con()).await {
+        let heads: Vec<Vec<String>> = match self.con().run(&pipe).await {
             Ok(h) => h,
             Err(_) => return Vec::new(),
         };
@@ -1243,7 +1231,7 @@ impl Stats for RedisStore {
             pipe.scard(k.bucket(b, "rooms"))
                 .zcard(k.bucket(b, "timers"));
         }
-        let r: redis::RedisResult<Vec<Option<i64>>> = pipe.query_async(&mut self.con()).await;
+        let r: redis::RedisResult<Vec<Option<i64>>> = self.con().run(&pipe).await;
         let Ok(v) = r else {
             return StoreStats::default();
         };
