@@ -4,7 +4,8 @@
 #   scripts/test.sh [cargo test arguments]
 #
 # The suites need more than the Rust toolchain and a C compiler: redis-server
-# (each cluster test binary starts its own on a free loopback port), cmake
+# and redis-cli (each cluster test binary starts its own Redis on a free
+# loopback port, cluster_sharded a Redis Cluster of six nodes), cmake
 # and pkg-config (the packaging tests), curl (the operator walkthrough),
 # a C++ compiler, Python 3 with venv, and Node with npm (the bindings).
 # This script checks for each first. Run as root on a Debian-like system it
@@ -27,6 +28,9 @@ want "command -v pkg-config" pkg-config
 want "command -v cmake" cmake
 want "command -v curl" curl
 want "command -v redis-server" redis-server
+# Debian's redis-server pulls redis-tools in; a redis-server from elsewhere
+# may come without it.
+want "command -v redis-cli" redis-tools
 want "command -v python3" python3
 want "python3 -c 'import ensurepip, venv'" python3-venv
 want "command -v node" nodejs

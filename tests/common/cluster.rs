@@ -1,7 +1,8 @@
 //! The test server: one embedded node on the memory store, or — in the
-//! suites built into `tests/cluster.rs` — three nodes sharing one Redis,
-//! behind a front door that hands each new connection to the next node, so
-//! every test's clients are spread across nodes without the test knowing.
+//! suites built into `tests/cluster.rs` — three nodes sharing one Redis
+//! (in `tests/cluster_sharded.rs`, one Redis Cluster), behind a front door
+//! that hands each new connection to the next node, so every test's
+//! clients are spread across nodes without the test knowing.
 
 use nim_signaling_server::engine::service::Service;
 use nim_signaling_server::ops::metrics::Metrics;
@@ -15,16 +16,27 @@ use tokio::net::{TcpListener, TcpStream};
 /// Nodes of a test cluster.
 pub const NODES: usize = 3;
 
-/// Where the cluster tests find Redis: see [`super::redis::url`].
+/// Where the cluster tests find Redis: see [`super::redis::url`], or in
+/// `tests/cluster_sharded.rs` [`super::redis::cluster_url`].
 pub fn redis_url() -> String {
-    super::redis::url()
+    if sharded() {
+        super::redis::cluster_url()
+    } else {
+        super::redis::url()
+    }
 }
 
-/// Whether this test binary runs its suites on a Redis cluster. The suites
-/// are plain files; `tests/cluster.rs` includes them as modules, so their
-/// helpers sit under the `cluster` crate there.
+/// Whether this test binary runs its suites on several nodes. The suites
+/// are plain files; `tests/cluster.rs` and `tests/cluster_sharded.rs`
+/// include them as modules, so their helpers sit under those crates there.
 pub fn on_cluster() -> bool {
-    module_path!().starts_with("cluster::")
+    module_path!().starts_with("cluster::") || sharded()
+}
+
+/// Whether this test binary's nodes share a Redis Cluster rather than one
+/// Redis.
+pub fn sharded() -> bool {
+    module_path!().starts_with("cluster_sharded::")
 }
 
 /// A store config for one test system: its own key prefix, so that tests
@@ -165,7 +177,15 @@ impl EventsSent {
 /// Deletes a test system's keys, so that a developer's Redis does not fill
 /// up with them (best effort: a test that fails before its shutdown leaves
 /// its keys behind).
+///
+/// Not on a Redis Cluster: KEYS sees one node's keys only, and a DEL of
+/// keys in several slots is refused. The cluster the tests start is thrown
+/// away with the process; one named by NIM_TEST_REDIS_CLUSTER_URL keeps
+/// the keys.
 pub async fn forget(prefix: &str) {
+    if sharded() {
+        return;
+    }
     let Ok(client) = redis::Client::open(redis_url()) else {
         return;
     };
