@@ -1,12 +1,21 @@
 //! Which sessions of an account live in this process, and how they are
-//! woken. Events are never pushed through here: they are appended to the
-//! account's log, and a woken session reads its log from its cursor. So a
-//! wake-up lost or doubled costs nothing, and order is the log's order.
+//! woken. Events are appended to the account's log first, and a woken
+//! session sends from its cursor: so a wake-up lost or doubled costs
+//! nothing, and order is the log's order. As a shortcut, the entries this
+//! process has just appended are offered to its own sessions with the
+//! wake-up; a session sends them without reading the log when they follow
+//! its cursor without a gap, and reads the log otherwise.
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+use crate::store::LogEntry;
+
+/// Entries offered to one session at most; past this it reads its log
+/// instead (a session that does not keep up holds no more than this).
+const MAX_OFFERED: usize = 256;
 
 /// What the router keeps of one live session.
 pub struct SessionLink {
@@ -22,6 +31,11 @@ pub struct SessionLink {
     /// Set when the store lost its state: the session ends so that its
     /// client logs in again and is told to resync.
     pub lost: AtomicBool,
+    /// Entries appended here since the session last looked (see the
+    /// module's note), and whether it must read its log anyway (woken
+    /// without entries: by another node, or for a reason of its own).
+    offered: Mutex<Vec<Arc<LogEntry>>>,
+    read_log: AtomicBool,
 }
 
 impl SessionLink {
@@ -33,7 +47,38 @@ impl SessionLink {
             kicked: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             lost: AtomicBool::new(false),
+            offered: Mutex::new(Vec::new()),
+            read_log: AtomicBool::new(true),
         }
+    }
+
+    /// What the session has to send since it last looked: the entries
+    /// offered to it, by seq, and whether it must read its log too.
+    pub fn take(&self) -> (Vec<Arc<LogEntry>>, bool) {
+        let mut offered =
+            std::mem::take(&mut *self.offered.lock().unwrap_or_else(|e| e.into_inner()));
+        let read = self.read_log.swap(false, Ordering::SeqCst);
+        offered.sort_by_key(|e| e.seq);
+        offered.dedup_by_key(|e| e.seq);
+        (offered, read)
+    }
+
+    fn offer(&self, entries: &[Arc<LogEntry>]) {
+        let mut offered = self.offered.lock().unwrap_or_else(|e| e.into_inner());
+        if offered.len() + entries.len() > MAX_OFFERED {
+            offered.clear();
+            self.read_log.store(true, Ordering::SeqCst);
+        } else {
+            offered.extend(entries.iter().cloned());
+        }
+        drop(offered);
+        self.wake.notify_one();
+    }
+
+    /// Wakes the session to read its log.
+    pub fn wake_to_read(&self) {
+        self.read_log.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 }
 
@@ -57,11 +102,21 @@ impl Hub {
         self.sessions.remove_if(account, |_, v| v.is_empty());
     }
 
-    /// Wakes every local session of `account`.
+    /// Wakes every local session of `account` to read its log.
     pub fn wake(&self, account: &str) {
         if let Some(v) = self.sessions.get(account) {
             for l in v.iter() {
-                l.wake.notify_one();
+                l.wake_to_read();
+            }
+        }
+    }
+
+    /// Wakes every local session of `account` with the entries just
+    /// appended to its log (in seq order).
+    pub fn offer(&self, account: &str, entries: &[Arc<LogEntry>]) {
+        if let Some(v) = self.sessions.get(account) {
+            for l in v.iter() {
+                l.offer(entries);
             }
         }
     }
@@ -86,11 +141,11 @@ impl Hub {
         }
     }
 
-    /// Wakes every session in this process.
+    /// Wakes every session in this process to read its log.
     pub fn wake_all(&self) {
         for e in self.sessions.iter() {
             for l in e.value() {
-                l.wake.notify_one();
+                l.wake_to_read();
             }
         }
     }

@@ -207,11 +207,14 @@ impl Service {
         }
         let entries = deliveries.into_iter().map(|d| (d.to, d.entry)).collect();
         for (account, r) in self.store.append_many(entries, now).await {
-            if let Err(e) = r {
-                tracing::error!(%account, error = %e, "events not stored");
+            match r {
+                Ok(appended) => self.hub.offer(&account, &appended),
+                Err(e) => {
+                    tracing::error!(%account, error = %e, "events not stored");
+                    // Entries before the failure may have landed.
+                    self.hub.wake(&account);
+                }
             }
-            // Also after a failure: entries before it may have landed.
-            self.hub.wake(&account);
         }
     }
 

@@ -25,6 +25,7 @@ use crate::engine::router::SessionLink;
 use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
 use crate::net::limits::{IpSlot, RequestRate};
 use crate::net::tls::{ServerStream, TlsAcceptor};
+use crate::store::LogEntry;
 use crate::ServerConfig;
 use crate::{Phase, Stopping};
 use nim_signaling_protocol::codes::{
@@ -640,7 +641,7 @@ impl Live<'_> {
                         let _ = send_text(self.ws, frames::kicked_frame(FORBIDDEN, why)).await;
                         return Ended::Close(Some(farewell));
                     }
-                    if let Err(e) = Box::pin(drain(self.ws, svc, info, self.cursor, silence)).await { return Ended::Close(e) }
+                    if let Err(e) = Box::pin(drain(self.ws, svc, info, self.link, self.cursor, silence)).await { return Ended::Close(e) }
                 }
                 _ = check.tick() => {
                     if last_heard.elapsed() > silence {
@@ -669,7 +670,18 @@ impl Live<'_> {
     async fn hand_over(&mut self, phase: &mut watch::Receiver<Phase>) -> Option<Farewell> {
         let _ = phase.wait_for(|p| *p == Phase::Drain).await;
         let silence = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
-        match drain(self.ws, self.svc, self.info, self.cursor, silence).await {
+        // Everything the log holds, not only what was offered.
+        self.link.wake_to_read();
+        match drain(
+            self.ws,
+            self.svc,
+            self.info,
+            self.link,
+            self.cursor,
+            silence,
+        )
+        .await
+        {
             Ok(()) => Some(Farewell::ShuttingDown),
             Err(farewell) => farewell,
         }
@@ -752,17 +764,36 @@ async fn handle_request(
     Handled::Reply(reply)
 }
 
-/// Sends every log entry after `cursor`, feeding frames and flushing once
-/// per batch. A peer that cannot take them within `patience` is dropped
-/// (it will resume from its log when it reconnects); so is one whose
-/// unsent events were trimmed from the log.
+/// Sends every log entry after `cursor`: the entries offered to the
+/// session when they follow the cursor without a gap, else (and when woken
+/// to read) what its log holds. Feeds frames and flushes once per batch. A
+/// peer that cannot take them within `patience` is dropped (it will resume
+/// from its log when it reconnects); so is one whose unsent events were
+/// trimmed from the log.
 async fn drain(
     ws: &mut Ws,
     svc: &Service,
     info: &SessionInfo,
+    link: &SessionLink,
     cursor: &mut u64,
     patience: Duration,
 ) -> Result<(), Option<Farewell>> {
+    let (offered, mut read) = link.take();
+    let fresh: Vec<_> = offered.into_iter().filter(|e| e.seq > *cursor).collect();
+    if let Some(first) = fresh.first() {
+        let follows =
+            first.seq == *cursor + 1 && fresh.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+        if follows {
+            send_batch(ws, svc, info, cursor, fresh, patience).await?;
+        } else {
+            // Something between the cursor and these was appended
+            // elsewhere (or is still being appended): the log has it.
+            read = true;
+        }
+    }
+    if !read {
+        return Ok(());
+    }
     loop {
         let batch = svc
             .store
@@ -781,33 +812,46 @@ async fn drain(
             tracing::debug!(account = %info.account, "log trimmed past a live session");
             return Err(Some(Farewell::Trimmed));
         }
-        let send = async {
-            let mut sent = 0;
-            for e in batch {
-                *cursor = e.seq;
-                if e.exclude_device.as_deref() == Some(info.device.as_str()) {
-                    continue;
-                }
-                ws.feed(Message::text(frames::event_frame(
-                    e.seq, e.kind, &e.encoded,
-                )))
-                .await?;
-                sent += 1;
-            }
-            ws.flush().await?;
-            svc.observer.happened(Happening::EventsSent(sent));
-            Ok::<(), tokio_tungstenite::tungstenite::Error>(())
-        };
-        match tokio::time::timeout(patience, send).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(None),
-            Err(_) => {
-                svc.observer.happened(Happening::SlowReaderDropped);
-                return Err(Some(Farewell::SlowReader));
-            }
-        }
+        send_batch(ws, svc, info, cursor, batch, patience).await?;
         if n < DRAIN_BATCH {
             return Ok(());
+        }
+    }
+}
+
+/// Sends `batch` (entries following `cursor`, in order) and moves the
+/// cursor past it.
+async fn send_batch(
+    ws: &mut Ws,
+    svc: &Service,
+    info: &SessionInfo,
+    cursor: &mut u64,
+    batch: Vec<Arc<LogEntry>>,
+    patience: Duration,
+) -> Result<(), Option<Farewell>> {
+    let send = async {
+        let mut sent = 0;
+        for e in batch {
+            *cursor = e.seq;
+            if e.exclude_device.as_deref() == Some(info.device.as_str()) {
+                continue;
+            }
+            ws.feed(Message::text(frames::event_frame(
+                e.seq, e.kind, &e.encoded,
+            )))
+            .await?;
+            sent += 1;
+        }
+        ws.flush().await?;
+        svc.observer.happened(Happening::EventsSent(sent));
+        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+    };
+    match tokio::time::timeout(patience, send).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => {
+            svc.observer.happened(Happening::SlowReaderDropped);
+            Err(Some(Farewell::SlowReader))
         }
     }
 }
