@@ -168,11 +168,12 @@ impl Service {
             .await?;
         let (code, data, deliveries) =
             result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
-        self.deliver(deliveries, now).await;
+        let delivered = self.deliver(deliveries, now).await;
         if let Some((before, after)) = &change {
             self.observer
                 .room_changed(before.as_ref(), after, cause, now);
         }
+        delivered?;
         Ok((code, data))
     }
 
@@ -186,7 +187,7 @@ impl Service {
     ) -> Result<(i32, Value), Failure> {
         let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
         let o = rule(room.as_ref())?;
-        self.deliver(o.deliveries, now).await;
+        self.deliver(o.deliveries, now).await?;
         Ok((o.code, o.data))
     }
 
@@ -200,12 +201,15 @@ impl Service {
     }
 
     /// Appends each event to its recipient's log (one step per recipient),
-    /// then wakes the recipients' sessions here.
-    pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) {
+    /// then wakes the recipients' sessions here. An event that could not be
+    /// stored fails the request with its reason: its room may have changed,
+    /// but the answer is never a success that told nobody.
+    pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) -> Result<(), Failure> {
         if deliveries.is_empty() {
-            return;
+            return Ok(());
         }
         let entries = deliveries.into_iter().map(|d| (d.to, d.entry)).collect();
+        let mut failed = None;
         for (account, r) in self.store.append_many(entries, now).await {
             match r {
                 Ok(appended) => self.hub.offer(&account, &appended),
@@ -213,8 +217,13 @@ impl Service {
                     tracing::error!(%account, error = %e, "events not stored");
                     // Entries before the failure may have landed.
                     self.hub.wake(&account);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(Failure::from(e)),
         }
     }
 

@@ -11,9 +11,14 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, PushInfo, PushKind, RedisFuture, Value};
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, PushInfo, PushKind,
+    RedisFuture, Value,
+};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
 /// How long connecting may take, and an answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -87,6 +92,11 @@ impl Con {
 pub struct Link {
     url: String,
     pub cluster: bool,
+    /// On a cluster: every node it was last seen to have (the URL's node
+    /// first), with the URL's credentials and TLS. A fresh cluster
+    /// connection starts from these, so it finds the cluster even when the
+    /// URL's node is the one that died.
+    seeds: Mutex<Vec<ConnectionInfo>>,
 }
 
 impl Link {
@@ -105,10 +115,76 @@ impl Link {
             .query_async(&mut con)
             .await
             .map_err(|e| format!("cannot reach redis at {url}: {e}"))?;
+        let seed = url
+            .into_connection_info()
+            .map_err(|e| format!("store url {url}: {e}"))?;
         Ok(Link {
             url: url.to_string(),
             cluster: info.lines().any(|l| l.trim() == "cluster_enabled:1"),
+            seeds: Mutex::new(vec![seed]),
         })
+    }
+
+    fn seeds(&self) -> Vec<ConnectionInfo> {
+        self.seeds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The cluster's `CLUSTER NODES` as the first reachable known node
+    /// tells it, asked over a connection of its own: the routed connection
+    /// may be stuck on a master that died (it re-reads the slot map on a
+    /// MOVED reply, not on a timeout). Learns the nodes it lists.
+    pub async fn topology(&self) -> Option<String> {
+        for seed in self.seeds() {
+            let ask = async {
+                let client = redis::Client::open(seed.clone())?;
+                let mut con = client.get_multiplexed_async_connection().await?;
+                redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async::<String>(&mut con)
+                    .await
+            };
+            let Ok(Ok(text)) = tokio::time::timeout(CONNECT_TIMEOUT / 2, ask).await else {
+                continue;
+            };
+            let mut known = vec![seed.clone()];
+            for line in text.lines() {
+                // <id> <host:port@bus[,hostname]> <flags> ...
+                let mut f = line.split_whitespace();
+                let (Some(_), Some(addr), Some(flags)) = (f.next(), f.next(), f.next()) else {
+                    continue;
+                };
+                if flags.contains("fail") || flags.contains("noaddr") {
+                    continue;
+                }
+                let hostport = addr.split(['@', ',']).next().unwrap_or("");
+                let Some((host, port)) = hostport.rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(port) = port.parse::<u16>() else {
+                    continue;
+                };
+                let mut info = seed.clone();
+                info.addr = match &seed.addr {
+                    ConnectionAddr::TcpTls {
+                        insecure,
+                        tls_params,
+                        ..
+                    } => ConnectionAddr::TcpTls {
+                        host: host.to_string(),
+                        port,
+                        insecure: *insecure,
+                        tls_params: tls_params.clone(),
+                    },
+                    _ => ConnectionAddr::Tcp(host.to_string(), port),
+                };
+                if !known.iter().any(|k| k.addr == info.addr) {
+                    known.push(info);
+                }
+            }
+            *self.seeds.lock().unwrap_or_else(|e| e.into_inner()) = known;
+            return Some(text);
+        }
+        None
     }
 
     /// The connection commands and scripts go through.
@@ -132,7 +208,7 @@ impl Link {
         &self,
         pushes: Option<UnboundedSender<PushInfo>>,
     ) -> Result<redis::cluster::ClusterClient, redis::RedisError> {
-        let mut b = redis::cluster::ClusterClientBuilder::new(vec![self.url.as_str()])
+        let mut b = redis::cluster::ClusterClientBuilder::new(self.seeds())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .retries(3);
@@ -147,8 +223,9 @@ impl Link {
 
     /// Subscribes to `channel` (system-wide) and `own` (this node's) and
     /// feeds what arrives to `out` as (channel, payload). Returns when the
-    /// subscription is lost (a single Redis) or could not be made; the
-    /// caller subscribes again. `subscribed` runs once the subscription
+    /// subscription is lost (a single Redis), could not be made, or the
+    /// cluster's masters changed (`moved`: a new connection then finds the
+    /// master that now holds `own`); the caller subscribes again. `subscribed` runs once the subscription
     /// stands, and again whenever a cluster connection re-made it after a
     /// failover or a reconnect (messages may have been missed meanwhile).
     pub async fn subscribe(
@@ -157,6 +234,7 @@ impl Link {
         own: &str,
         out: &UnboundedSender<(String, String)>,
         subscribed: &(dyn Fn() + Send + Sync),
+        moved: &mut watch::Receiver<u64>,
     ) -> Result<(), redis::RedisError> {
         use futures_util::StreamExt;
         if !self.cluster {
@@ -183,7 +261,15 @@ impl Link {
         // The connection re-subscribes by itself; it stays alive as long as
         // it is held here.
         let mut confirmations = 0;
-        while let Some(push) = rx.recv().await {
+        moved.borrow_and_update();
+        loop {
+            let push = tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = moved.changed() => break,
+            };
             match push.kind {
                 PushKind::Message | PushKind::SMessage => {
                     let mut it = push.data.into_iter();

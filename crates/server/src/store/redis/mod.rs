@@ -109,8 +109,11 @@ fn fresh_epoch() -> String {
 
 /// What the node's background tasks share with the store.
 struct Shared {
-    con: Con,
+    /// Replaced when a cluster's masters change (see [`check_topology`]).
+    con: RwLock<Con>,
     link: Link,
+    /// Counts those replacements; the subscription is made again on each.
+    moved: tokio::sync::watch::Sender<u64>,
     keys: Keys,
     node: String,
     signals: UnboundedSender<Signal>,
@@ -127,11 +130,17 @@ struct Shared {
     /// Each bucket's epoch as last seen; a different one in Redis means the
     /// master holding the bucket lost its data.
     epochs: Mutex<Vec<Option<String>>>,
+    /// On a cluster: the configuration epoch of the master serving each
+    /// slot, as last seen (empty on a single Redis). A replica promoted in
+    /// a failover serves its slots under a new one; it may lack the last
+    /// writes its master acknowledged, so the logs of those slots count as
+    /// a new incarnation (see [`Shared::log_epoch`]).
+    slot_epochs: RwLock<Vec<u64>>,
 }
 
 impl Shared {
     fn con(&self) -> Con {
-        self.con.clone()
+        self.con.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn is_live(&self, node: &str) -> bool {
@@ -148,6 +157,18 @@ impl Shared {
     fn live_session_of(&self, v: &str) -> Option<u64> {
         let (session, node) = v.split_once('|')?;
         self.is_live(node).then(|| session.parse().ok()).flatten()
+    }
+
+    /// The epoch of an account's log as clients see it: the one stored with
+    /// it, and on a cluster the configuration epoch of the master serving
+    /// it, so that after a failover (which may have dropped the last writes)
+    /// a device resuming from before it is told to resync.
+    fn log_epoch(&self, stored: String, account: &str) -> String {
+        let slots = self.slot_epochs.read().unwrap_or_else(|e| e.into_inner());
+        match slots.get(keys::slot(&self.keys.acct(account, "log")) as usize) {
+            Some(config) => format!("{stored}.{config}"),
+            None => stored,
+        }
     }
 
     /// The member of a node's session set.
@@ -300,8 +321,9 @@ impl RedisStore {
         let (tx, rx) = unbounded_channel();
         let now = now_ms();
         let shared = Arc::new(Shared {
-            con,
+            con: RwLock::new(con),
             link,
+            moved: tokio::sync::watch::channel(0).0,
             keys: Keys::new(prefix),
             dead: RwLock::new(Vec::new()),
             node,
@@ -310,9 +332,13 @@ impl RedisStore {
             last_ok: AtomicI64::new(now),
             last_keepalive: AtomicI64::new(now),
             epochs: Mutex::new(vec![None; BUCKETS]),
+            slot_epochs: RwLock::new(Vec::new()),
         });
-        // The first round draws the epochs and announces this node before
-        // any session can start.
+        // The first round draws the epochs, reads the cluster's masters and
+        // announces this node before any session can start.
+        if shared.link.cluster {
+            check_topology(&shared).await;
+        }
         liveness_round(&shared).await.map_err(unavailable)?;
         let tasks = vec![
             tokio::spawn(subscribe_loop(shared.clone())),
@@ -522,7 +548,12 @@ async fn subscribe_loop(shared: Arc<Shared>) {
         let woken = move || {
             let _ = signals.send(Signal::WakeAll);
         };
-        if let Err(e) = shared.link.subscribe(&global, &own, &tx, &woken).await {
+        let mut moved = shared.moved.subscribe();
+        if let Err(e) = shared
+            .link
+            .subscribe(&global, &own, &tx, &woken, &mut moved)
+            .await
+        {
             tracing::warn!(error = %e, "redis subscription failed");
         } else {
             tracing::warn!("redis subscription lost; re-subscribing");
@@ -563,16 +594,47 @@ fn session_of(rest: &str) -> Option<(String, u64)> {
     Some((account.to_string(), session.parse().ok()?))
 }
 
-/// Every [`TICK`]: see [`liveness_round`].
+/// Every [`TICK`]: on a cluster [`check_topology`], then
+/// [`liveness_round`].
 async fn liveness_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if shared.link.cluster {
+            check_topology(&shared).await;
+        }
         if let Err(e) = liveness_round(&shared).await {
             tracing::warn!(error = %e, "redis check failed");
         }
     }
+}
+
+/// On a cluster: reads which master serves each slot; when one changed
+/// (a replica took over from a failed master, or slots moved), replaces
+/// the routed connection (the old one may stay stuck on the dead master)
+/// and ends every session, so that clients of the moved slots come back
+/// and are told to resync (see [`Shared::log_epoch`]).
+async fn check_topology(shared: &Shared) {
+    let Some(text) = shared.link.topology().await else {
+        tracing::warn!("no Redis Cluster node answered CLUSTER NODES");
+        return;
+    };
+    if !read_slot_epochs(shared, &text) {
+        return;
+    }
+    tracing::warn!(
+        "a Redis Cluster master changed (failover or resharding); reconnecting and ending \
+         every session so clients of the moved slots resync"
+    );
+    match shared.link.connect().await {
+        Ok(con) => {
+            *shared.con.write().unwrap_or_else(|e| e.into_inner()) = con;
+            shared.moved.send_modify(|n| *n += 1);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reconnect to the Redis Cluster"),
+    }
+    let _ = shared.signals.send(Signal::StateLost);
 }
 
 /// Refreshes this node's key, publishes its keepalive on its own channel,
@@ -656,6 +718,55 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
         reap(shared, &node).await?;
     }
     Ok(())
+}
+
+/// Records which master serves each slot under which configuration epoch,
+/// from a `CLUSTER NODES` reply; true when one changed since the last
+/// reading (not at the first).
+fn read_slot_epochs(shared: &Shared, text: &str) -> bool {
+    let mut slots = shared
+        .slot_epochs
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let first = slots.is_empty();
+    if first {
+        slots = vec![0; 16384];
+    }
+    let mut moved = false;
+    for line in text.lines() {
+        // <id> <addr> <flags> <master> <ping> <pong> <config-epoch> <link> <slot>...
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let healthy_master = f.get(2).is_some_and(|flags| {
+            flags.split(',').any(|x| x == "master")
+                && !flags.split(',').any(|x| x == "fail" || x == "fail?")
+        });
+        let (true, Some(Ok(config))) = (healthy_master, f.get(6).map(|e| e.parse::<u64>())) else {
+            continue;
+        };
+        for range in f.iter().skip(8) {
+            // Slots being migrated are listed in brackets; their owner is
+            // still the one named by the plain ranges.
+            if range.starts_with('[') {
+                continue;
+            }
+            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+            let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) else {
+                continue;
+            };
+            for s in slots.iter_mut().take(hi.min(16383) + 1).skip(lo) {
+                if !first && *s != 0 && *s != config {
+                    moved = true;
+                }
+                *s = config;
+            }
+        }
+    }
+    *shared
+        .slot_epochs
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = slots;
+    moved
 }
 
 /// Ends the sessions of a dead node, if this node is the one to reap it.
@@ -1052,6 +1163,7 @@ impl Logs for RedisStore {
             .invoke_async(&mut self.con())
             .await
             .map_err(script_failed("bounds"))?;
+        let epoch = self.shared.log_epoch(epoch, account);
         Ok(LogBounds { epoch, first, head })
     }
 
