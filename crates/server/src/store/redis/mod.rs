@@ -72,6 +72,10 @@ const TIMER_LEASE_MS: i64 = 30_000;
 const MAX_ATTEMPTS: usize = 100;
 /// Rooms the sweeper looks at per bucket and round.
 const SWEEP_BATCH: isize = 100;
+/// How often a node asks every bucket for due timers. Between, it asks only
+/// the buckets of timers it scheduled itself, when they fall due: the full
+/// round is for timers of other nodes (one that died, or left).
+const FULL_TIMER_POLL_MS: i64 = 1_000;
 
 /// A command that failed: on the way to Redis (unreachable, I/O, a
 /// timeout) or refused by it.
@@ -180,6 +184,9 @@ impl Shared {
 pub struct RedisStore {
     shared: Arc<Shared>,
     limits: LogLimits,
+    /// The timers this node scheduled, as (due time, bucket), and when it
+    /// next asks every bucket (see [`FULL_TIMER_POLL_MS`]).
+    due: Mutex<(std::collections::BTreeSet<(i64, usize)>, i64)>,
     receiver: Mutex<Option<UnboundedReceiver<Signal>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -348,6 +355,7 @@ impl RedisStore {
         Ok(RedisStore {
             shared,
             limits,
+            due: Mutex::new((Default::default(), 0)),
             receiver: Mutex::new(Some(rx)),
             tasks,
         })
@@ -507,6 +515,34 @@ impl RedisStore {
         }
         self.wake_nodes(account, &nodes).await;
         Ok(out)
+    }
+
+    /// Notes timers this node scheduled, so that it asks their buckets when
+    /// they fall due.
+    fn expect_due(&self, timers: impl Iterator<Item = (i64, usize)>) {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        due.0.extend(timers);
+    }
+
+    /// The buckets to ask for due timers at `now`.
+    fn buckets_due(&self, now: i64) -> Vec<usize> {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        if now >= due.1 {
+            due.1 = now + FULL_TIMER_POLL_MS;
+            due.0.retain(|(at, _)| *at > now);
+            return (0..BUCKETS).collect();
+        }
+        let mut buckets = Vec::new();
+        while let Some(&(at, b)) = due.0.first() {
+            if at > now {
+                break;
+            }
+            due.0.pop_first();
+            if !buckets.contains(&b) {
+                buckets.push(b);
+            }
+        }
+        buckets
     }
 
     /// Tells `nodes` that `account`'s log grew, each on its own channel.
@@ -876,6 +912,7 @@ impl Rooms for RedisStore {
             for (at, t) in &here {
                 inv.arg(*at).arg(timer_member(*at, t));
             }
+            self.expect_due(here.iter().map(|(at, _)| (*at, bucket)));
             let written: i64 = inv
                 .invoke_async(&mut self.con())
                 .await
@@ -1239,27 +1276,31 @@ impl Requests for RedisStore {
 #[async_trait]
 impl Timers for RedisStore {
     async fn schedule(&self, at: i64, timer: Timer) {
-        let key = self.keys().bucket(timer_bucket(&timer), "timers");
+        let bucket = timer_bucket(&timer);
+        self.expect_due(std::iter::once((at, bucket)));
+        let key = self.keys().bucket(bucket, "timers");
         let r: redis::RedisResult<i64> = self.con().zadd(key, timer_member(at, &timer), at).await;
         if let Err(e) = r {
             tracing::error!(?timer, error = %e, "timer not scheduled");
         }
     }
 
-    /// Asks every bucket whether a timer is due (one pipelined read), then
+    /// Asks the buckets that may hold due timers (see
+    /// [`FULL_TIMER_POLL_MS`]) whether one is (one pipelined read), then
     /// leases the due ones of the buckets that have some.
     async fn take_due(&self, now: i64, max: usize) -> Vec<(i64, Timer)> {
         let k = self.keys();
+        let buckets = self.buckets_due(now);
         let mut pipe = redis::pipe();
-        for b in 0..BUCKETS {
-            pipe.zrangebyscore_limit(k.bucket(b, "timers"), "-inf", now, 0, 1);
+        for b in &buckets {
+            pipe.zrangebyscore_limit(k.bucket(*b, "timers"), "-inf", now, 0, 1);
         }
         let heads: Vec<Vec<String>> = match self.con().run(&pipe).await {
             Ok(h) => h,
             Err(_) => return Vec::new(),
         };
         let mut out = Vec::new();
-        for (b, head) in heads.iter().enumerate() {
+        for (&b, head) in buckets.iter().zip(&heads) {
             if head.is_empty() || out.len() >= max {
                 continue;
             }
