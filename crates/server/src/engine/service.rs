@@ -389,9 +389,12 @@ impl Service {
                 .await
             }
             Request::Invite(p) => {
-                let mine = self.store.rooms_involving(&s.account).await?;
-                self.invite_quota(&mine, &s.account, now, 1)?;
-                let reach = self.reach_for(&s.account, &p, now).await?;
+                let (mine, reach) = tokio::join!(
+                    self.store.rooms_involving(&s.account),
+                    self.reach_for(&s.account, &p, now)
+                );
+                self.invite_quota(&mine?, &s.account, now, 1)?;
+                let reach = reach?;
                 let r = self
                     .apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                         rules::invite(r, &ctx, &p, reach)
@@ -408,11 +411,19 @@ impl Service {
                 .await
             }
             Request::Accept(p) => {
-                if p.auto_join.unwrap_or(false) {
-                    let mine = self.store.rooms_involving(&s.account).await?;
-                    self.room_quota(&mine, &s.account, Some(&p.channel_id), now)?;
+                let joining = p.auto_join.unwrap_or(false);
+                let (mine, online) = tokio::join!(
+                    async {
+                        match joining {
+                            true => Some(self.store.rooms_involving(&s.account).await),
+                            false => None,
+                        }
+                    },
+                    self.store.account_online(&p.account)
+                );
+                if let Some(mine) = mine {
+                    self.room_quota(&mine?, &s.account, Some(&p.channel_id), now)?;
                 }
-                let online = self.store.account_online(&p.account).await;
                 let seed = Self::uid_seed();
                 self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::accept(r, &ctx, &p, online, seed)
@@ -432,8 +443,14 @@ impl Service {
             }
             Request::Call(p) => {
                 // One read of the caller's rooms serves the quotas and the
-                // glare check.
-                let mine = self.store.rooms_involving(&s.account).await?;
+                // glare check; the callee's reach is read at the same time.
+                let (id, name) = self.new_room(p.channel_name.as_deref());
+                let invitation = p.invitation(&id);
+                let (mine, reach) = tokio::join!(
+                    self.store.rooms_involving(&s.account),
+                    self.reach_for(&s.account, &invitation, now)
+                );
+                let mine = mine?;
                 self.room_quota(&mine, &s.account, None, now)?;
                 // Glare before busy: the callee sitting in its own room,
                 // ringing us, is not busy for us.
@@ -442,15 +459,14 @@ impl Service {
                 }
                 self.invite_quota(&mine, &s.account, now, 1)?;
                 self.creation_quota(&mine, &s.account, now)?;
-                let (id, name) = self.new_room(p.channel_name.as_deref());
-                let reach = self.reach_for(&s.account, &p.invitation(&id), now).await?;
+                let reach = reach?;
                 let seed = Self::uid_seed();
                 let r = self
                     .apply(RoomKey::Name(&name), now, cause, |r| {
                         rules::call(r, &ctx, &p, &id, seed, reach)
                     })
                     .await;
-                self.push_if_offline(r, &s.account, &id, &p.invitation(&id), now)
+                self.push_if_offline(r, &s.account, &id, &invitation, now)
                     .await
             }
             Request::Sync => {
