@@ -25,7 +25,7 @@
 pub const BUCKETS: usize = 64;
 
 /// Slots of a Redis Cluster.
-const SLOTS: u16 = 16384;
+pub const SLOTS: u16 = 16384;
 
 /// The slot Redis Cluster puts a key in (CRC16/XMODEM of its hash tag).
 pub fn slot(key: &str) -> u16 {

@@ -308,3 +308,94 @@ impl Link {
         }
     }
 }
+
+const SLOTS: usize = super::keys::SLOTS as usize;
+
+/// Records, from a `CLUSTER NODES` reply, the configuration epoch of the
+/// master serving each slot into `slots` (one entry per slot; empty before
+/// the first reading). True when a slot's master changed since the last
+/// reading: a replica promoted (a new epoch) or the slot moved to another
+/// master. Masters marked failing are skipped, so their slots keep what was
+/// last seen until the promoted replica claims them.
+pub fn read_slot_epochs(text: &str, slots: &mut Vec<u64>) -> bool {
+    let first = slots.is_empty();
+    if first {
+        *slots = vec![0; SLOTS];
+    }
+    let mut moved = false;
+    for line in text.lines() {
+        // <id> <addr> <flags> <master> <ping> <pong> <config-epoch> <link> <slot>...
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let healthy_master = f.get(2).is_some_and(|flags| {
+            flags.split(',').any(|x| x == "master")
+                && !flags.split(',').any(|x| x == "fail" || x == "fail?")
+        });
+        let (true, Some(Ok(config))) = (healthy_master, f.get(6).map(|e| e.parse::<u64>())) else {
+            continue;
+        };
+        for range in f.iter().skip(8) {
+            // Slots being migrated are listed in brackets; their owner is
+            // still the one named by the plain ranges.
+            if range.starts_with('[') {
+                continue;
+            }
+            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+            let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) else {
+                continue;
+            };
+            for s in slots.iter_mut().take(hi.min(SLOTS - 1) + 1).skip(lo) {
+                if !first && *s != 0 && *s != config {
+                    moved = true;
+                }
+                *s = config;
+            }
+        }
+    }
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_slot_epochs;
+
+    const BEFORE: &str = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383
+b1 127.0.0.1:7004@17004 slave a2 0 0 2 connected
+";
+
+    #[test]
+    fn the_first_reading_moves_nothing_and_a_steady_one_neither() {
+        let mut slots = Vec::new();
+        assert!(!read_slot_epochs(BEFORE, &mut slots));
+        assert_eq!((slots[0], slots[5461], slots[16383]), (1, 2, 3));
+        assert!(!read_slot_epochs(BEFORE, &mut slots));
+    }
+
+    #[test]
+    fn a_failing_master_keeps_its_slots_until_its_replica_takes_them() {
+        let mut slots = Vec::new();
+        read_slot_epochs(BEFORE, &mut slots);
+        let failing = BEFORE.replace("master - 0 0 2", "master,fail? - 0 0 2");
+        assert!(!read_slot_epochs(&failing, &mut slots), "no new master yet");
+        assert_eq!(slots[6000], 2);
+        let promoted = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master,fail - 0 0 2 disconnected
+a3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383
+b1 127.0.0.1:7004@17004 master - 0 0 4 connected 5461-10922
+";
+        assert!(read_slot_epochs(promoted, &mut slots));
+        assert_eq!((slots[0], slots[6000], slots[16383]), (1, 4, 3));
+    }
+
+    #[test]
+    fn a_migrating_slot_stays_with_its_owner() {
+        let mut slots = Vec::new();
+        read_slot_epochs(BEFORE, &mut slots);
+        let migrating = BEFORE.replace("0-5460", "0-5460 [100->-a2]");
+        assert!(!read_slot_epochs(&migrating, &mut slots));
+        assert_eq!(slots[100], 1);
+    }
+}

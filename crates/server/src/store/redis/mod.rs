@@ -762,47 +762,9 @@ async fn liveness_round(shared: &Shared) -> Result<(), redis::RedisError> {
 fn read_slot_epochs(shared: &Shared, text: &str) -> bool {
     let mut slots = shared
         .slot_epochs
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let first = slots.is_empty();
-    if first {
-        slots = vec![0; 16384];
-    }
-    let mut moved = false;
-    for line in text.lines() {
-        // <id> <addr> <flags> <master> <ping> <pong> <config-epoch> <link> <slot>...
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let healthy_master = f.get(2).is_some_and(|flags| {
-            flags.split(',').any(|x| x == "master")
-                && !flags.split(',').any(|x| x == "fail" || x == "fail?")
-        });
-        let (true, Some(Ok(config))) = (healthy_master, f.get(6).map(|e| e.parse::<u64>())) else {
-            continue;
-        };
-        for range in f.iter().skip(8) {
-            // Slots being migrated are listed in brackets; their owner is
-            // still the one named by the plain ranges.
-            if range.starts_with('[') {
-                continue;
-            }
-            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-            let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) else {
-                continue;
-            };
-            for s in slots.iter_mut().take(hi.min(16383) + 1).skip(lo) {
-                if !first && *s != 0 && *s != config {
-                    moved = true;
-                }
-                *s = config;
-            }
-        }
-    }
-    *shared
-        .slot_epochs
         .write()
-        .unwrap_or_else(|e| e.into_inner()) = slots;
-    moved
+        .unwrap_or_else(|e| e.into_inner());
+    link::read_slot_epochs(text, &mut slots)
 }
 
 /// Ends the sessions of a dead node, if this node is the one to reap it.
