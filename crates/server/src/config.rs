@@ -524,9 +524,17 @@ impl ServerConfig {
                     "server config: store.url must start with redis:// or unix://, not {url:?}"
                 )));
             }
-            if prefix.is_empty() || prefix.len() > 64 || prefix.chars().any(char::is_whitespace) {
+            // Braces would change which Redis Cluster slot each key is in
+            // (the store's keys carry hash tags after the prefix).
+            if prefix.is_empty()
+                || prefix.len() > 64
+                || prefix
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '{' || c == '}')
+            {
                 return Err(bad(
-                    "server config: store.prefix must be 1 to 64 characters without spaces".into(),
+                    "server config: store.prefix must be 1 to 64 characters without spaces or braces"
+                        .into(),
                 ));
             }
         }
@@ -697,6 +705,22 @@ mod tests {
         for text in accepted {
             ServerConfig::from_json(text).expect(text);
         }
+    }
+
+    /// A Redis key prefix with a brace would move every key's Redis
+    /// Cluster slot (the keys carry hash tags after it): refused by name.
+    #[test]
+    fn a_store_prefix_with_braces_is_refused() {
+        for prefix in ["a{b", "x}", "{t}"] {
+            let text = format!(
+                r#"{{"store": {{"kind": "redis", "url": "redis://127.0.0.1:6379", "prefix": "{prefix}"}}}}"#
+            );
+            let err = ServerConfig::from_json(&text).expect_err(&text);
+            assert_eq!(err.code, INVALID_PARAM);
+            assert!(err.message.contains("store.prefix"), "{}", err.message);
+        }
+        let ok = r#"{"store": {"kind": "redis", "url": "redis://127.0.0.1:6379", "prefix": "nim-eu.1"}}"#;
+        ServerConfig::from_json(ok).expect(ok);
     }
 
     /// An HMAC secret shorter than MIN_SECRET_BYTES (the empty one signs

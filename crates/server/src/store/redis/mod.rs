@@ -311,12 +311,6 @@ impl RedisStore {
     /// background work (liveness, subscription). Keys start with `prefix`
     /// and ':'; nodes that share a prefix form one system.
     pub async fn connect(url: &str, prefix: &str, limits: LogLimits) -> Result<Self, StoreError> {
-        if prefix.contains(['{', '}']) {
-            return Err(StoreError::Config(format!(
-                "store prefix {prefix:?}: braces are not allowed (they would change which \
-                 Redis Cluster slot each key is in)"
-            )));
-        }
         redis::Client::open(url)
             .map_err(|e| StoreError::Config(format!("store url {url}: {e}")))?;
         let link = Link::probe(url).await.map_err(StoreError::Unavailable)?;
