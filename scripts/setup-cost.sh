@@ -227,6 +227,18 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Whether the redis-server $2 answers PING on port $1 within 10 s (false
+# at once if it exits: the port was taken, or it could not start).
+answers() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 # One Redis of our own, without persistence: fork-and-save or AOF writes
 # would land in the Redis CPU and say nothing about the commands.
 start_redis() {
@@ -238,14 +250,10 @@ start_redis() {
       >"$work/redis.log" 2>&1 &
     redis_pid=$!
     started+=("$redis_pid")
-    for ((i = 0; i < 100; i++)); do
-      if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-        redis_port=$port
-        return 0
-      fi
-      kill -0 "$redis_pid" 2>/dev/null || break
-      sleep 0.1
-    done
+    if answers "$port" "$redis_pid"; then
+      redis_port=$port
+      return 0
+    fi
     kill -TERM "$redis_pid" 2>/dev/null || true
   done
   echo "setup-cost.sh: redis-server did not start:" >&2
@@ -284,16 +292,12 @@ start_cluster_redis() { # $1: process index
       >"$dir/redis.log" 2>&1 &
     pid=$!
     started+=("$pid")
-    for ((i = 0; i < 100; i++)); do
-      if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-        redis_pids+=("$pid")
-        redis_ports+=("$port")
-        redis_bus_ports+=("$bus")
-        return 0
-      fi
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
+    if answers "$port" "$pid"; then
+      redis_pids+=("$pid")
+      redis_ports+=("$port")
+      redis_bus_ports+=("$bus")
+      return 0
+    fi
     kill -TERM "$pid" 2>/dev/null || true
   done
   echo "setup-cost.sh: redis-server $((n + 1)) of the cluster did not start:" >&2

@@ -66,6 +66,22 @@ pub fn spawn(port: u16) -> Child {
     child
 }
 
+/// Waits until something accepts connections on `port`: true, or false
+/// once the watchdog that should start it has ended or [`READY_WITHIN`]
+/// passed (the port was taken, or the server could not start).
+fn accepting(port: u16, watchdog: &mut Child) -> bool {
+    let end = Instant::now() + READY_WITHIN;
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if matches!(watchdog.try_wait(), Ok(Some(_))) || Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The Redis the tests of this binary share: `NIM_TEST_REDIS_URL`, or one
 /// started at the first call. A test binary ends with `exit`, which runs no
 /// destructor, so that one is started under a shell that kills it as soon
@@ -95,18 +111,11 @@ pub fn url() -> String {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| missing(e));
-            let end = Instant::now() + READY_WITHIN;
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    // Kept open (never dropped) for the life of the process.
-                    std::mem::forget(watchdog.stdin.take());
-                    std::mem::forget(watchdog);
-                    return format!("redis://127.0.0.1:{port}");
-                }
-                if matches!(watchdog.try_wait(), Ok(Some(_))) || Instant::now() > end {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if accepting(port, &mut watchdog) {
+                // Kept open (never dropped) for the life of the process.
+                std::mem::forget(watchdog.stdin.take());
+                std::mem::forget(watchdog);
+                return format!("redis://127.0.0.1:{port}");
             }
             let _ = watchdog.kill();
         }
@@ -407,15 +416,8 @@ read _"#;
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| missing(e));
-        let end = Instant::now() + READY_WITHIN;
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (port, watchdog);
-            }
-            if matches!(watchdog.try_wait(), Ok(Some(_))) || Instant::now() > end {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if accepting(port, &mut watchdog) {
+            return (port, watchdog);
         }
         // Closing its stdin (rather than killing it) lets the watchdog stop
         // the node, if it runs at all, and remove its directory.
