@@ -288,7 +288,7 @@ async fn the_server_drops_a_client_that_neither_sends_nor_reads() {
     let srv = start_server(json!({"heartbeatIntervalMs": 300, "heartbeatTimeoutMs": 1500})).await;
     let (ws, _) = raw_login(srv.url(), "bob", "b1", None).await;
     let t0 = Instant::now();
-    assert!(srv.service().store.account_online("bob").await);
+    assert!(srv.service().store.account_online("bob").await.unwrap());
     // From here on the socket is neither written nor read (no pongs either).
     wait_offline(&srv, "bob").await;
     let after = t0.elapsed();

@@ -251,7 +251,7 @@ pub async fn wait_offline(srv: &TestServer, account: &str) {
     let store = srv.service().store.clone();
     wait_until(&format!("{account} to be offline"), || {
         let store = store.clone();
-        async move { !store.account_online(account).await }
+        async move { !store.account_online(account).await.unwrap_or(true) }
     })
     .await;
 }

@@ -292,12 +292,12 @@ impl Service {
         }
     }
 
-    async fn reach(&self, account: &str) -> Reach {
-        Reach {
-            online: self.store.account_online(account).await,
+    async fn reach(&self, account: &str) -> Result<Reach, Failure> {
+        Ok(Reach {
+            online: self.store.account_online(account).await?,
             push_available: self.push.is_some(),
             busy: false,
-        }
+        })
     }
 
     /// How invitation `p` from `inviter` can reach its invitee, with its
@@ -305,7 +305,7 @@ impl Service {
     /// (read before the update, like the quotas: two invitations racing
     /// for one idle invitee may both ring).
     async fn reach_for(&self, inviter: &str, p: &InviteParams, now: i64) -> Result<Reach, Failure> {
-        let mut reach = self.reach(&p.account).await;
+        let mut reach = self.reach(&p.account).await?;
         if p.busy_check.unwrap_or(false) {
             let rooms = self.store.rooms_involving(&p.account).await?;
             reach.busy = rules::is_busy(&rooms, inviter, p, now);
@@ -327,7 +327,7 @@ impl Service {
         let Some(room) = rules::glare_room(mine, ctx.actor.account, &p.account, now) else {
             return Ok(None);
         };
-        let online = self.store.account_online(&p.account).await;
+        let online = self.store.account_online(&p.account).await?;
         let seed = Self::uid_seed();
         let id = &room.channel_id;
         let r = self
@@ -424,6 +424,7 @@ impl Service {
                 if let Some(mine) = mine {
                     self.room_quota(&mine?, &s.account, Some(&p.channel_id), now)?;
                 }
+                let online = online?;
                 let seed = Self::uid_seed();
                 self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::accept(r, &ctx, &p, online, seed)
@@ -431,7 +432,7 @@ impl Service {
                 .await
             }
             Request::Reject(p) => {
-                let online = self.store.account_online(&p.account).await;
+                let online = self.store.account_online(&p.account).await?;
                 self.apply(RoomKey::Id(&p.channel_id), now, cause, |r| {
                     rules::reject(r, &ctx, &p, online)
                 })

@@ -364,7 +364,16 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let devices = svc.store.devices_of(&p.account).await;
+    let devices = match svc.store.devices_of(&p.account).await {
+        Ok(d) => d,
+        Err(e) => {
+            let f = Failure::from(e);
+            tracing::warn!(account = %p.account, error = %f, "login failed: store unavailable");
+            let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
+            Box::pin(close_politely(&mut ws, Some(Farewell::LoginFailed))).await;
+            return;
+        }
+    };
     let max = cfg.max_devices_per_account;
     if devices.len() >= max && !devices.contains(&p.device_id) {
         tracing::info!(account = %p.account, "login refused: maxDevicesPerAccount");

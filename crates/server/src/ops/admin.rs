@@ -349,7 +349,11 @@ async fn run(
             ok(json!({"channelId": p[0], "toAccount": cp.account}))
         }
         Op::Devices => {
-            let mut devices = svc.store.devices_of(&p[0]).await;
+            let mut devices = svc
+                .store
+                .devices_of(&p[0])
+                .await
+                .map_err(|e| failed(e.into()))?;
             devices.sort();
             let devices: Vec<Value> = devices.iter().map(|d| json!({"deviceId": d})).collect();
             ok(json!({"devices": devices}))

@@ -258,15 +258,16 @@ impl Presence for MemoryStore {
         list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
     }
 
-    async fn account_online(&self, account: &str) -> bool {
-        self.online(account)
+    async fn account_online(&self, account: &str) -> Result<bool, StoreError> {
+        Ok(self.online(account))
     }
 
-    async fn devices_of(&self, account: &str) -> Vec<String> {
-        self.presence
+    async fn devices_of(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .presence
             .get(account)
             .map(|l| l.iter().map(|(d, _)| d.clone()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 

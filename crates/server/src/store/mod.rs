@@ -257,8 +257,10 @@ pub trait Rooms: Send + Sync {
 /// Which devices have a live session, and on which session: what logins,
 /// kicks, reachability (online/offline) and the grace after a disconnect
 /// rest on. Kept apart from the logs because it changes with connections,
-/// not with events. Best effort: a store that cannot record presence logs
-/// it and answers as if the device were not there.
+/// not with events. Recording it is best effort (a store that cannot
+/// record presence logs it); reading it is not: a read that fails says so,
+/// so that nobody is answered "offline, kept for later" (10201) because a
+/// store could not tell.
 #[async_trait]
 pub trait Presence: Send + Sync {
     /// Marks a session of a device live. Returns the id of a session of the
@@ -272,9 +274,11 @@ pub trait Presence: Send + Sync {
     /// The id of the device's live session, on whichever node it is.
     async fn live_session(&self, account: &str, device: &str) -> Option<u64>;
     /// Whether any device of the account is live.
-    async fn account_online(&self, account: &str) -> bool;
+    async fn account_online(&self, account: &str) -> Result<bool, StoreError> {
+        Ok(!self.devices_of(account).await?.is_empty())
+    }
     /// The account's live devices.
-    async fn devices_of(&self, account: &str) -> Vec<String>;
+    async fn devices_of(&self, account: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// The per-account event logs and each device's cursor in them: delivery

@@ -1068,23 +1068,19 @@ impl Presence for RedisStore {
         self.shared.live_session_of(&v?)
     }
 
-    async fn account_online(&self, account: &str) -> bool {
-        !self.devices_of(account).await.is_empty()
-    }
-
-    async fn devices_of(&self, account: &str) -> Vec<String> {
+    async fn devices_of(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let all: HashMap<String, String> = self
             .con()
             .hgetall(self.keys().acct(account, "pres"))
             .await
-            .unwrap_or_default();
+            .map_err(unavailable)?;
         let mut live: Vec<String> = all
             .into_iter()
             .filter(|(_, v)| self.shared.live_session_of(v).is_some())
             .map(|(d, _)| d)
             .collect();
         live.sort();
-        live
+        Ok(live)
     }
 }
 
