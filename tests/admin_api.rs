@@ -727,3 +727,67 @@ async fn the_admin_of_one_node_acts_on_sessions_of_another() {
     b.shutdown().await;
     forget(store["prefix"].as_str().unwrap()).await;
 }
+
+/// The operator ports bound what an outsider can hold: connections past
+/// `MAX_CONNECTIONS` are closed as soon as they are accepted (and the port
+/// serves again once some go), and a request whose body does not arrive is
+/// answered 408 after `REQUEST_TIMEOUT`, not held open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_caps_connections_and_times_out_slow_bodies() {
+    use nim_signaling_server::ops::http::{MAX_CONNECTIONS, REQUEST_TIMEOUT};
+    let (_srv, api) = admin_server(json!({})).await;
+    let addr = api.0.strip_prefix("http://").unwrap().to_string();
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        held.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The listener accepts one at a time: let it take all of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, extra.read(&mut buf))
+        .await
+        .expect("the connection over the cap is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    drop(held);
+    wait_until("the port serves again", || async {
+        // Raw: until the server has seen the held ones go, a new
+        // connection is still closed without an answer.
+        let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+            return false;
+        };
+        let req = format!(
+            "GET /v1/rooms HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let mut raw = Vec::new();
+        s.write_all(req.as_bytes()).await.is_ok()
+            && s.read_to_end(&mut raw).await.is_ok()
+            && raw.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+
+    // Half a body, then silence.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/rooms/r1/control HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"account\""
+    );
+    slow.write_all(head.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(REQUEST_TIMEOUT + WAIT, slow.read_to_end(&mut raw))
+        .await
+        .expect("answered, not held")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}

@@ -27,6 +27,17 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Time allowed for a client to send a request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed from a request's head to its answer: a body sent slowly
+/// counts, and is answered 408 when it has not arrived by then.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections one operator listener serves at once; one more is closed as
+/// soon as it is accepted. The operator side serves a few scrapers and
+/// admins, not the public.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long one connection is kept: then it is closed once its request in
+/// progress is answered (a client with keep-alive simply reconnects), so
+/// an idle connection cannot hold one of [`MAX_CONNECTIONS`] for ever.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// One request, with its body read.
 #[derive(Debug, Clone)]
@@ -90,25 +101,57 @@ impl IntoResponse for HttpResponse {
     }
 }
 
-/// Serves `router` on `listener` until the task is dropped.
+/// Serves `router` on `listener` until the task is dropped, within the
+/// bounds above.
 ///
 /// Our accept loop rather than `axum::serve`: that one gives hyper no
 /// timer, so a client could hold a connection (and its task) for ever by
 /// never finishing a request head; hyper's `header_read_timeout` needs one.
 pub async fn serve_router(listener: TcpListener, router: Router) {
+    let router = router.layer(axum::middleware::from_fn(within_deadline));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closed at once, before anything is read.
+            drop(stream);
+            continue;
+        };
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
+                }
+            }
+            drop(slot);
         });
+    }
+}
+
+/// Answers 408 for a request not answered within [`REQUEST_TIMEOUT`] of its
+/// head (its body came too slowly).
+async fn within_deadline(req: Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => HttpResponse::text(
+            408,
+            format!(
+                "request not complete within {} s (its body came too slowly)\n",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }
 
