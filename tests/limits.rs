@@ -163,3 +163,61 @@ async fn requests_per_second_per_connection() {
     alice.ok("sync", json!({})).await;
     srv.shutdown().await;
 }
+
+/// The rate is per device, not per connection: a device that reconnects
+/// (or opens a second connection) draws from the bucket it emptied, and
+/// malformed frames take from it like requests.
+#[tokio::test]
+async fn requests_per_second_per_device_survive_reconnects_and_count_malformed_frames() {
+    let srv = start_server(json!({"maxRequestsPerSecond": 5})).await;
+    let raw_login = |device: &'static str| {
+        let url = srv.url().to_string();
+        async move {
+            let mut ws = raw_connect(&url).await;
+            let login = json!({"account": "mallory", "deviceId": device, "token": ""});
+            let r = raw_request(&mut ws, 1, "login", login)
+                .await
+                .expect("login reply");
+            assert_eq!(r["code"], 200, "{r}");
+            ws
+        }
+    };
+    // Ten requests (the burst) on one connection, then a new connection.
+    let mut ws = raw_login("m1").await;
+    for id in 2..12 {
+        raw_request(&mut ws, id, "queryInvitations", json!({}))
+            .await
+            .expect("reply");
+    }
+    drop(ws);
+    let mut ws = raw_login("m1").await;
+    let r = raw_request(&mut ws, 2, "queryInvitations", json!({}))
+        .await
+        .expect("reply");
+    assert_eq!(r["code"], 416, "the reconnect found the bucket empty: {r}");
+    // Another device: malformed frames empty its bucket as well.
+    let mut ws2 = raw_login("m2").await;
+    use futures_util::{SinkExt, StreamExt};
+    for _ in 0..10 {
+        ws2.send(tokio_tungstenite::tungstenite::Message::text("{not json"))
+            .await
+            .expect("send");
+        // The reply names no request (id 0); the channels sync of the
+        // login may come first.
+        let reply = loop {
+            let f = ws2.next().await.expect("a reply").expect("a frame");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(f.to_text().unwrap_or("")) else {
+                continue; // a ping
+            };
+            if v["id"] == 0 {
+                break v;
+            }
+        };
+        assert!(reply.to_string().contains("malformed"), "{reply}");
+    }
+    let r = raw_request(&mut ws2, 2, "queryInvitations", json!({}))
+        .await
+        .expect("reply");
+    assert_eq!(r["code"], 416, "malformed frames took the burst: {r}");
+    srv.shutdown().await;
+}

@@ -306,6 +306,7 @@ pub(crate) async fn run(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let per_ip = limits::PerIp::new(cfg.max_connections_per_ip);
+    let rates = limits::DeviceRates::new(cfg.max_requests_per_second);
     let sweeper = tokio::spawn(timer_loop(service.clone()));
     let signals = service.store.signals().map(|mut rx| {
         let service = service.clone();
@@ -346,10 +347,11 @@ pub(crate) async fn run(
             // Held for the connection's life; None: over maxConnectionsPerIp
             // (the session answers the login with 416 and closes).
             let ip_slot = per_ip.admit(peer.ip());
+            let rates = rates.clone();
             tokio::spawn(async move {
                 let observer = svc.observer.clone();
                 observer.happened(Happening::ConnectionOpened);
-                session::serve(svc, cfg, socket, tls, stopping, ip_slot).await;
+                session::serve(svc, cfg, socket, tls, stopping, ip_slot, rates).await;
                 observer.happened(Happening::ConnectionClosed);
                 drop(permit);
                 drop(alive);

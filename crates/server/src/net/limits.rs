@@ -1,10 +1,10 @@
 //! Limits on connections: how many one IP address may hold, and how fast
-//! one connection may send requests. (The quotas of an account, which span
+//! one device may send requests. (The quotas of an account, which span
 //! rooms, are in `service.rs`; sizes of parameters in `protocol/params.rs`.)
 
 use dashmap::DashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nim_signaling_protocol::codes::RATE_LIMITED;
@@ -92,15 +92,91 @@ impl RequestRate {
 
     /// Whether one more request may go now (and takes its token if so).
     pub fn allow(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket is full again at `now` (forgetting it then
+    /// changes nothing).
+    fn full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+    }
+}
+
+/// The request rate of each device (account and deviceId) on this node,
+/// shared by its connections: reconnecting does not refill the bucket, and
+/// a second connection of the device draws from the same one. A bucket
+/// nobody holds is forgotten once it is full again, so the table holds
+/// the devices connected now and those that left in the last seconds.
+pub struct DeviceRates {
+    per_second: u32,
+    rates: DashMap<(String, String), Arc<DeviceRate>>,
+    /// Size past which the next lookup forgets the buckets it may.
+    prune_at: Mutex<usize>,
+}
+
+/// One device's bucket.
+pub struct DeviceRate(Mutex<RequestRate>);
+
+/// Buckets kept before the table is first pruned.
+const PRUNE_FLOOR: usize = 1024;
+
+impl DeviceRates {
+    pub fn new(per_second: u32) -> Arc<DeviceRates> {
+        Arc::new(DeviceRates {
+            per_second,
+            rates: DashMap::new(),
+            prune_at: Mutex::new(PRUNE_FLOOR),
+        })
+    }
+
+    /// The bucket of `device` of `account`, held by its session.
+    pub fn of(&self, account: &str, device: &str, now: Instant) -> Arc<DeviceRate> {
+        {
+            let mut prune_at = self.prune_at.lock().unwrap_or_else(|e| e.into_inner());
+            if self.rates.len() >= *prune_at {
+                self.rates
+                    .retain(|_, r| Arc::strong_count(r) > 1 || !r.lock().full(now));
+                *prune_at = (self.rates.len() * 2).max(PRUNE_FLOOR);
+            }
+        }
+        self.rates
+            .entry((account.to_string(), device.to_string()))
+            .or_insert_with(|| {
+                Arc::new(DeviceRate(Mutex::new(RequestRate::new(
+                    self.per_second,
+                    now,
+                ))))
+            })
+            .clone()
+    }
+}
+
+impl DeviceRate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RequestRate> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether one more request (or a frame that is not one) may go now.
+    pub fn allow(&self, now: Instant) -> bool {
+        self.lock().allow(now)
+    }
+
+    /// The answer to a request over the rate.
+    pub fn refusal(&self) -> Failure {
+        self.lock().refusal()
     }
 }
 
@@ -123,6 +199,39 @@ mod tests {
         let _s3 = t.admit(a).expect("room again after one left");
         drop(s2);
         assert_eq!(t.open_from(a), 1);
+    }
+
+    #[test]
+    fn a_device_s_connections_share_one_bucket_until_it_is_full_again() {
+        let t0 = Instant::now();
+        let rates = DeviceRates::new(10);
+        let first = rates.of("alice", "d1", t0);
+        assert_eq!((0..100).take_while(|_| first.allow(t0)).count(), 20);
+        drop(first);
+        // Reconnected at once: the same, empty bucket.
+        let again = rates.of("alice", "d1", t0);
+        assert!(!again.allow(t0), "a reconnect does not refill it");
+        assert!(
+            rates.of("alice", "d2", t0).allow(t0),
+            "another device has its own"
+        );
+        drop(again);
+        // Past the floor, buckets nobody holds and that refilled go; a
+        // held one stays.
+        let held = rates.of("bob", "d1", t0);
+        assert!(held.allow(t0));
+        let later = t0 + Duration::from_secs(10);
+        for i in 0..PRUNE_FLOOR {
+            drop(rates.of(&format!("x{i}"), "d", later));
+        }
+        assert!(
+            rates.rates.len() < PRUNE_FLOOR,
+            "pruned: {}",
+            rates.rates.len()
+        );
+        assert!(rates
+            .rates
+            .contains_key(&("bob".to_string(), "d1".to_string())));
     }
 
     #[test]

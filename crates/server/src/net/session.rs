@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::engine::observe::{Happening, Observer};
 use crate::engine::router::SessionLink;
 use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
-use crate::net::limits::{IpSlot, RequestRate};
+use crate::net::limits::{DeviceRate, DeviceRates, IpSlot};
 use crate::net::tls::{ServerStream, TlsAcceptor};
 use crate::store::LogEntry;
 use crate::ServerConfig;
@@ -302,6 +302,7 @@ pub(crate) async fn serve(
     tls: Option<TlsAcceptor>,
     stopping: Arc<Stopping>,
     ip_slot: Option<IpSlot>,
+    rates: Arc<DeviceRates>,
 ) {
     // Subscribed before anything else: a shutdown that starts while this
     // connection is still logging in is seen by the loop at once.
@@ -477,6 +478,7 @@ pub(crate) async fn serve(
             info: &info,
             link: &link,
             cursor: &mut cursor,
+            rate: rates.of(&account, &device, Instant::now()),
         };
         farewell = match s.run(&stopping, &mut phase).await {
             Ended::ServerStopping => Box::pin(s.hand_over(&mut phase)).await,
@@ -567,6 +569,8 @@ struct Live<'a> {
     info: &'a SessionInfo,
     link: &'a SessionLink,
     cursor: &'a mut u64,
+    /// The device's request rate, shared with its other connections here.
+    rate: Arc<DeviceRate>,
 }
 
 impl Live<'_> {
@@ -583,7 +587,7 @@ impl Live<'_> {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Events may have arrived between login and now.
         self.link.wake.notify_one();
-        let mut rate = RequestRate::new(self.cfg.max_requests_per_second, Instant::now());
+        let rate = &*self.rate;
         loop {
             if *phase.borrow_and_update() != Phase::Serving {
                 return Ended::ServerStopping;
@@ -596,7 +600,11 @@ impl Live<'_> {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(_))) => {
-                            let f = Failure::new(INVALID_PARAM, "binary frames are not part of the protocol");
+                            let f = if rate.allow(Instant::now()) {
+                                Failure::new(INVALID_PARAM, "binary frames are not part of the protocol")
+                            } else {
+                                rate.refusal()
+                            };
                             if let Err(e) = send_text(self.ws, frames::failure_frame(0, &f)).await { return Ended::Close(e) }
                             continue;
                         }
@@ -613,7 +621,7 @@ impl Live<'_> {
                     }
                     // Boxed: the request path is deep and runs briefly;
                     // the idle loop should not carry its space.
-                    let handled = Box::pin(handle_text(svc, info, &mut rate, &text)).await;
+                    let handled = Box::pin(handle_text(svc, info, rate, &text)).await;
                     drop(gate);
                     match handled {
                         Handled::Reply(r) => if let Err(e) = send_text(self.ws, r).await { return Ended::Close(e) },
@@ -703,16 +711,17 @@ enum Handled {
     Nothing,
 }
 
-async fn handle_text(
-    svc: &Service,
-    info: &SessionInfo,
-    rate: &mut RequestRate,
-    text: &str,
-) -> Handled {
+async fn handle_text(svc: &Service, info: &SessionInfo, rate: &DeviceRate, text: &str) -> Handled {
     let mut frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            let f = Failure::new(INVALID_PARAM, format!("malformed frame: {e}"));
+            // A malformed frame costs a token like a request, so that a
+            // flood of them is held to the rate too.
+            let f = if rate.allow(Instant::now()) {
+                Failure::new(INVALID_PARAM, format!("malformed frame: {e}"))
+            } else {
+                rate.refusal()
+            };
             return Handled::Reply(frames::failure_frame(0, &f));
         }
     };
@@ -736,7 +745,7 @@ async fn handle_text(
 async fn handle_request(
     svc: &Service,
     info: &SessionInfo,
-    rate: &mut RequestRate,
+    rate: &DeviceRate,
     frame: ClientFrame,
     id: u64,
     op: String,
