@@ -512,7 +512,10 @@ int32_t nim_signaling_reg_channels_sync_cb(struct nim_signaling_client *client,
  or `"resync":"stateLost"` when the server could not resume (the device
  was away too long, or the server lost its state): events of the gap may
  be missing, and the offline list and channels sync that follow are the
- state to rebuild from. See docs/DELIVERY.md.
+ state to rebuild from. Any `connected` (the first one too) carries
+ `"resync":"trimmed"` when the offline list that follows is incomplete:
+ the account's offline list was full (`maxOfflineEvents`) and dropped its
+ oldest events. See docs/DELIVERY.md.
  */
 int32_t nim_signaling_reg_connection_state_cb(struct nim_signaling_client *client,
                                               nim_signaling_event_cb cb,

@@ -649,7 +649,10 @@ pub unsafe extern "C" fn nim_signaling_reg_channels_sync_cb(
 /// or `"resync":"stateLost"` when the server could not resume (the device
 /// was away too long, or the server lost its state): events of the gap may
 /// be missing, and the offline list and channels sync that follow are the
-/// state to rebuild from. See docs/DELIVERY.md.
+/// state to rebuild from. Any `connected` (the first one too) carries
+/// `"resync":"trimmed"` when the offline list that follows is incomplete:
+/// the account's offline list was full (`maxOfflineEvents`) and dropped its
+/// oldest events. See docs/DELIVERY.md.
 #[no_mangle]
 pub unsafe extern "C" fn nim_signaling_reg_connection_state_cb(
     client: *mut nim_signaling_client,

@@ -19,6 +19,8 @@ mod cluster_faults;
 mod delivery;
 #[path = "glare_busy_group.rs"]
 mod glare_busy_group;
+#[path = "offline_bounds.rs"]
+mod offline_bounds;
 #[path = "push.rs"]
 mod push;
 #[path = "query_receipts_update.rs"]

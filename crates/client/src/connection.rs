@@ -119,10 +119,14 @@ pub(super) async fn run(
             Cmd::Login(done) => {
                 c.emit_state(ConnState::Connecting, OK);
                 match c.first_login().await {
-                    Ok((ws, reply, _)) => {
+                    Ok((ws, reply, resync)) => {
                         c.shared.logged_in.store(true, Ordering::SeqCst);
                         done.complete(OK, reply);
-                        c.emit_state(ConnState::Connected, OK);
+                        (c.sink)(Notification::ConnectionState(StateChange {
+                            state: ConnState::Connected,
+                            code: OK,
+                            resync,
+                        }));
                         if c.online(ws, &mut cmds).await {
                             break;
                         }
@@ -228,7 +232,8 @@ impl Conn {
 
     /// Connects to the current URL and logs in, asking to resume after the
     /// last event seen when `resume`. Returns the socket, the login result
-    /// object, and the server's resync reason when it could not resume.
+    /// object, and the server's resync reason: it could not resume, or a
+    /// fresh start's offline list is incomplete.
     /// The first login: each server URL in turn while they cannot be
     /// reached (a node down or draining), stopping at the first that
     /// answers — a refusal by the server (bad token, limits) is final.
@@ -314,8 +319,12 @@ impl Conn {
                     // continues after its current head.
                     self.last_seq = v["seq"].as_u64();
                     self.epoch = v["epoch"].as_str().map(str::to_string);
+                    // A resume refused, or a fresh start whose offline
+                    // list is incomplete (the server says "trimmed").
                     if resume {
                         resync = Some(v["resync"].as_str().unwrap_or("stateLost").to_string());
+                    } else {
+                        resync = v["resync"].as_str().map(str::to_string);
                     }
                 }
                 return Ok((ws, result.to_string(), resync));

@@ -126,8 +126,11 @@ pub struct StateChange {
     /// On `connected` after a reconnect: the server could not continue the
     /// event stream where this client left off (`"trimmed"`: the events it
     /// missed were dropped from the log; `"stateLost"`: the server lost its
-    /// state, e.g. restarted). Events may have been missed; the offline
-    /// list and channels sync that follow are the state to rebuild from.
+    /// state, e.g. restarted). On any `connected`, `"trimmed"` also when the
+    /// offline list that follows is incomplete (the account's offline list
+    /// was full, `maxOfflineEvents`, and dropped its oldest events). Events
+    /// may have been missed; the offline list and channels sync that follow
+    /// are the state to rebuild from.
     pub resync: Option<String>,
 }
 

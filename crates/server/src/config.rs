@@ -157,6 +157,10 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     pub log_max_events: usize,
     pub log_retention_ms: i64,
+    /// How long an event kept for offline delivery waits for a login.
+    pub offline_retention_ms: i64,
+    /// Events kept for offline delivery per account at most.
+    pub max_offline_events: usize,
     pub store: StoreConfig,
     /// Rooms one account may be a member of at once.
     pub max_rooms_per_account: usize,
@@ -210,6 +214,8 @@ impl Default for ServerConfig {
             max_frame_bytes: 64 * 1024,
             log_max_events: 1000,
             log_retention_ms: 120_000,
+            offline_retention_ms: 7_200_000,
+            max_offline_events: 100,
             store: StoreConfig::Memory {},
             max_rooms_per_account: 100,
             max_pending_invites_per_account: 100,
@@ -462,6 +468,12 @@ impl ServerConfig {
             ("inviteTtlMs", ms(self.invite_ttl_ms), 1, MONTH),
             ("memberDropGraceMs", ms(self.member_drop_grace_ms), 1, MONTH),
             ("logRetentionMs", ms(self.log_retention_ms), 1, MONTH),
+            (
+                "offlineRetentionMs",
+                ms(self.offline_retention_ms),
+                1,
+                MONTH,
+            ),
             ("heartbeatIntervalMs", self.heartbeat_interval_ms, 1, DAY),
             ("heartbeatTimeoutMs", self.heartbeat_timeout_ms, 1000, DAY),
             ("loginTimeoutMs", self.login_timeout_ms, 1, DAY),
@@ -479,6 +491,12 @@ impl ServerConfig {
                 100_000_000,
             ),
             ("logMaxEvents", self.log_max_events as u64, 1, 1_000_000),
+            (
+                "maxOfflineEvents",
+                self.max_offline_events as u64,
+                1,
+                1_000_000,
+            ),
             (
                 "maxRoomsPerAccount",
                 self.max_rooms_per_account as u64,
@@ -651,6 +669,8 @@ impl ServerConfig {
         LogLimits {
             max_events: self.log_max_events,
             retention_ms: self.log_retention_ms,
+            offline_retention_ms: self.offline_retention_ms,
+            max_offline: self.max_offline_events,
         }
     }
 }

@@ -23,13 +23,7 @@ use nim_signaling_protocol::frames::result_object;
 use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
 use nim_signaling_protocol::{Failure, Request};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::store::now_ms;
 
 /// What the service needs to know about the session a request came from.
 #[derive(Debug, Clone)]
@@ -708,23 +702,15 @@ impl Service {
     ) -> Result<Vec<Value>, Failure> {
         let mut out = Vec::new();
         let mut rooms: HashMap<String, Option<Room>> = HashMap::new();
-        let mut after = from;
-        while after < to && out.len() < MAX_OFFLINE_EVENTS {
-            let batch = self.store.read_after(account, after, 256).await?;
-            if batch.is_empty() {
+        for e in self.store.read_offline(account, from, to).await? {
+            if out.len() == MAX_OFFLINE_EVENTS {
                 break;
             }
-            for e in batch {
-                after = e.seq;
-                if e.seq > to {
-                    break;
-                }
-                if !e.offline || e.exclude_device.as_deref() == Some(device) {
-                    continue;
-                }
-                if let Some(v) = self.render_late(&e, &mut rooms, now).await? {
-                    out.push(v);
-                }
+            if e.exclude_device.as_deref() == Some(device) {
+                continue;
+            }
+            if let Some(v) = self.render_late(&e, &mut rooms, now).await? {
+                out.push(v);
             }
         }
         Ok(out)
@@ -744,11 +730,14 @@ impl Service {
             let room = self.store.get_room(RoomKey::Id(id), now).await?;
             rooms.insert(id.clone(), room);
         }
+        // A room no longer remembered takes its offline events with it
+        // (the store drops them too, on its own schedule): nobody can act
+        // on them, and the rooms still remembered show their `invalid`.
+        let Some(room) = rooms.get(id).and_then(|r| r.as_ref()) else {
+            return Ok(None);
+        };
         let mut ev = ev.clone();
-        match rooms.get(id).and_then(|r| r.as_ref()) {
-            Some(room) => ev.channel_info = room.channel_info(now),
-            None => ev.channel_info.invalid = 1,
-        }
+        ev.channel_info = room.channel_info(now);
         Ok(serde_json::to_value(ev).ok())
     }
 
@@ -797,10 +786,13 @@ impl Service {
                 let grace = self.member_drop_grace.as_millis() as i64;
                 // Came back, or went away again later (a later timer covers
                 // that absence): nothing to do now.
-                match self.store.device_gone_since(&account, &device).await {
-                    Some(since) if now - since >= grace => {}
+                let since = match self.store.device_gone_since(&account, &device).await {
+                    Some(since) if now - since >= grace => since,
                     _ => return,
-                }
+                };
+                // Whatever follows, this absence has had its review: its
+                // record would otherwise outlive the device by forever.
+                self.store.forget_gone(&account, &device, since).await;
                 let Ok(rooms) = self.store.rooms_involving(&account).await else {
                     return;
                 };

@@ -25,7 +25,7 @@ use crate::engine::router::SessionLink;
 use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
 use crate::net::limits::{DeviceRate, DeviceRates, IpSlot};
 use crate::net::tls::{ServerStream, TlsAcceptor};
-use crate::store::LogEntry;
+use crate::store::{LogEntry, ResyncReason};
 use crate::ServerConfig;
 use crate::{Phase, Stopping};
 use nim_signaling_protocol::codes::{
@@ -423,6 +423,12 @@ pub(crate) async fn serve(
         .and_then(|seq| bounds.resume_gap(p.resume_epoch.as_deref().unwrap_or_default(), seq));
     let resumed = p.resume_seq.filter(|_| resync.is_none());
     let offline_from = svc.store.cursor(&account, &device).await;
+    // A fresh start whose offline list lost an event to its cap says so
+    // too: the app must not take the list for everything it missed.
+    let resync = resync.or_else(|| {
+        (resumed.is_none() && bounds.offline_trimmed > offline_from)
+            .then_some(ResyncReason::Trimmed)
+    });
     let mut cursor = resumed.unwrap_or(bounds.head);
     let info = SessionInfo {
         account: account.clone(),

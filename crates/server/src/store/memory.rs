@@ -20,10 +20,68 @@ use super::{
 #[derive(Default)]
 struct AccountLog {
     entries: VecDeque<Arc<LogEntry>>,
+    /// The entries kept for offline delivery (see [`LogLimits`]); each is
+    /// also in `entries` until that trims it.
+    offline: VecDeque<Arc<LogEntry>>,
     /// Last sequence handed out.
     head: u64,
+    /// See [`LogBounds::offline_trimmed`].
+    offline_trimmed: u64,
     /// Per device: last sequence given to it.
     cursors: HashMap<String, u64>,
+    /// When a login, an append or a cursor last touched it (see
+    /// [`LogLimits::idle_prune_ms`]).
+    touched: i64,
+}
+
+impl AccountLog {
+    /// Drops what the limits no longer keep, as of `now`: from the log, the
+    /// entries over its count and those past its retention; from the
+    /// offline list, those over its count (remembered in
+    /// `offline_trimmed`) and those past the offline retention.
+    fn trim(&mut self, limits: &LogLimits, now: i64) {
+        while self.entries.len() > limits.max_events {
+            self.entries.pop_front();
+        }
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now - e.time > limits.retention_ms)
+        {
+            self.entries.pop_front();
+        }
+        while self.offline.len() > limits.max_offline {
+            if let Some(e) = self.offline.pop_front() {
+                self.offline_trimmed = self.offline_trimmed.max(e.seq);
+            }
+        }
+        while self
+            .offline
+            .front()
+            .is_some_and(|e| now - e.time > limits.offline_retention_ms)
+        {
+            self.offline.pop_front();
+        }
+        // A cursor only decides where a fresh login's offline list starts;
+        // with nothing in that list every cursor reads as 0 just as well.
+        if self.offline.is_empty() {
+            self.cursors = HashMap::new();
+        }
+    }
+
+    /// Entries held: the log's, and those only the offline list still
+    /// keeps.
+    fn held(&self) -> usize {
+        let first = self.entries.front().map_or(u64::MAX, |e| e.seq);
+        self.entries.len() + self.offline.iter().take_while(|e| e.seq < first).count()
+    }
+
+    /// Nothing left worth a memory: see [`LogLimits::idle_prune_ms`].
+    fn is_forgettable(&self, limits: &LogLimits, now: i64) -> bool {
+        self.entries.is_empty()
+            && self.offline.is_empty()
+            && now - self.touched >= limits.idle_prune_ms()
+    }
 }
 
 /// The retry record of one device: answers of its current client instance.
@@ -97,6 +155,28 @@ impl MemoryStore {
                 .or_default()
                 .insert(new.channel_id.clone());
         }
+    }
+}
+
+impl MemoryStore {
+    /// Ages every log (an account nobody sends to is trimmed here, not on
+    /// its next append), drops the offline events of the rooms just
+    /// forgotten (`forgotten`: nobody can act on them any more), and
+    /// forgets the logs left with nothing in them.
+    fn sweep_logs(&self, forgotten: &[Room], now: i64) {
+        let forgotten: HashSet<&str> = forgotten.iter().map(|r| r.channel_id.as_str()).collect();
+        // Lock order: logs, then presence (`online`).
+        self.logs.retain(|account, log| {
+            if !forgotten.is_empty() {
+                log.offline.retain(|e| {
+                    e.body
+                        .as_ref()
+                        .map_or(true, |b| !forgotten.contains(b.channel_id()))
+                });
+            }
+            log.trim(&self.limits, now);
+            !(log.is_forgettable(&self.limits, now) && !self.online(account))
+        });
     }
 }
 
@@ -218,6 +298,7 @@ impl Rooms for MemoryStore {
                 self.account_rooms.remove_if(account, |_, s| s.is_empty());
             }
         }
+        self.sweep_logs(&gone, now);
         Ok(gone)
     }
 }
@@ -253,6 +334,13 @@ impl Presence for MemoryStore {
             .map(|t| *t)
     }
 
+    async fn forget_gone(&self, account: &str, device: &str, since: i64) {
+        self.gone
+            .remove_if(&(account.to_string(), device.to_string()), |_, t| {
+                *t == since
+            });
+    }
+
     async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
         let list = self.presence.get(account)?;
         list.iter().find(|(d, _)| d == device).map(|(_, s)| *s)
@@ -283,6 +371,7 @@ impl Logs for MemoryStore {
         let mut log = self.logs.entry(account.to_string()).or_default();
         let offline = entry.offline_enabled && !self.online(account);
         log.head += 1;
+        log.touched = now;
         let e = Arc::new(LogEntry {
             seq: log.head,
             kind: entry.kind,
@@ -293,18 +382,10 @@ impl Logs for MemoryStore {
             encoded,
         });
         log.entries.push_back(e.clone());
-        // Trim: the count cap always; old entries that only serve resume
-        // once they are past retention (offline ones wait for their login).
-        while log.entries.len() > self.limits.max_events {
-            log.entries.pop_front();
+        if offline {
+            log.offline.push_back(e.clone());
         }
-        while let Some(front) = log.entries.front() {
-            if !front.offline && now - front.time > self.limits.retention_ms {
-                log.entries.pop_front();
-            } else {
-                break;
-            }
-        }
+        log.trim(&self.limits, now);
         Ok(e)
     }
 
@@ -322,18 +403,42 @@ impl Logs for MemoryStore {
         Ok(log.entries.iter().skip(skip).take(max).cloned().collect())
     }
 
+    async fn read_offline(
+        &self,
+        account: &str,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
+        let Some(log) = self.logs.get(account) else {
+            return Ok(Vec::new());
+        };
+        Ok(log
+            .offline
+            .iter()
+            .filter(|e| e.seq > after && e.seq <= to)
+            .cloned()
+            .collect())
+    }
+
     async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError> {
-        let (first, head) = match self.logs.get(account) {
-            Some(log) => (
-                log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1),
-                log.head,
-            ),
-            None => (1, 0),
+        let (first, head, offline_trimmed) = match self.logs.get_mut(account) {
+            Some(mut log) => {
+                // A login reads this just before it goes live: the log must
+                // not be forgotten in between (see `idle_prune_ms`).
+                log.touched = super::now_ms();
+                (
+                    log.entries.front().map(|e| e.seq).unwrap_or(log.head + 1),
+                    log.head,
+                    log.offline_trimmed,
+                )
+            }
+            None => (1, 0, 0),
         };
         Ok(LogBounds {
             epoch: self.epoch.clone(),
             first,
             head,
+            offline_trimmed,
         })
     }
 
@@ -346,6 +451,12 @@ impl Logs for MemoryStore {
 
     async fn set_cursor(&self, account: &str, device: &str, seq: u64) {
         let mut log = self.logs.entry(account.to_string()).or_default();
+        log.touched = super::now_ms();
+        // Nothing kept for offline delivery: the cursor would be dropped by
+        // the next trim anyway (see `AccountLog::trim`).
+        if log.offline.is_empty() {
+            return;
+        }
         let c = log.cursors.entry(device.to_string()).or_insert(0);
         *c = (*c).max(seq);
     }
@@ -458,7 +569,7 @@ impl Stats for MemoryStore {
     async fn stats(&self) -> StoreStats {
         StoreStats {
             rooms: self.rooms.len(),
-            log_entries: self.logs.iter().map(|l| l.entries.len()).sum(),
+            log_entries: self.logs.iter().map(|l| l.held()).sum(),
             timers: self.timers.lock().unwrap_or_else(|e| e.into_inner()).len(),
         }
     }
@@ -466,3 +577,110 @@ impl Stats for MemoryStore {
 
 /// One process, no other nodes: nothing to tell, nothing to hear.
 impl Signals for MemoryStore {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{now_ms, LogBody, ResyncReason};
+    use nim_signaling_protocol::frames::NotifyKind;
+    use nim_signaling_protocol::objects::{ChannelInfo, Event, EventType};
+
+    fn invite(channel: &str, offline_enabled: bool) -> NewEntry {
+        let info = ChannelInfo {
+            channel_id: channel.into(),
+            channel_name: String::new(),
+            kind: 1,
+            ext: String::new(),
+            create_timestamp: 0,
+            expire_timestamp: 0,
+            creator_id: "alice".into(),
+            invalid: 0,
+        };
+        NewEntry {
+            kind: NotifyKind::Notify,
+            exclude_device: None,
+            offline_enabled,
+            body: LogBody::Event(Event::new(EventType::Invite, info, "alice", "", 0)),
+        }
+    }
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(LogLimits {
+            max_events: 10,
+            retention_ms: 1_000,
+            offline_retention_ms: 5_000,
+            max_offline: 10,
+        })
+    }
+
+    /// An account nobody logs in to keeps its offline event for the
+    /// offline retention, its device cursor as long as that event, and
+    /// nothing at all once it has been idle past the prune horizon; a
+    /// device resuming into the forgotten log is told `stateLost`.
+    #[tokio::test]
+    async fn a_log_left_with_nothing_is_forgotten() {
+        let s = store();
+        let t = now_ms();
+        s.append("ghost", invite("c1", true), t).await.unwrap();
+        s.set_cursor("ghost", "d1", 1).await;
+        let epoch = s.log_bounds("ghost").await.unwrap().epoch;
+
+        s.sweep(t + 2_000).await.unwrap();
+        assert!(
+            s.read_after("ghost", 0, 10).await.unwrap().is_empty(),
+            "past logRetentionMs"
+        );
+        assert_eq!(s.read_offline("ghost", 0, u64::MAX).await.unwrap().len(), 1);
+        assert_eq!(
+            s.cursor("ghost", "d1").await,
+            1,
+            "kept with the offline event"
+        );
+
+        s.sweep(t + 6_000).await.unwrap();
+        assert!(s
+            .read_offline("ghost", 0, u64::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.cursor("ghost", "d1").await,
+            0,
+            "nothing left for it to mark"
+        );
+        assert!(
+            s.logs.contains_key("ghost"),
+            "touched less than a minute ago"
+        );
+
+        s.sweep(t + 6_000 + 60_000).await.unwrap();
+        assert!(!s.logs.contains_key("ghost"), "forgotten");
+        let b = s.log_bounds("ghost").await.unwrap();
+        assert_eq!(b.resume_gap(&epoch, 1), Some(ResyncReason::StateLost));
+    }
+
+    /// A log whose account has a device online is kept however idle, and a
+    /// device's absence record goes only for the absence that was reviewed.
+    #[tokio::test]
+    async fn online_logs_and_later_absences_stay() {
+        let s = store();
+        let t = now_ms();
+        s.session_up("bob", "b1", 7).await;
+        s.append("bob", invite("c1", false), t).await.unwrap();
+        s.sweep(t + 600_000).await.unwrap();
+        assert!(s.logs.contains_key("bob"), "bob is online");
+        assert_eq!(s.log_bounds("bob").await.unwrap().head, 1);
+
+        s.session_down("bob", "b1", 7, t).await;
+        s.session_up("bob", "b1", 8).await;
+        s.session_down("bob", "b1", 8, t + 10).await;
+        s.forget_gone("bob", "b1", t).await;
+        assert_eq!(
+            s.device_gone_since("bob", "b1").await,
+            Some(t + 10),
+            "a later absence"
+        );
+        s.forget_gone("bob", "b1", t + 10).await;
+        assert_eq!(s.device_gone_since("bob", "b1").await, None);
+    }
+}

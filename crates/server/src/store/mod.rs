@@ -19,6 +19,15 @@ pub use model::{
 };
 use nim_signaling_protocol::Failure;
 
+/// Milliseconds since the Unix epoch: the clock every store and the
+/// engine share.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// How a room is addressed in an update.
 #[derive(Debug, Clone, Copy)]
 pub enum RoomKey<'a> {
@@ -47,12 +56,26 @@ pub enum Tx {
 pub type RoomFn<'a> = &'a mut (dyn FnMut(Option<&Room>) -> Tx + Send);
 
 /// Retention of the per-account event logs.
+///
+/// An account has two lists. Its log holds every event, for devices that
+/// resume a stream (bounded by `max_events` and `retention_ms`, whatever
+/// the event). Its offline list holds the events kept for offline delivery
+/// (offlineEnabled, appended while no device was online), for devices that
+/// log in afresh; it has bounds of its own (`max_offline`,
+/// `offline_retention_ms`), so that no amount of other traffic to the
+/// account (CONTROLs from anyone in one of its rooms) pushes a kept
+/// invitation out. Dropping one because the offline list is full is
+/// reported to the next fresh login (`LogBounds::offline_trimmed`).
 #[derive(Debug, Clone, Copy)]
 pub struct LogLimits {
-    /// Entries kept per account at most.
+    /// Entries kept per account's log at most.
     pub max_events: usize,
-    /// How long entries not kept for offline delivery stay (for resume).
+    /// How long an entry stays in the log (for resume).
     pub retention_ms: i64,
+    /// How long an entry kept for offline delivery waits for a login.
+    pub offline_retention_ms: i64,
+    /// Entries kept per account's offline list at most.
+    pub max_offline: usize,
 }
 
 impl Default for LogLimits {
@@ -60,9 +83,27 @@ impl Default for LogLimits {
         LogLimits {
             max_events: 1000,
             retention_ms: 120_000,
+            offline_retention_ms: 7_200_000,
+            max_offline: 100,
         }
     }
 }
+
+impl LogLimits {
+    /// How long an account's log state (its sequence head and its devices'
+    /// cursors) is kept once nothing is left in it, no device is online and
+    /// nobody has looked at it. After that it is forgotten, and a device
+    /// resuming into it is told `stateLost` (its sequence numbers name a
+    /// log that is no longer there).
+    pub fn idle_prune_ms(&self) -> i64 {
+        self.retention_ms.max(IDLE_PRUNE_FLOOR_MS)
+    }
+}
+
+/// The least time an emptied, unwatched log is kept: a login reads a log's
+/// bounds a moment before it marks its device live, and that moment must
+/// never see the log forgotten under it.
+const IDLE_PRUNE_FLOOR_MS: i64 = 60_000;
 
 /// Where an account's log stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +118,10 @@ pub struct LogBounds {
     pub first: u64,
     /// The last seq handed out.
     pub head: u64,
+    /// The largest seq of an entry dropped from the offline list because
+    /// it was full (0: none): a device whose cursor is below it missed an
+    /// offline event, and its fresh login says so (`resync: trimmed`).
+    pub offline_trimmed: u64,
 }
 
 impl LogBounds {
@@ -271,6 +316,10 @@ pub trait Presence: Send + Sync {
     /// Since when the device has had no live session; None while it has one
     /// (or when it was never seen).
     async fn device_gone_since(&self, account: &str, device: &str) -> Option<i64>;
+    /// The device's absence that began at `since` has been dealt with (its
+    /// memberships reviewed): its record goes, unless a later absence
+    /// replaced it.
+    async fn forget_gone(&self, account: &str, device: &str, since: i64);
     /// The id of the device's live session, on whichever node it is.
     async fn live_session(&self, account: &str, device: &str) -> Option<u64>;
     /// Whether any device of the account is live.
@@ -324,6 +373,14 @@ pub trait Logs: Send + Sync {
         }
         out
     }
+    /// The entries of the account's offline list (see [`LogLimits`]) with
+    /// seq in (`after`, `to`], oldest first.
+    async fn read_offline(
+        &self,
+        account: &str,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError>;
     /// Entries with seq > `after`, oldest first, at most `max`.
     async fn read_after(
         &self,

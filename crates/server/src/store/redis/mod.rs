@@ -49,8 +49,8 @@ use super::model::{
     push_token_to_evict, LogBody, LogEntry, NewEntry, PushToken, Room, Timer, MAX_PUSH_TOKENS,
 };
 use super::{
-    LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests, RoomFn,
-    RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
+    now_ms, LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests,
+    RoomFn, RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
 };
 use nim_signaling_protocol::frames::NotifyKind;
 
@@ -98,13 +98,6 @@ fn script_failed(name: &'static str) -> impl FnOnce(redis::RedisError) -> StoreE
 /// What serde_json refused to encode for storing.
 fn unencodable(e: serde_json::Error) -> StoreError {
     StoreError::Encode(e.to_string())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn fresh_epoch() -> String {
@@ -281,6 +274,7 @@ struct Scripts {
     read_after: Script,
     bounds: Script,
     set_cursor: Script,
+    forget_gone: Script,
     session_up: Script,
     session_down: Script,
     request_begin: Script,
@@ -297,6 +291,7 @@ static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| S
     read_after: Script::new(include_str!("scripts/read_after.lua")),
     bounds: Script::new(include_str!("scripts/bounds.lua")),
     set_cursor: Script::new(include_str!("scripts/set_cursor.lua")),
+    forget_gone: Script::new(include_str!("scripts/forget_gone.lua")),
     session_up: Script::new(include_str!("scripts/session_up.lua")),
     session_down: Script::new(include_str!("scripts/session_down.lua")),
     request_begin: Script::new(include_str!("scripts/request_begin.lua")),
@@ -441,10 +436,15 @@ impl RedisStore {
         inv.key(k.acct(account, "pres"))
             .key(k.acct(account, "head"))
             .key(k.acct(account, "log"))
+            .key(k.acct(account, "off"))
+            .key(k.acct(account, "cur"))
+            .key(k.acct(account, "otrim"))
             .arg(now)
             .arg(self.limits.max_events)
             .arg(self.limits.retention_ms)
-            .arg(&self.shared.node);
+            .arg(&self.shared.node)
+            .arg(self.limits.max_offline)
+            .arg(self.limits.offline_retention_ms);
         {
             let dead = self.shared.dead.read().unwrap_or_else(|e| e.into_inner());
             inv.arg(dead.len());
@@ -463,10 +463,10 @@ impl RedisStore {
                     b,
                 })
             };
-            // The body is kept only for an entry held for offline delivery;
-            // the script picks the tail once it knows.
+            // The body is kept only in the offline list, for an entry held
+            // for offline delivery; the script knows whether it is one.
             if entry.offline_enabled {
-                inv.arg("1").arg(tail(Some(&entry.body))?).arg(tail(None)?);
+                inv.arg("1").arg(tail(None)?).arg(tail(Some(&entry.body))?);
             } else {
                 inv.arg("0").arg(tail(None)?).arg("");
             }
@@ -1058,6 +1058,21 @@ impl Presence for RedisStore {
             .flatten()
     }
 
+    async fn forget_gone(&self, account: &str, device: &str, since: i64) {
+        let r: redis::RedisResult<i64> = SCRIPTS
+            .forget_gone
+            .key(self.keys().acct(account, "gone"))
+            .arg(device)
+            .arg(since)
+            .invoke_async(&mut self.con())
+            .await;
+        if let Err(e) = r {
+            // Only memory is at stake: the record says the device is away,
+            // which it still is.
+            tracing::warn!(%account, error = %e, "gone-since record not dropped");
+        }
+    }
+
     async fn live_session(&self, account: &str, device: &str) -> Option<u64> {
         let v: Option<String> = self
             .con()
@@ -1118,6 +1133,29 @@ impl Logs for RedisStore {
         futures_util::future::join_all(runs).await
     }
 
+    async fn read_offline(
+        &self,
+        account: &str,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
+        // Bounded by maxOfflineEvents: read whole.
+        let texts: Vec<String> = self
+            .con()
+            .lrange(self.keys().acct(account, "off"), 0, -1)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for t in &texts {
+            let e = decode_entry(t)
+                .ok_or_else(|| StoreError::Corrupt("stored offline entry unreadable".into()))?;
+            if e.seq > after && e.seq <= to {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
     async fn read_after(
         &self,
         account: &str,
@@ -1143,17 +1181,23 @@ impl Logs for RedisStore {
 
     async fn log_bounds(&self, account: &str) -> Result<LogBounds, StoreError> {
         let k = self.keys();
-        let (epoch, first, head): (String, u64, u64) = SCRIPTS
+        let (epoch, first, head, offline_trimmed): (String, u64, u64, u64) = SCRIPTS
             .bounds
             .key(k.acct(account, "epoch"))
             .key(k.acct(account, "head"))
             .key(k.acct(account, "log"))
+            .key(k.acct(account, "otrim"))
             .arg(fresh_epoch())
             .invoke_async(&mut self.con())
             .await
             .map_err(script_failed("bounds"))?;
         let epoch = self.shared.log_epoch(epoch, account);
-        Ok(LogBounds { epoch, first, head })
+        Ok(LogBounds {
+            epoch,
+            first,
+            head,
+            offline_trimmed,
+        })
     }
 
     async fn cursor(&self, account: &str, device: &str) -> u64 {
@@ -1169,6 +1213,7 @@ impl Logs for RedisStore {
         let r: redis::RedisResult<i64> = SCRIPTS
             .set_cursor
             .key(self.keys().acct(account, "cur"))
+            .key(self.keys().acct(account, "off"))
             .arg(device)
             .arg(seq)
             .invoke_async(&mut self.con())
