@@ -5,7 +5,10 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn rooms_per_account() {
@@ -124,24 +127,181 @@ async fn devices_per_account() {
     srv.shutdown().await;
 }
 
+/// A connection from loopback address `from` to `srv` that sends nothing
+/// (a server on 127.0.0.1 is reached from any 127/8 address), as a
+/// non-blocking std socket, so that [`closed`] can ask the kernel.
+async fn connect_from(from: &str, srv: &TestServer) -> std::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(format!("{from}:0").parse().unwrap())
+        .expect("bind the source address");
+    let tcp = socket.connect(srv.local_addr()).await.expect("connect");
+    tcp.into_std().expect("a std socket")
+}
+
+/// Whether the server has closed `tcp` by now (EOF or a reset), asked of
+/// the kernel without waiting.
+fn closed(tcp: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    match (&*tcp).read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => panic!("the server sent something on a connection that sent nothing"),
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Whether the server closes `tcp` within `limit`.
+async fn closed_within(tcp: &std::net::TcpStream, limit: Duration) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while !closed(tcp) {
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// The WebSocket handshake and a login of `account` over `tcp`: the
+/// connection and the login's result.
+async fn login_over(tcp: std::net::TcpStream, srv: &TestServer, account: &str) -> (RawWs, Value) {
+    let tcp = tokio::net::TcpStream::from_std(tcp).expect("a tokio socket");
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (mut ws, _) = tokio_tungstenite::client_async(srv.url(), plain)
+        .await
+        .expect("the WebSocket handshake");
+    let login = json!({"account": account, "deviceId": "d1", "token": ""});
+    let r = raw_request(&mut ws, 1, "login", login)
+        .await
+        .expect("a login reply");
+    (ws, r)
+}
+
+/// Logs `account` in, trying again while a place the test just freed is
+/// still being given back (the server lets go of a connection once its
+/// close is done).
+async fn login_once_there_is_room(url: &str, account: &str) {
+    for _ in 0..50 {
+        let c = client_for(url, account, "d1", json!({"reconnect": false}));
+        if c.client.login().await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{account} never got in");
+}
+
+/// One address holds at most maxConnectionsPerIp connections: one more is
+/// closed as soon as it is accepted, before any handshake and without
+/// waiting for it to send anything, and is counted; the connections the
+/// address holds log in as usual, another address is not affected, and a
+/// place that is freed can be taken again.
 #[tokio::test]
 async fn connections_per_ip_address() {
-    let srv = start_server(json!({"maxConnectionsPerIp": 2})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let _bob = login(srv.url(), "bob", "b1").await;
-    login_refused(srv.url(), "carol", "c1", "maxConnectionsPerIp").await;
+    // A long login timeout: closed "at once" cannot be the timeout's doing.
+    let srv = start_server(json!({"maxConnectionsPerIp": 2, "loginTimeoutMs": 60_000})).await;
+    let first = connect_from("127.0.0.1", &srv).await;
+    let second = connect_from("127.0.0.1", &srv).await;
+    let third = connect_from("127.0.0.1", &srv).await;
+    assert!(
+        closed_within(&third, Duration::from_secs(2)).await,
+        "the third connection is closed at once"
+    );
+    assert!(!closed(&first) && !closed(&second), "the first two stay");
+    let refused = &srv.nodes()[0].metrics().connections_refused;
+    assert_eq!(refused.load(Ordering::SeqCst), 1, "counted as refused");
+    let (alice, r) = login_over(first, &srv, "alice").await;
+    assert_eq!(r["code"], 200, "{r}");
+    let (_bob, r) = login_over(second, &srv, "bob").await;
+    assert_eq!(r["code"], 200, "{r}");
+    let elsewhere = connect_from("127.0.0.2", &srv).await;
+    let (_carol, r) = login_over(elsewhere, &srv, "carol").await;
+    assert_eq!(r["code"], 200, "another address: {r}");
     // When a connection from the address closes, its place is free again.
-    assert_eq!(alice.client.logout().await.0, 200);
-    let mut admitted = false;
-    for _ in 0..50 {
-        let c = client_for(srv.url(), "carol", "c1", json!({"reconnect": false}));
-        if c.client.login().await.0 == 200 {
-            admitted = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(alice);
+    login_once_there_is_room(srv.url(), "dave").await;
+    srv.shutdown().await;
+}
+
+/// The server's gauge of open connections reaches `n`: that many have
+/// been accepted (and not closed).
+async fn wait_accepted(srv: &TestServer, n: i64) {
+    let open = srv.nodes()[0].metrics().clone();
+    wait_until(&format!("{n} connections accepted"), || {
+        let open = open.clone();
+        async move { open.connections.load(Ordering::SeqCst) == n }
+    })
+    .await;
+}
+
+/// Connections that never log in take places among the pending logins
+/// (maxPendingLogins), never among the sessions (maxConnections): while
+/// more of them are open than there are session places, well-behaved
+/// clients still log in up to maxConnections; one more login is answered
+/// 416 naming maxConnections and closed with 4416; and a session that ends
+/// makes room for the next.
+#[tokio::test]
+async fn connections_that_never_log_in_leave_the_sessions_to_those_that_do() {
+    let srv = start_server(json!({
+        "maxPendingLogins": 5, "maxConnections": 3, "loginTimeoutMs": 60_000,
+    }))
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(connect_from("127.0.0.2", &srv).await);
     }
-    assert!(admitted, "carol gets in once alice's connection is gone");
+    wait_accepted(&srv, 4).await;
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(login(srv.url(), &format!("user{i}"), "d1").await);
+    }
+    let (mut ws, r) = login_over(connect_from("127.0.0.1", &srv).await, &srv, "user3").await;
+    assert_eq!(r["code"], 416, "{r}");
+    names_setting(&r, "maxConnections");
+    use futures_util::StreamExt;
+    let close = loop {
+        let next = tokio::time::timeout(WAIT, ws.next()).await;
+        match next.expect("a close in time") {
+            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4416));
+    drop(ws);
+    assert!(
+        !silent.iter().any(closed),
+        "the connections that never logged in are still pending"
+    );
+    let leaving = users.pop().unwrap();
+    assert_eq!(leaving.client.logout().await.0, 200);
+    login_once_there_is_room(srv.url(), "user3").await;
+    // Gone before the shutdown, which waits for every connection.
+    drop(silent);
+    srv.shutdown().await;
+}
+
+/// Connections that never log in are closed at loginTimeoutMs. While they
+/// hold every place among the pending logins, a new connection is not
+/// refused: it waits in the listen backlog and gets in once one of them
+/// is gone.
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed_at_the_login_timeout_and_make_way() {
+    let srv = start_server(json!({"maxPendingLogins": 5, "loginTimeoutMs": 1000})).await;
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(connect_from("127.0.0.2", &srv).await);
+    }
+    wait_accepted(&srv, 5).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    assert!(
+        silent.iter().any(closed),
+        "alice got in only once a place among the pending logins was free"
+    );
+    for tcp in &silent {
+        assert!(closed_within(tcp, WAIT).await, "closed at loginTimeoutMs");
+    }
+    alice.ok("sync", json!({})).await;
     srv.shutdown().await;
 }
 
@@ -159,7 +319,7 @@ async fn requests_per_second_per_connection() {
     let msg = refused[0].1["message"].as_str().unwrap();
     assert!(msg.contains("maxRequestsPerSecond"), "{msg}");
     // The bucket refills: after a pause requests pass again.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     alice.ok("sync", json!({})).await;
     srv.shutdown().await;
 }
@@ -199,9 +359,7 @@ async fn requests_per_second_per_device_survive_reconnects_and_count_malformed_f
     let mut ws2 = raw_login("m2").await;
     use futures_util::{SinkExt, StreamExt};
     for _ in 0..10 {
-        ws2.send(tokio_tungstenite::tungstenite::Message::text("{not json"))
-            .await
-            .expect("send");
+        ws2.send(Message::text("{not json")).await.expect("send");
         // The reply names no request (id 0); the channels sync of the
         // login may come first.
         let reply = loop {

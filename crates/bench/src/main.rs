@@ -58,7 +58,7 @@ use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 ///
 /// An external server's own limits apply, hence the config above: its
 /// maxRequestsPerSecond (default 100 per connection) answers fast pairs
-/// with 416, and maxConnectionsPerIp (default 10000) refuses logins. Both
+/// with 416, and maxConnectionsPerIp (default 10000) closes connections. Both
 /// processes need `ulimit -n` above the number of clients.
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]

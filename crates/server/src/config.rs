@@ -152,7 +152,12 @@ pub struct ServerConfig {
     pub heartbeat_timeout_ms: u64,
     /// Time allowed between connecting and logging in.
     pub login_timeout_ms: u64,
+    /// Logged-in sessions at once; a login beyond is answered 416.
     pub max_connections: usize,
+    /// Connections accepted and not logged in yet (in the TLS or WebSocket
+    /// handshake, or waiting for the login) at once; more wait in the
+    /// listen backlog.
+    pub max_pending_logins: usize,
     /// Largest frame accepted, bytes.
     pub max_frame_bytes: usize,
     pub log_max_events: usize,
@@ -171,7 +176,8 @@ pub struct ServerConfig {
     pub max_rooms_created_per_account: usize,
     /// Devices (live sessions) one account may have at once.
     pub max_devices_per_account: usize,
-    /// Connections from one IP address at once.
+    /// Connections from one IP address at once, logged in or not; one
+    /// more is closed as soon as it is accepted.
     pub max_connections_per_ip: usize,
     /// Requests per second one connection may send (bursts up to twice
     /// that); beyond it requests are answered 416.
@@ -211,6 +217,7 @@ impl Default for ServerConfig {
             heartbeat_timeout_ms: 20_000,
             login_timeout_ms: 10_000,
             max_connections: 100_000,
+            max_pending_logins: 1_000,
             max_frame_bytes: 64 * 1024,
             log_max_events: 1000,
             log_retention_ms: 120_000,
@@ -490,6 +497,12 @@ impl ServerConfig {
                 1,
                 100_000_000,
             ),
+            (
+                "maxPendingLogins",
+                self.max_pending_logins as u64,
+                1,
+                100_000_000,
+            ),
             ("logMaxEvents", self.log_max_events as u64, 1, 1_000_000),
             (
                 "maxOfflineEvents",
@@ -695,6 +708,8 @@ mod tests {
             r#"{"heartbeatTimeoutMs": 999}"#,
             r#"{"maxFrameBytes": 16777217}"#,
             r#"{"maxRequestsPerSecond": 0}"#,
+            r#"{"maxPendingLogins": 0}"#,
+            r#"{"maxPendingLogins": 100000001}"#,
         ];
         // Stray keys inside nested settings are refused like top-level ones.
         for (text, key) in [
@@ -721,6 +736,7 @@ mod tests {
             r#"{"roomTtlMs": 2592000000}"#,
             r#"{"maxFrameBytes": 16777216}"#,
             r#"{"maxConnections": 100000000}"#,
+            r#"{"maxPendingLogins": 1}"#,
         ];
         for text in accepted {
             ServerConfig::from_json(text).expect(text);

@@ -1,6 +1,6 @@
 //! The signaling server.
 //!
-//! - `listener` (this file): accept loop, connection limit, shutdown.
+//! - `listener` (this file): accept loop, connection limits, shutdown.
 //! - [`session`]: one per connection — handshake, login, requests, events.
 //! - [`service`]: runs rules inside the store's atomic updates, delivers events.
 //! - [`store`]: where state lives (memory; Redis for clusters).
@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, RwLock, Semaphore};
+use tokio::sync::{mpsc, watch, RwLock};
 
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -304,9 +304,7 @@ pub(crate) async fn run(
     let cfg = Arc::new(cfg);
     // Each session holds a clone; recv() returns None once all are dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let permits = Arc::new(Semaphore::new(cfg.max_connections));
-    let per_ip = limits::PerIp::new(cfg.max_connections_per_ip);
-    let rates = limits::DeviceRates::new(cfg.max_requests_per_second);
+    let limits = limits::ConnectionLimits::new(&cfg);
     let sweeper = tokio::spawn(timer_loop(service.clone()));
     let signals = service.store.signals().map(|mut rx| {
         let service = service.clone();
@@ -326,9 +324,9 @@ pub(crate) async fn run(
 
     let accept = async {
         loop {
-            // Take the permit before accepting: at the limit, connections
-            // wait in the kernel backlog instead of being accepted and dropped.
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            // Before accepting: while maxPendingLogins connections are
+            // logging in, new ones wait in the kernel's backlog.
+            let Ok(pending) = limits.pending_login().await else {
                 return;
             };
             let (socket, peer) = match listener.accept().await {
@@ -339,21 +337,26 @@ pub(crate) async fn run(
                     continue;
                 }
             };
+            let Some(admission) = limits.admit(peer.ip(), pending) else {
+                // Over maxConnectionsPerIp: closed before any handshake, so
+                // an address over its share costs no TLS, no WebSocket and
+                // no place among the pending logins.
+                tracing::debug!(%peer, "connection refused: maxConnectionsPerIp");
+                service.observer.happened(Happening::ConnectionRefused);
+                drop(socket);
+                continue;
+            };
             let svc = service.clone();
             let cfg = cfg.clone();
             let stopping = stopping.clone();
             let alive = alive_tx.clone();
             let tls = tls.clone();
-            // Held for the connection's life; None: over maxConnectionsPerIp
-            // (the session answers the login with 416 and closes).
-            let ip_slot = per_ip.admit(peer.ip());
-            let rates = rates.clone();
+            let limits = limits.clone();
             tokio::spawn(async move {
                 let observer = svc.observer.clone();
                 observer.happened(Happening::ConnectionOpened);
-                session::serve(svc, cfg, socket, tls, stopping, ip_slot, rates).await;
+                session::serve(svc, cfg, socket, tls, stopping, limits, admission).await;
                 observer.happened(Happening::ConnectionClosed);
-                drop(permit);
                 drop(alive);
             });
         }

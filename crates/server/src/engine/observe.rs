@@ -36,7 +36,11 @@ pub enum Cause<'a> {
 pub enum Happening {
     ConnectionOpened,
     ConnectionClosed,
-    /// A login was refused (bad token, timeout, malformed login frame).
+    /// A connection was closed as soon as it was accepted (its address
+    /// already held maxConnectionsPerIp); it never opened.
+    ConnectionRefused,
+    /// A login was refused (a bad token, a limit: maxDevicesPerAccount,
+    /// maxConnections).
     LoginRefused,
     /// A login succeeded: a session starts.
     SessionOpened,

@@ -1,14 +1,101 @@
-//! Limits on connections: how many one IP address may hold, and how fast
-//! one device may send requests. (The quotas of an account, which span
-//! rooms, are in `service.rs`; sizes of parameters in `protocol/params.rs`.)
+//! Limits on connections: how many one IP address may hold, how many may
+//! be logging in and how many logged in at once, and how fast one device
+//! may send requests. (The quotas of an account, which span rooms, are in
+//! `service.rs`; sizes of parameters in `protocol/params.rs`.)
 
 use dashmap::DashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
+use crate::ServerConfig;
 use nim_signaling_protocol::codes::RATE_LIMITED;
 use nim_signaling_protocol::Failure;
+
+/// The budgets a listener's connections share. A connection holds a place
+/// among the pending logins (`maxPendingLogins`) from before it is accepted
+/// until it logs in, then a place among the sessions (`maxConnections`)
+/// until it closes, so connections that never log in cannot take the
+/// places of sessions; and a place among its address's connections
+/// (`maxConnectionsPerIp`) all along, so one address takes at most that
+/// many of the pending places.
+pub struct ConnectionLimits {
+    per_ip: Arc<PerIp>,
+    /// Places of connections accepted and not logged in yet.
+    pending: Arc<Semaphore>,
+    /// Places of logged-in sessions.
+    sessions: Arc<Semaphore>,
+    max_sessions: usize,
+    /// The request rate of each device.
+    pub rates: Arc<DeviceRates>,
+}
+
+/// A place among the pending logins, taken before `accept`.
+pub struct PendingLogin(OwnedSemaphorePermit);
+
+/// What an accepted connection holds of the budgets until it closes.
+pub struct Admission {
+    /// Its place among its address's connections.
+    _ip: IpSlot,
+    /// A place among the pending logins until the login succeeds, then
+    /// one among the sessions.
+    place: OwnedSemaphorePermit,
+}
+
+impl ConnectionLimits {
+    pub fn new(cfg: &ServerConfig) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            per_ip: PerIp::new(cfg.max_connections_per_ip),
+            pending: Arc::new(Semaphore::new(cfg.max_pending_logins)),
+            sessions: Arc::new(Semaphore::new(cfg.max_connections)),
+            max_sessions: cfg.max_connections,
+            rates: DeviceRates::new(cfg.max_requests_per_second),
+        })
+    }
+
+    /// Waits for a place among the pending logins. The listener takes it
+    /// before accepting: while every place is taken, new connections wait
+    /// in the kernel's listen backlog instead of being accepted and dropped.
+    pub async fn pending_login(&self) -> Result<PendingLogin, AcquireError> {
+        self.pending.clone().acquire_owned().await.map(PendingLogin)
+    }
+
+    /// Admits a connection from `ip` into the place `pending`, or None
+    /// when that address already holds `maxConnectionsPerIp` connections
+    /// (the place is given back).
+    pub fn admit(&self, ip: IpAddr, pending: PendingLogin) -> Option<Admission> {
+        Some(Admission {
+            _ip: self.per_ip.admit(ip)?,
+            place: pending.0,
+        })
+    }
+
+    /// The answer to a login while `maxConnections` sessions are live.
+    fn sessions_full(&self) -> Failure {
+        Failure::new(
+            RATE_LIMITED,
+            format!(
+                "this server's logged-in sessions are at maxConnections ({})",
+                self.max_sessions
+            ),
+        )
+    }
+}
+
+impl Admission {
+    /// The connection logged in: its pending place is traded for a
+    /// session's. When `maxConnections` sessions are live it keeps the
+    /// pending place and gets the refusal to answer the login with.
+    pub fn log_in(&mut self, limits: &ConnectionLimits) -> Result<(), Failure> {
+        self.place = limits
+            .sessions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| limits.sessions_full())?;
+        Ok(())
+    }
+}
 
 /// Open connections per IP address.
 pub struct PerIp {
@@ -199,6 +286,47 @@ mod tests {
         let _s3 = t.admit(a).expect("room again after one left");
         drop(s2);
         assert_eq!(t.open_from(a), 1);
+    }
+
+    /// Pending and session places are separate budgets: a connection
+    /// trades the one for the other when it logs in, a refusal gives back
+    /// what it took, and a login refused for want of a session place keeps
+    /// its pending one until the connection closes.
+    #[tokio::test]
+    async fn a_connection_trades_its_pending_place_for_a_session_place() {
+        let cfg = ServerConfig {
+            max_pending_logins: 1,
+            max_connections: 1,
+            max_connections_per_ip: 1,
+            ..ServerConfig::default()
+        };
+        let limits = ConnectionLimits::new(&cfg);
+        let free = |l: &ConnectionLimits| {
+            (
+                l.pending.available_permits(),
+                l.sessions.available_permits(),
+            )
+        };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let pending = limits.pending_login().await.unwrap();
+        let mut first = limits.admit(a, pending).expect("first");
+        assert_eq!(free(&limits), (0, 1));
+        first.log_in(&limits).expect("a session place");
+        assert_eq!(free(&limits), (1, 0));
+        let pending = limits.pending_login().await.unwrap();
+        assert!(limits.admit(a, pending).is_none(), "over the address's cap");
+        assert_eq!(free(&limits), (1, 0), "the pending place is given back");
+        let pending = limits.pending_login().await.unwrap();
+        let mut second = limits.admit(b, pending).expect("another address");
+        let refused = second.log_in(&limits).expect_err("no session place");
+        assert_eq!(refused.code, RATE_LIMITED);
+        assert!(refused.message.contains("maxConnections"), "{refused:?}");
+        assert_eq!(free(&limits), (0, 0), "still pending");
+        drop(first);
+        second.log_in(&limits).expect("the place the first left");
+        drop(second);
+        assert_eq!(free(&limits), (1, 1));
     }
 
     #[test]

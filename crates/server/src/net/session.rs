@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::engine::observe::{Happening, Observer};
 use crate::engine::router::SessionLink;
 use crate::engine::service::{now_ms, Service, SessionInfo, MAX_OFFLINE_EVENTS};
-use crate::net::limits::{DeviceRate, DeviceRates, IpSlot};
+use crate::net::limits::{Admission, ConnectionLimits, DeviceRate};
 use crate::net::tls::{ServerStream, TlsAcceptor};
 use crate::store::{LogEntry, ResyncReason};
 use crate::ServerConfig;
@@ -236,13 +236,10 @@ async fn first_frame(ws: &mut Ws) -> First {
 
 /// Waits for the login request; answers failures and returns for them the
 /// farewell to close with (None: the peer is gone, nothing to send).
-/// `refusal`: the connection may not log in at all (answered to its first
-/// request).
 async fn login(
     ws: &mut Ws,
     cfg: &ServerConfig,
     observer: &dyn Observer,
-    refusal: Option<Failure>,
 ) -> Result<(u64, LoginParams), Option<Farewell>> {
     let frame: Option<ClientFrame> = match first_frame(ws).await {
         First::Text(text) => serde_json::from_str(&text).ok(),
@@ -258,11 +255,6 @@ async fn login(
         return Err(Some(Farewell::BadLogin));
     };
     let id = frame.id.unwrap_or(0);
-    if let Some(f) = refusal {
-        observer.happened(Happening::LoginRefused);
-        let _ = send_text(ws, frames::failure_frame(id, &f)).await;
-        return Err(Some(Farewell::OverLimit));
-    }
     if frame.op.as_deref() != Some("login") {
         let _ = send_text(
             ws,
@@ -294,15 +286,16 @@ async fn login(
     Ok((id, p))
 }
 
-/// Serves one TCP connection to its end (over TLS when `tls` is set).
+/// Serves one TCP connection to its end (over TLS when `tls` is set),
+/// holding `admission`'s places in `limits` until then.
 pub(crate) async fn serve(
     svc: Arc<Service>,
     cfg: Arc<ServerConfig>,
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     stopping: Arc<Stopping>,
-    ip_slot: Option<IpSlot>,
-    rates: Arc<DeviceRates>,
+    limits: Arc<ConnectionLimits>,
+    mut admission: Admission,
 ) {
     // Subscribed before anything else: a shutdown that starts while this
     // connection is still logging in is seen by the loop at once.
@@ -342,16 +335,9 @@ pub(crate) async fn serve(
     let Ok(Ok(mut ws)) = tokio::time::timeout_at(login_deadline, hs).await else {
         return;
     };
-    let refusal = ip_slot.is_none().then(|| {
-        let max = cfg.max_connections_per_ip;
-        Failure::new(
-            RATE_LIMITED,
-            format!("too many connections from this address (maxConnectionsPerIp {max})"),
-        )
-    });
     let login = tokio::time::timeout_at(
         login_deadline,
-        Box::pin(login(&mut ws, &cfg, &*svc.observer, refusal)),
+        Box::pin(login(&mut ws, &cfg, &*svc.observer)),
     )
     .await;
     let (login_id, p) = match login {
@@ -376,13 +362,21 @@ pub(crate) async fn serve(
         }
     };
     let max = cfg.max_devices_per_account;
-    if devices.len() >= max && !devices.contains(&p.device_id) {
-        tracing::info!(account = %p.account, "login refused: maxDevicesPerAccount");
-        svc.observer.happened(Happening::LoginRefused);
-        let f = Failure::new(
+    let admitted = if devices.len() >= max && !devices.contains(&p.device_id) {
+        Err(Failure::new(
             RATE_LIMITED,
             format!("this account already has {max} devices online (maxDevicesPerAccount)"),
-        );
+        ))
+    } else {
+        // The login succeeds: from here the connection is a session,
+        // counted against maxConnections, no longer against
+        // maxPendingLogins.
+        admission.log_in(&limits)
+    };
+    if let Err(f) = admitted {
+        // The message names the limit.
+        tracing::info!(account = %p.account, reason = %f.message, "login refused");
+        svc.observer.happened(Happening::LoginRefused);
         let _ = send_text(&mut ws, frames::failure_frame(login_id, &f)).await;
         Box::pin(close_politely(&mut ws, Some(Farewell::OverLimit))).await;
         return;
@@ -484,7 +478,7 @@ pub(crate) async fn serve(
             info: &info,
             link: &link,
             cursor: &mut cursor,
-            rate: rates.of(&account, &device, Instant::now()),
+            rate: limits.rates.of(&account, &device, Instant::now()),
         };
         farewell = match s.run(&stopping, &mut phase).await {
             Ended::ServerStopping => Box::pin(s.hand_over(&mut phase)).await,

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub sessions: AtomicI64,
     pub logins: AtomicU64,
     pub logins_refused: AtomicU64,
+    /// Connections closed as soon as accepted (over maxConnectionsPerIp).
+    pub connections_refused: AtomicU64,
     /// Event frames written to sessions.
     pub events_sent: AtomicU64,
     /// Sessions dropped because they did not take their events in time.
@@ -129,6 +131,7 @@ impl Observer for Metrics {
         match what {
             Happening::ConnectionOpened => gauge(&self.connections, 1),
             Happening::ConnectionClosed => gauge(&self.connections, -1),
+            Happening::ConnectionRefused => add(&self.connections_refused, 1),
             Happening::SessionOpened => {
                 add(&self.logins, 1);
                 gauge(&self.sessions, 1);
@@ -204,6 +207,11 @@ impl Metrics {
                 "logins_refused_total",
                 "Refused logins (token, limits).",
                 &self.logins_refused,
+            ),
+            (
+                "connections_refused_total",
+                "Connections closed as soon as accepted (over maxConnectionsPerIp).",
+                &self.connections_refused,
             ),
             (
                 "events_sent_total",
