@@ -223,6 +223,29 @@ async fn connections_per_ip_address() {
     srv.shutdown().await;
 }
 
+/// One address holds at most maxPendingLoginsPerIp connections that have
+/// not logged in: one more is closed at once, other addresses still get
+/// in, and a connection that logs in frees its place.
+#[tokio::test]
+async fn pending_logins_per_ip_address() {
+    let srv = start_server(json!({"maxPendingLoginsPerIp": 2, "loginTimeoutMs": 60_000})).await;
+    let first = connect_from("127.0.0.1", &srv).await;
+    let _second = connect_from("127.0.0.1", &srv).await;
+    let third = connect_from("127.0.0.1", &srv).await;
+    assert!(
+        closed_within(&third, Duration::from_secs(2)).await,
+        "a third silent connection from one address is closed at once"
+    );
+    let (_carol, r) = login_over(connect_from("127.0.0.2", &srv).await, &srv, "carol").await;
+    assert_eq!(r["code"], 200, "another address: {r}");
+    let (_alice, r) = login_over(first, &srv, "alice").await;
+    assert_eq!(r["code"], 200, "{r}");
+    let fourth = connect_from("127.0.0.1", &srv).await;
+    let (_bob, r) = login_over(fourth, &srv, "bob").await;
+    assert_eq!(r["code"], 200, "alice's login freed her pending place: {r}");
+    srv.shutdown().await;
+}
+
 /// The server's gauge of open connections reaches `n`: that many have
 /// been accepted (and not closed).
 async fn wait_accepted(srv: &TestServer, n: i64) {

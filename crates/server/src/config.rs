@@ -158,6 +158,9 @@ pub struct ServerConfig {
     /// handshake, or waiting for the login) at once; more wait in the
     /// listen backlog.
     pub max_pending_logins: usize,
+    /// Of those, how many one IP address may have at once; one more is
+    /// closed as soon as it is accepted.
+    pub max_pending_logins_per_ip: usize,
     /// Largest frame accepted, bytes.
     pub max_frame_bytes: usize,
     pub log_max_events: usize,
@@ -218,6 +221,7 @@ impl Default for ServerConfig {
             login_timeout_ms: 10_000,
             max_connections: 100_000,
             max_pending_logins: 1_000,
+            max_pending_logins_per_ip: 100,
             max_frame_bytes: 64 * 1024,
             log_max_events: 1000,
             log_retention_ms: 120_000,
@@ -500,6 +504,12 @@ impl ServerConfig {
             (
                 "maxPendingLogins",
                 self.max_pending_logins as u64,
+                1,
+                100_000_000,
+            ),
+            (
+                "maxPendingLoginsPerIp",
+                self.max_pending_logins_per_ip as u64,
                 1,
                 100_000_000,
             ),

@@ -17,11 +17,14 @@ use nim_signaling_protocol::Failure;
 /// among the pending logins (`maxPendingLogins`) from before it is accepted
 /// until it logs in, then a place among the sessions (`maxConnections`)
 /// until it closes, so connections that never log in cannot take the
-/// places of sessions; and a place among its address's connections
-/// (`maxConnectionsPerIp`) all along, so one address takes at most that
-/// many of the pending places.
+/// places of sessions; a place among its address's connections
+/// (`maxConnectionsPerIp`) all along; and, until it logs in, one among its
+/// address's pending logins (`maxPendingLoginsPerIp`), so that one address
+/// takes at most that many of the pending places whatever its share of
+/// the sessions.
 pub struct ConnectionLimits {
     per_ip: Arc<PerIp>,
+    pending_per_ip: Arc<PerIp>,
     /// Places of connections accepted and not logged in yet.
     pending: Arc<Semaphore>,
     /// Places of logged-in sessions.
@@ -38,6 +41,8 @@ pub struct PendingLogin(OwnedSemaphorePermit);
 pub struct Admission {
     /// Its place among its address's connections.
     _ip: IpSlot,
+    /// Its place among its address's pending logins, until it logs in.
+    pending_ip: Option<IpSlot>,
     /// A place among the pending logins until the login succeeds, then
     /// one among the sessions.
     place: OwnedSemaphorePermit,
@@ -47,6 +52,7 @@ impl ConnectionLimits {
     pub fn new(cfg: &ServerConfig) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             per_ip: PerIp::new(cfg.max_connections_per_ip),
+            pending_per_ip: PerIp::new(cfg.max_pending_logins_per_ip),
             pending: Arc::new(Semaphore::new(cfg.max_pending_logins)),
             sessions: Arc::new(Semaphore::new(cfg.max_connections)),
             max_sessions: cfg.max_connections,
@@ -63,10 +69,11 @@ impl ConnectionLimits {
 
     /// Admits a connection from `ip` into the place `pending`, or None
     /// when that address already holds `maxConnectionsPerIp` connections
-    /// (the place is given back).
+    /// or `maxPendingLoginsPerIp` pending ones (the places are given back).
     pub fn admit(&self, ip: IpAddr, pending: PendingLogin) -> Option<Admission> {
         Some(Admission {
             _ip: self.per_ip.admit(ip)?,
+            pending_ip: Some(self.pending_per_ip.admit(ip)?),
             place: pending.0,
         })
     }
@@ -93,6 +100,7 @@ impl Admission {
             .clone()
             .try_acquire_owned()
             .map_err(|_| limits.sessions_full())?;
+        self.pending_ip = None;
         Ok(())
     }
 }
@@ -327,6 +335,38 @@ mod tests {
         second.log_in(&limits).expect("the place the first left");
         drop(second);
         assert_eq!(free(&limits), (1, 1));
+    }
+
+    /// One address holds at most maxPendingLoginsPerIp connections that
+    /// have not logged in, however many it may hold in all; logging in
+    /// frees that place.
+    #[tokio::test]
+    async fn one_address_takes_a_bounded_share_of_the_pending_places() {
+        let cfg = ServerConfig {
+            max_pending_logins: 4,
+            max_pending_logins_per_ip: 1,
+            max_connections_per_ip: 10,
+            ..ServerConfig::default()
+        };
+        let limits = ConnectionLimits::new(&cfg);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut first = limits
+            .admit(a, limits.pending_login().await.unwrap())
+            .unwrap();
+        let second = limits.admit(a, limits.pending_login().await.unwrap());
+        assert!(second.is_none(), "a second pending login from a");
+        assert_eq!(
+            limits.per_ip.open_from(a),
+            1,
+            "the refusal gave back its place"
+        );
+        assert!(limits
+            .admit(b, limits.pending_login().await.unwrap())
+            .is_some());
+        first.log_in(&limits).unwrap();
+        let third = limits.admit(a, limits.pending_login().await.unwrap());
+        assert!(third.is_some(), "a logged in: its pending place is free");
     }
 
     #[test]
