@@ -182,8 +182,9 @@ pub struct ServerConfig {
     /// Connections from one IP address at once, logged in or not; one
     /// more is closed as soon as it is accepted.
     pub max_connections_per_ip: usize,
-    /// Requests per second one connection may send (bursts up to twice
-    /// that); beyond it requests are answered 416.
+    /// Requests per second one device may send to this node over all its
+    /// connections (bursts up to twice that); beyond it requests are
+    /// answered 416.
     pub max_requests_per_second: u32,
     /// Where `/metrics` (Prometheus) and `/healthz` are served; absent: not
     /// served.
