@@ -522,6 +522,21 @@ int32_t nim_signaling_reg_connection_state_cb(struct nim_signaling_client *clien
                                               void *user_data);
 
 /*
+ The message of the last call on this thread that answered with a code
+ other than 200, naming what was wrong (``missing field `requestId` ``,
+ `` `type`: invalid type: string "x", expected u8 ``, ``unknown key
+ `acount`: did you mean `account`? ``, `params_json is not valid JSON:
+ …`, `not logged in: …`), or NULL when the last such call answered 200
+ or none was made. Every function that returns a code sets it; the others
+ (`_free`, `_stop`, `_url`, `_version`) leave it as it was.
+
+ Owned by the library, per thread: valid until the next call on this
+ thread of a function that returns a code. Copy it to keep it. Results
+ that come later through a callback carry their own message.
+ */
+const char *nim_signaling_last_error(void);
+
+/*
  Routes the library's logs to `cb` from now on: messages at `level` (an
  `nim_signaling_log_level`) and more severe. `cb` NULL or level 0 turns
  logging off; logging is off until this is first called, and the library

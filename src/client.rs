@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::dispatch::Dispatcher;
+use super::last_error::answer;
 use super::types::{
     nim_signaling_client, nim_signaling_event_cb, nim_signaling_result_cb, UserData,
 };
 use super::{c_json, c_str, guard, to_cstring, RUNTIME};
 use ::nim_signaling_client::{Backlog, Client, ClientConfig, Completer, Notification};
-use nim_signaling_protocol::codes::{INTERNAL, INVALID_PARAM, NOT_CONNECTED, OK};
+use nim_signaling_protocol::codes::{INVALID_PARAM, NOT_CONNECTED};
 use nim_signaling_protocol::{Failure, Op, Request};
 
 /// The notification kinds an app can register for.
@@ -112,17 +113,13 @@ pub unsafe extern "C" fn nim_signaling_client_new(
     config_json: *const c_char,
     out_client: *mut *mut nim_signaling_client,
 ) -> i32 {
-    guard(INTERNAL, || {
+    answer(|| {
         if out_client.is_null() {
-            return INVALID_PARAM;
+            return Err(Failure::new(INVALID_PARAM, "out_client is NULL"));
         }
         // SAFETY: `config_json` is NULL or a NUL-terminated string valid
         // for this call, as documented ("borrowed for the call").
-        let cfg =
-            match unsafe { c_str(config_json, "config_json") }.and_then(ClientConfig::from_json) {
-                Ok(c) => c,
-                Err(f) => return f.code,
-            };
+        let cfg = unsafe { c_str(config_json, "config_json") }.and_then(ClientConfig::from_json)?;
         let ctx = Arc::new(Ctx {
             dispatcher: Dispatcher::new(),
             backlog: Arc::default(),
@@ -139,7 +136,7 @@ pub unsafe extern "C" fn nim_signaling_client_new(
         // documented, points to a `nim_signaling_client *` the caller lets
         // us write.
         unsafe { *out_client = handle };
-        OK
+        Ok(())
     })
 }
 
@@ -179,14 +176,12 @@ pub unsafe extern "C" fn nim_signaling_login(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    // SAFETY: `client` is NULL or a live handle, as every function taking
-    // one requires.
-    guard(INTERNAL, || match unsafe { handle(client) } {
-        Ok(h) => {
-            h.client.login_with(h.ctx.completer(cb, user_data));
-            OK
-        }
-        Err(f) => f.code,
+    answer(|| {
+        // SAFETY: `client` is NULL or a live handle, as every function
+        // taking one requires.
+        let h = unsafe { handle(client) }?;
+        h.client.login_with(h.ctx.completer(cb, user_data));
+        Ok(())
     })
 }
 
@@ -198,16 +193,24 @@ pub unsafe extern "C" fn nim_signaling_logout(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    // SAFETY: `client` is NULL or a live handle, as every function taking
-    // one requires.
-    guard(INTERNAL, || match unsafe { handle(client) } {
-        Ok(h) if !h.client.is_logged_in() => NOT_CONNECTED,
-        Ok(h) => {
-            h.client.logout_with(h.ctx.completer(cb, user_data));
-            OK
+    answer(|| {
+        // SAFETY: `client` is NULL or a live handle, as every function
+        // taking one requires.
+        let h = unsafe { handle(client) }?;
+        if !h.client.is_logged_in() {
+            return Err(not_logged_in());
         }
-        Err(f) => f.code,
+        h.client.logout_with(h.ctx.completer(cb, user_data));
+        Ok(())
     })
+}
+
+/// The refusal of a request made before login or after logout.
+fn not_logged_in() -> Failure {
+    Failure::new(
+        NOT_CONNECTED,
+        "not logged in: call nim_signaling_login first (and wait for its callback)",
+    )
 }
 
 /// The shared path of every operation: check, validate, send.
@@ -223,43 +226,29 @@ unsafe fn start(
     cb: nim_signaling_result_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    guard(INTERNAL, || {
+    answer(|| {
         // SAFETY: `client` is NULL or a live handle (this function's
         // contract).
-        let h = match unsafe { handle(client) } {
-            Ok(h) => h,
-            Err(f) => return f.code,
-        };
+        let h = unsafe { handle(client) }?;
         // SAFETY: `params_json` is NULL or a NUL-terminated string valid
         // for this call (this function's contract).
-        let params: Value = match unsafe { c_json(params_json, "params_json") } {
-            Ok(v) => v,
-            Err(f) => return f.code,
-        };
-        let req = match Request::parse_op(op, &params) {
-            Ok(r) => r,
-            Err(f) => return f.code,
-        };
+        let params: Value = unsafe { c_json(params_json, "params_json") }?;
+        let req = Request::parse_op(op, &params)?;
         if !h.client.is_logged_in() {
-            return NOT_CONNECTED;
+            return Err(not_logged_in());
         }
-        match h
-            .client
+        h.client
             .request_with(req.op(), params, h.ctx.completer(cb, user_data))
-        {
-            Ok(()) => OK,
-            Err((refused, f)) => {
+            .map_err(|(refused, f)| {
                 refused.cancel();
-                // The return code is all the caller gets; the log says why.
-                tracing::warn!(
+                tracing::debug!(
                     op = req.op(),
                     code = f.code,
                     "request refused: {}",
                     f.message
                 );
-                f.code
-            }
-        }
+                f
+            })
     })
 }
 
@@ -564,15 +553,13 @@ unsafe fn register(
     cb: nim_signaling_event_cb,
     ud: *mut c_void,
 ) -> i32 {
-    // SAFETY: `client` is NULL or a live handle, as every function taking
-    // one requires.
-    guard(INTERNAL, || match unsafe { handle(client) } {
-        Ok(h) => {
-            h.ctx.callbacks.lock().unwrap_or_else(|e| e.into_inner())[kind as usize] =
-                cb.map(|f| (f, UserData(ud)));
-            OK
-        }
-        Err(f) => f.code,
+    answer(|| {
+        // SAFETY: `client` is NULL or a live handle, as every function
+        // taking one requires.
+        let h = unsafe { handle(client) }?;
+        h.ctx.callbacks.lock().unwrap_or_else(|e| e.into_inner())[kind as usize] =
+            cb.map(|f| (f, UserData(ud)));
+        Ok(())
     })
 }
 

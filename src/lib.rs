@@ -5,6 +5,7 @@
 //!
 //! - `types`: handles, callback types, the code and event enums (header).
 //! - `dispatch`: the callback thread pool with per-client order.
+//! - `last_error`: the message of a call refused at once, per thread.
 //! - `client`: client lifecycle, requests, notification registration.
 //! - `server`: the embedded server and the version string.
 //! - `log`: the library's logs routed to a C callback.
@@ -13,6 +14,7 @@
 
 pub mod client;
 pub mod dispatch;
+pub mod last_error;
 pub mod log;
 pub mod server;
 pub mod types;
@@ -42,7 +44,9 @@ pub(crate) static RUNTIME: Lazy<tokio::runtime::Runtime> = Lazy::new(|| {
 /// Largest JSON parameter string accepted (bytes); beyond it, 414.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
 
-/// Runs `f`, turning a panic into `on_panic`.
+/// Runs `f`, turning a panic into `on_panic`. (Functions that answer with
+/// a code use [`last_error::answer`] instead, which also keeps the
+/// message.)
 pub(crate) fn guard<R>(on_panic: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }

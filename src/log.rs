@@ -27,8 +27,9 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::guard;
-use nim_signaling_protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM, OK};
+use super::last_error::answer;
+use nim_signaling_protocol::codes::{FORBIDDEN, INTERNAL, INVALID_PARAM};
+use nim_signaling_protocol::Failure;
 
 /// Log levels of `nim_signaling_set_log_cb`, most severe first; a level
 /// lets through its own messages and the more severe ones.
@@ -221,24 +222,33 @@ pub extern "C" fn nim_signaling_set_log_cb(
     cb: nim_signaling_log_cb,
     user_data: *mut c_void,
 ) -> i32 {
-    guard(INTERNAL, || {
+    answer(|| {
         if !(0..=5).contains(&level) {
-            return INVALID_PARAM;
+            return Err(Failure::new(
+                INVALID_PARAM,
+                format!("level {level} is outside 0 (off) to 5 (trace)"),
+            ));
         }
         if IN_CALLBACK.with(Cell::get) {
-            return FORBIDDEN;
+            return Err(Failure::new(
+                FORBIDDEN,
+                "nim_signaling_set_log_cb was called from inside the log callback",
+            ));
         }
         let sink = match cb {
             Some(cb) if level > 0 => Some(Sink { cb, user_data }),
             _ => None,
         };
         if sink.is_some() && !install() {
-            return INTERNAL;
+            return Err(Failure::new(
+                INTERNAL,
+                "this process already has a global tracing subscriber (the host's): the logs go there",
+            ));
         }
         // Taking the write lock waits for callbacks in progress.
         let mut slot = SINK.write().unwrap_or_else(|e| e.into_inner());
         LEVEL.store(if sink.is_some() { level } else { 0 }, Ordering::SeqCst);
         *slot = sink;
-        OK
+        Ok(())
     })
 }

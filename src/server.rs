@@ -5,10 +5,12 @@
 use std::ffi::c_char;
 
 use super::guard;
+use super::last_error::answer;
 use super::types::nim_signaling_server;
+use nim_signaling_protocol::codes::INVALID_PARAM;
 #[cfg(not(feature = "embedded-server"))]
 use nim_signaling_protocol::codes::UNSUPPORTED;
-use nim_signaling_protocol::codes::{INTERNAL, INVALID_PARAM};
+use nim_signaling_protocol::Failure;
 
 /// The server half, compiled only with the `embedded-server` feature: the
 /// Redis client, the HTTP stack and toml come with it.
@@ -19,7 +21,7 @@ mod embedded {
     use super::super::types::nim_signaling_server;
     use super::super::{c_str, RUNTIME};
     use ::nim_signaling_server::{self as server, ServerConfig, ServerHandle};
-    use nim_signaling_protocol::codes::{INTERNAL, OK};
+    use nim_signaling_protocol::codes::INTERNAL;
     use nim_signaling_protocol::Failure;
 
     pub(super) struct Handle {
@@ -44,30 +46,21 @@ mod embedded {
     pub(super) unsafe fn start(
         config_json: *const c_char,
         out_server: *mut *mut nim_signaling_server,
-    ) -> i32 {
+    ) -> Result<(), Failure> {
         // SAFETY: the caller's string is NUL-terminated and valid for the call.
-        let cfg =
-            match unsafe { c_str(config_json, "config_json") }.and_then(ServerConfig::from_json) {
-                Ok(c) => c,
-                Err(f) => return f.code,
-            };
+        let cfg = unsafe { c_str(config_json, "config_json") }.and_then(ServerConfig::from_json)?;
         let started = block_on(server::start(cfg)).unwrap_or_else(|| Err(Failure::code(INTERNAL)));
-        match started {
-            Ok(s) => {
-                let url = CString::new(s.url()).unwrap_or_default();
-                let handle = Box::into_raw(Box::new(Handle {
-                    server: Some(s),
-                    url,
-                }));
-                // SAFETY: the caller checked that `out_server` is not NULL.
-                unsafe { *out_server = handle as *mut nim_signaling_server };
-                OK
-            }
-            Err(f) => {
-                tracing::error!(error = %f, "embedded server did not start");
-                f.code
-            }
-        }
+        let s = started.inspect_err(|f| {
+            tracing::error!(error = %f, "embedded server did not start");
+        })?;
+        let url = CString::new(s.url()).unwrap_or_default();
+        let handle = Box::into_raw(Box::new(Handle {
+            server: Some(s),
+            url,
+        }));
+        // SAFETY: the caller checked that `out_server` is not NULL.
+        unsafe { *out_server = handle as *mut nim_signaling_server };
+        Ok(())
     }
 }
 
@@ -91,9 +84,9 @@ pub unsafe extern "C" fn nim_signaling_server_start(
     config_json: *const c_char,
     out_server: *mut *mut nim_signaling_server,
 ) -> i32 {
-    guard(INTERNAL, || {
+    answer(|| {
         if out_server.is_null() {
-            return INVALID_PARAM;
+            return Err(Failure::new(INVALID_PARAM, "out_server is NULL"));
         }
         #[cfg(feature = "embedded-server")]
         // SAFETY: the caller's arguments are as documented; `out_server`
@@ -103,7 +96,10 @@ pub unsafe extern "C" fn nim_signaling_server_start(
         {
             let _ = config_json;
             tracing::warn!("this build of the library is client-only: no embedded server");
-            UNSUPPORTED
+            Err(Failure::new(
+                UNSUPPORTED,
+                "this build of the library is client-only: no embedded server",
+            ))
         }
     })
 }

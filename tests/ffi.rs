@@ -259,6 +259,89 @@ fn bad_input_gives_414_or_415_and_no_callback() {
     );
 }
 
+/// This thread's `nim_signaling_last_error`, copied (None: NULL).
+fn last_error() -> Option<String> {
+    let p = nim_signaling::last_error::nim_signaling_last_error();
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string())
+}
+
+/// A call refused at once gives only a code; `nim_signaling_last_error`
+/// says which field was wrong and how, on the calling thread, until its
+/// next call that returns a code.
+#[test]
+fn a_refusal_says_which_field_was_wrong() {
+    let srv = Server::start("{}");
+    let c = logged_in(&srv.url(), "careless");
+    let room = cid(&ok(c, nim_signaling_create, json!({"type": 1})));
+    let invite = |params: Value| unsafe {
+        nim_signaling_invite(
+            c,
+            cs(&params.to_string()).as_ptr(),
+            Some(on_result),
+            null_mut(),
+        )
+    };
+    let cases = [
+        (
+            json!({"channelId": room, "acount": "bob", "requestId": "r1"}),
+            "unknown key `acount`: did you mean `account`?",
+        ),
+        (
+            json!({"channelID": room, "account": "bob", "requestId": "r1"}),
+            "unknown key `channelID`: did you mean `channelId`?",
+        ),
+        (
+            json!({"channelId": room, "account": "bob"}),
+            "missing field `requestId`",
+        ),
+        (
+            json!({"channelId": room, "account": 42, "requestId": "r1"}),
+            "`account`: invalid type: integer `42`, expected a string",
+        ),
+        (
+            json!({"channelId": room, "account": "b".repeat(200), "requestId": "r1"}),
+            "account is longer than 128 bytes",
+        ),
+    ];
+    for (params, want) in cases {
+        assert_eq!(invite(params.clone()), 414, "{params}");
+        assert_eq!(last_error().as_deref(), Some(want), "{params}");
+    }
+    assert_eq!(
+        unsafe { nim_signaling_invite(c, cs("{").as_ptr(), Some(on_result), null_mut()) },
+        414
+    );
+    let m = last_error().unwrap();
+    assert!(m.starts_with("params_json is not valid JSON"), "{m}");
+    // Per thread: another thread has its own (none).
+    assert_eq!(std::thread::spawn(last_error).join().unwrap(), None);
+    // A call that answers 200 clears it.
+    assert_eq!(
+        unsafe { nim_signaling_reg_online_notify_cb(c, None, null_mut()) },
+        200
+    );
+    assert_eq!(last_error(), None);
+    // Not a parameter: the state, the setting.
+    let idle = new_client(json!({"serverUrl": srv.url(), "account": "idle"}));
+    let r = unsafe { nim_signaling_sync(idle, cs("{}").as_ptr(), Some(on_result), null_mut()) };
+    assert_eq!(r, 415);
+    assert!(last_error().unwrap().contains("nim_signaling_login"));
+    assert_eq!(unsafe { nim_signaling_client_new(null(), null_mut()) }, 414);
+    assert_eq!(last_error().as_deref(), Some("out_client is NULL"));
+    let mut s = null_mut();
+    let r = unsafe { nim_signaling_server_start(cs(r#"{"roomTtl": 1}"#).as_ptr(), &mut s) };
+    assert_eq!(r, 414);
+    assert!(
+        last_error().unwrap().contains("roomTtl"),
+        "{:?}",
+        last_error()
+    );
+    unsafe {
+        nim_signaling_client_free(idle);
+        nim_signaling_client_free(c);
+    }
+}
+
 #[test]
 fn a_whole_call_through_the_c_abi() {
     let srv = Server::start("{}");

@@ -324,8 +324,11 @@ fn random_bytes_are_refused_without_callbacks() {
         );
         seen[(want == 415) as usize] += 1;
     }
-    // Both outcomes were exercised, not only the parser's refusals.
-    assert!(seen[0] > 100 && seen[1] > 40, "414/415 counts {seen:?}");
+    // Both outcomes were exercised, not only the parser's refusals. (Most
+    // mutations of a key now make a misspelling of it, refused with 414,
+    // so fewer inputs reach the login check than when unknown keys all
+    // passed.)
+    assert!(seen[0] > 100 && seen[1] > 15, "414/415 counts {seen:?}");
 
     // Client configs: 200 or 414, nothing else, `*out` untouched on 414.
     for _ in 0..300 {

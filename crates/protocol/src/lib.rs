@@ -7,6 +7,7 @@ pub mod flex;
 pub mod frames;
 pub mod objects;
 pub mod op;
+pub mod param_errors;
 pub mod params;
 
 pub use codes::Failure;

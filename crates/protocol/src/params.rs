@@ -2,7 +2,6 @@
 //! single validation step shared by the client library (to fail fast with
 //! 414 before anything is sent) and the server (which trusts no client).
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -10,6 +9,7 @@ use super::codes::{Failure, INVALID_PARAM};
 use super::flex;
 use super::objects::PushInfo;
 use super::op::Op;
+use super::param_errors::{self, fields_of};
 
 /// Longest channelName, requestId, account and deviceId we accept.
 pub const MAX_NAME_LEN: usize = 128;
@@ -283,8 +283,46 @@ pub enum Request {
     UpdateChannel(UpdateChannelParams),
 }
 
-fn parse<T: DeserializeOwned>(params: &Value) -> Result<T, Failure> {
-    T::deserialize(params).map_err(|e| Failure::new(INVALID_PARAM, e.to_string()))
+/// `params` as a `T` (see [`param_errors::parse`]), knowing every
+/// operation's keys.
+fn parse<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, Failure> {
+    param_errors::parse(params, every_key())
+}
+
+/// The keys of every operation's parameters and of every object the
+/// protocol hands out: none of them is taken for a misspelling of another
+/// (an app may pass one object to several operations, or spread an event's
+/// fields, `toAccount` and all, into its answer).
+fn every_key() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys: Vec<&'static str> = [
+            fields_of::<LoginParams>(),
+            fields_of::<CreateParams>(),
+            fields_of::<CloseParams>(),
+            fields_of::<JoinParams>(),
+            fields_of::<LeaveParams>(),
+            fields_of::<InviteParams>(),
+            fields_of::<InviteManyParams>(),
+            fields_of::<InviteReplyParams>(),
+            fields_of::<AcceptParams>(),
+            fields_of::<ControlParams>(),
+            fields_of::<CallParams>(),
+            fields_of::<QueryParams>(),
+            fields_of::<PushTokenParams>(),
+            fields_of::<DeliveredParams>(),
+            fields_of::<UpdateChannelParams>(),
+            fields_of::<crate::objects::Event>(),
+            fields_of::<crate::objects::ChannelInfo>(),
+            fields_of::<crate::objects::Member>(),
+            fields_of::<crate::objects::ChannelWithMembers>(),
+            fields_of::<PushInfo>(),
+        ]
+        .concat();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    })
 }
 
 fn bad(msg: impl Into<String>) -> Failure {
@@ -386,8 +424,9 @@ fn push_info(p: &Option<PushInfo>) -> Result<(), Failure> {
 
 impl Request {
     /// Parses and validates `params` for operation `op`. Unknown keys are
-    /// ignored; a wrong type, a missing required key or a value out of range
-    /// is 414 with a message naming the field.
+    /// ignored unless they look like a misspelt known one; a wrong type, a
+    /// missing required key, a misspelt key or a value out of range is 414
+    /// with a message naming the field (see `param_errors`).
     pub fn parse(op: &str, params: &Value) -> Result<Request, Failure> {
         if !params.is_object() {
             return Err(bad("params must be a JSON object"));
@@ -645,6 +684,27 @@ mod tests {
     /// Each operation's name parses as that operation (params valid for
     /// every operation at once: unknown keys are ignored), and a name that
     /// is no operation is 414.
+    /// Keys of other operations and of the protocol's objects are never
+    /// taken for misspellings: an app may answer with an INVITE event's
+    /// fields spread in.
+    #[test]
+    fn an_event_spread_into_an_answer_is_not_a_misspelling() {
+        let params = json!({
+            "channelId": "c", "account": "alice", "requestId": "r",
+            "toAccount": "bob", "fromAccountId": "alice", "eventType": "INVITE",
+            "channelInfo": {}, "accounts": [], "members": [],
+        });
+        assert!(Request::parse("accept", &params).is_ok());
+        let f = Request::parse(
+            "accept",
+            &json!({"channelId": "c", "acount": "a", "requestId": "r"}),
+        );
+        assert_eq!(
+            f.unwrap_err().message,
+            "unknown key `acount`: did you mean `account`?"
+        );
+    }
+
     #[test]
     fn every_op_parses_as_itself() {
         let params = json!({
