@@ -298,7 +298,10 @@ int32_t nim_signaling_leave(struct nim_signaling_client *client,
 
 /*
  signalingInvite: `{"channelId", "account", "requestId",
- "offlineEnabled"?, "attachExt"?, "pushInfo"?, "busyCheck"?}`. 10201
+ "offlineEnabled"?, "attachExt"?, "pushInfo"?, "busyCheck"?,
+ "timeoutMs"?}`. `timeoutMs` (not in NIM): how long this invitation
+ rings before INVITE_TIMEOUT, at most the server's `inviteTtlMs` (the
+ default). 10201
  (invitee offline) and 10202 (push unreachable) still keep the
  invitation. 10404, 10406, 10407, 10419; with `busyCheck: true`, 10430
  (not in NIM) when the invitee is in another audio/video call or already
@@ -314,7 +317,7 @@ int32_t nim_signaling_invite(struct nim_signaling_client *client,
  inviteMany (not in NIM): one invitation with one requestId to each of
  several accounts: `{"channelId", "accounts": ["…", …] (1 to 100, no
  repeats), "requestId", "offlineEnabled"?, "attachExt"?, "pushInfo"?,
- "busyCheck"?}` → `{"code":200, "results":[{"account","code"}, …]}`, one
+ "busyCheck"?, "timeoutMs"?}` → `{"code":200, "results":[{"account","code"}, …]}`, one
  result per account in the order given: 200 rings, 10201/10202 offline
  (kept, as for invite), 10430 busy (with busyCheck), 10407 already in the
  room, 10419 room full. Each invitee sees exactly a single invitation
@@ -374,8 +377,8 @@ int32_t nim_signaling_control(struct nim_signaling_client *client,
 /*
  signalingCall: create + join + invite in one step: `{"type", "channelName"?,
  "ext"?, "uid"?, "account", "requestId", "offlineEnabled"?, "attachExt"?,
- "pushInfo"?, "busyCheck"?}` → `{"channelInfo","members"}` (also with
- 10201/10202). 10405; 10430 as for invite.
+ "pushInfo"?, "busyCheck"?, "timeoutMs"?}` → `{"channelInfo","members"}`
+ (also with 10201/10202). 10405; 10430 and `timeoutMs` as for invite.
 
  Glare (not in NIM): when `account` has an invitation to us still ringing
  in a valid room, no room is made: we accept its newest such invitation

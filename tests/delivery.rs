@@ -648,6 +648,49 @@ async fn an_unanswered_invitation_times_out_on_both_sides() {
     stop(srv).await;
 }
 
+/// An invitation's own `timeoutMs` (an addition to NIM) ends it long before
+/// the server's inviteTtlMs (here a minute: the events below come within
+/// the 10 s a test waits only if the invitation's own timeout ran them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_times_out_after_its_own_timeout() {
+    let srv = start_server(json!({"inviteTtlMs": 60_000})).await;
+    let mut alice = login(srv.url(), "alice", "a1").await;
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    let p = json!({"channelId": room, "account": "bob", "requestId": "r1", "timeoutMs": 400});
+    alice.ok("invite", p).await;
+    let inv = bob.expect_invite(&room, "alice", "r1").await;
+    alice.expect_delivered(&room, "bob", "r1", 1).await;
+    let q = alice.ok("queryInvitations", json!({})).await;
+    assert_eq!(
+        q["sent"][0]["expireTimestamp"].as_i64().unwrap(),
+        inv["time"].as_i64().unwrap() + 400,
+        "{q}"
+    );
+    for c in [&mut alice, &mut bob] {
+        let ev = c.expect_event("INVITE_TIMEOUT").await;
+        check_timeout_event(&ev, &room, "r1");
+        assert!(ev["time"].as_i64().unwrap() >= inv["time"].as_i64().unwrap() + 400);
+    }
+    // A call rings for its own timeout too.
+    let call = json!({"type": 1, "account": "bob", "requestId": "r2", "timeoutMs": 400});
+    let r = alice.ok("call", call).await;
+    let called = cid(&r);
+    bob.expect_invite(&called, "alice", "r2").await;
+    let ev = bob.expect_event("INVITE_TIMEOUT").await;
+    assert_eq!(ev["requestId"], "r2", "{ev}");
+    // Not a duration.
+    for (bad, says) in [
+        (json!(0), "timeoutMs must be at least 1"),
+        (json!("400"), "`timeoutMs`: invalid type"),
+    ] {
+        let p = json!({"channelId": room, "account": "bob", "requestId": "r3", "timeoutMs": bad});
+        let v = alice.fails("invite", p, 414).await;
+        assert!(v["message"].as_str().unwrap().starts_with(says), "{v}");
+    }
+    stop(srv).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_invitation_that_timed_out_is_in_the_offline_list_after_it() {
     let srv = start_server(json!({"inviteTtlMs": 500})).await;

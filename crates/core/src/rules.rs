@@ -448,7 +448,13 @@ fn ask(
     // pending one stays until its timer has told both sides it timed out.
     room.invites
         .retain(|i| i.expire_at > ctx.now || i.state == InviteState::Pending);
-    let expire_at = ctx.now + ctx.limits.invite_ttl_ms;
+    // An invitation's own timeout, within the server's.
+    let ttl = p.timeout_ms.map_or(ctx.limits.invite_ttl_ms, |t| {
+        i64::try_from(t)
+            .unwrap_or(i64::MAX)
+            .min(ctx.limits.invite_ttl_ms)
+    });
+    let expire_at = ctx.now + ttl;
     room.invites.push(Invitation {
         request_id: p.request_id.clone(),
         from: me.to_string(),

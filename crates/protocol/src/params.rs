@@ -77,6 +77,11 @@ pub struct InviteParams {
     /// Not in NIM: fail with 10430 instead of ringing an invitee who is busy.
     #[serde(default, deserialize_with = "flex::opt_bool")]
     pub busy_check: Option<bool>,
+    /// Not in NIM: how long this invitation rings (ms) before it times out
+    /// with INVITE_TIMEOUT, at most the server's `inviteTtlMs` (longer asks
+    /// get that); absent: `inviteTtlMs`.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// inviteMany (not in NIM): one invitation with one requestId to each of
@@ -95,6 +100,9 @@ pub struct InviteManyParams {
     pub push_info: Option<PushInfo>,
     #[serde(default, deserialize_with = "flex::opt_bool")]
     pub busy_check: Option<bool>,
+    /// As invite's.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 impl InviteManyParams {
@@ -108,6 +116,7 @@ impl InviteManyParams {
             attach_ext: self.attach_ext.clone(),
             push_info: self.push_info.clone(),
             busy_check: self.busy_check,
+            timeout_ms: self.timeout_ms,
         }
     }
 }
@@ -177,6 +186,9 @@ pub struct CallParams {
     /// As invite's; checked after glare (a callee ringing us back is not busy).
     #[serde(default, deserialize_with = "flex::opt_bool")]
     pub busy_check: Option<bool>,
+    /// As invite's.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 impl CallParams {
@@ -190,6 +202,7 @@ impl CallParams {
             attach_ext: self.attach_ext.clone(),
             push_info: self.push_info.clone(),
             busy_check: self.busy_check,
+            timeout_ms: self.timeout_ms,
         }
     }
 }
@@ -334,6 +347,15 @@ fn need_id(field: &str, v: &str) -> Result<(), Failure> {
         return Err(bad(format!("{field} must not be empty")));
     }
     name(field, v)
+}
+
+/// A duration asked for in ms: at least 1 (an invitation that times out
+/// at once would never ring).
+fn timeout(field: &str, v: Option<u64>) -> Result<(), Failure> {
+    match v {
+        Some(0) => Err(bad(format!("{field} must be at least 1"))),
+        _ => Ok(()),
+    }
 }
 
 fn opt_name(field: &str, v: &Option<String>) -> Result<(), Failure> {
@@ -485,6 +507,7 @@ impl Request {
                 need_id("requestId", &p.request_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 push_info(&p.push_info)?;
+                timeout("timeoutMs", p.timeout_ms)?;
                 Request::Invite(p)
             }
             Op::InviteMany => {
@@ -494,6 +517,7 @@ impl Request {
                 need_id("requestId", &p.request_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 push_info(&p.push_info)?;
+                timeout("timeoutMs", p.timeout_ms)?;
                 Request::InviteMany(p)
             }
             Op::Cancel | Op::Reject => {
@@ -533,6 +557,7 @@ impl Request {
                 need_id("requestId", &p.request_id)?;
                 opt_ext("attachExt", &p.attach_ext)?;
                 push_info(&p.push_info)?;
+                timeout("timeoutMs", p.timeout_ms)?;
                 Request::Call(p)
             }
             Op::Sync => Request::Sync,

@@ -368,6 +368,7 @@ fn apply(room: Option<&Room>, s: &Step, now: i64, new_id: &str) -> Done {
                 attach_ext: attach,
                 push_info: push_info(ring.need_push),
                 busy_check: None,
+                timeout_ms: None,
             },
             reach(*ring),
         ),
@@ -447,6 +448,7 @@ fn apply(room: Option<&Room>, s: &Step, now: i64, new_id: &str) -> Done {
                     attach_ext: attach,
                     push_info: push_info(ring.need_push),
                     busy_check: None,
+                    timeout_ms: None,
                 },
                 reach(*ring),
             )

@@ -224,6 +224,7 @@ fn invite_p(invitee: &str) -> InviteParams {
         attach_ext: Some("knock".into()),
         push_info: None,
         busy_check: None,
+        timeout_ms: None,
     }
 }
 
@@ -279,6 +280,7 @@ fn call_p(invitee: &str) -> CallParams {
         attach_ext: Some("ring".into()),
         push_info: None,
         busy_check: None,
+        timeout_ms: None,
     }
 }
 
@@ -920,6 +922,33 @@ fn invite_by_the_creator_outside_the_room() {
     let extra = json!({"toAccount": "dave", "requestId": "r1"});
     let ev = event("INVITE", &want, "alice", "", extra);
     assert_eq!(seen(&o), vec![notified("dave", false, ev)]);
+}
+
+/// An invitation's own timeoutMs sets when it times out (its timer with
+/// it), never later than the server's inviteTtlMs.
+#[test]
+fn invite_with_its_own_timeout() {
+    for (asked, rings) in [
+        (Some(5_000), 5_000),
+        (Some(1), 1),
+        (Some(u64::MAX), INVITE_TTL),
+        (None, INVITE_TTL),
+    ] {
+        let p = InviteParams {
+            timeout_ms: asked,
+            ..invite_p("dave")
+        };
+        let o = succeeded("invite", invite(Some(&room()), &ctx("bob"), &p, ONLINE));
+        let i = o.room.invites.last().unwrap();
+        assert_eq!(i.expire_at, NOW + rings, "{asked:?}");
+        let timer = (
+            NOW + rings,
+            Timer::InviteExpiry {
+                channel_id: "c1".into(),
+            },
+        );
+        assert_eq!(o.timers, vec![timer], "{asked:?}");
+    }
 }
 
 #[test]
@@ -1884,6 +1913,7 @@ fn many_p(accounts: &[&str]) -> InviteManyParams {
         attach_ext: Some("join us".into()),
         push_info: None,
         busy_check: Some(true),
+        timeout_ms: None,
     }
 }
 
