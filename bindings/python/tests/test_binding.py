@@ -1,4 +1,3 @@
-import asyncio
 import logging
 import os
 import re
@@ -151,6 +150,61 @@ def test_error_codes(make_client):
     with pytest.raises(SignalingError) as e:
         alice.sync()
     assert e.value.code == 415
+
+
+def test_refusals_say_why(make_client):
+    """A request refused at once carries the library's reason
+    (nim_signaling_last_error), not a generic text for its code."""
+    alice = make_client("alice")
+    cid = alice.create(type=1)["channelInfo"]["channelId"]
+    cases = [
+        # misspelt key: named, with the one meant
+        (
+            alice.invite,
+            dict(channelId=cid, acount="bob", requestId="r"),
+            "unknown key `acount`: did you mean `account`?",
+        ),
+        (alice.join, dict(channelID=cid), "unknown key `channelID`: did you mean `channelId`?"),
+        # missing field
+        (alice.invite, dict(channelId=cid, account="bob"), "missing field `requestId`"),
+        # wrong type, with the key's path
+        (
+            alice.call,
+            dict(type="audio", account="bob", requestId="x"),
+            '`type`: invalid type: string "audio", expected u8',
+        ),
+        (alice.join, dict(channelId=5), "`channelId`: invalid type: integer `5`, expected a string"),
+    ]
+    for method, params, message in cases:
+        with pytest.raises(SignalingError) as e:
+            method(**params)
+        err = e.value
+        assert (err.code, err.data) == (Code.INVALID_PARAM, None), err
+        assert message in err.message, (params, err.message)
+        assert message in str(err) and "414" in str(err)
+    with pytest.raises(SignalingError) as e:
+        alice.join("{not json")
+    assert "not valid JSON" in e.value.message, e.value.message
+    carol = make_client("carol", login=False)
+    with pytest.raises(SignalingError) as e:
+        carol.create(type=1)
+    assert e.value.code == Code.NOT_CONNECTED and "not logged in" in e.value.message, e.value.message
+    # A server config with a typo says which key.
+    with pytest.raises(SignalingError) as e:
+        ns.Server({"lisen": "127.0.0.1:0"})
+    assert e.value.code == 414 and "lisen" in e.value.message, e.value.message
+
+
+def test_generic_messages_without_last_error(make_client, monkeypatch):
+    """With a library older than nim_signaling_last_error, the code's
+    general meaning stands in."""
+    from nim_signaling import _lib
+
+    alice = make_client("alice")
+    monkeypatch.setattr(_lib, "_has_last_error", False)
+    with pytest.raises(SignalingError) as e:
+        alice.join({})
+    assert e.value.code == 414 and e.value.message.startswith("invalid parameter"), e.value.message
 
 
 def test_register_push_token(make_client):
@@ -324,22 +378,6 @@ def test_blocking_in_handler_refused_submit_works(make_client):
     assert "deadlock" in out["blocking"]
     assert sorted(m["account"] for m in out["accept"]["members"]) == ["alice", "bob"]
     alice.events.expect_event("ACCEPT")
-
-
-def test_asyncio_variant(make_client):
-    alice = make_client("alice")
-
-    async def main():
-        room = await alice.arequest("create", type=3, ext="x")
-        cid = room["channelInfo"]["channelId"]
-        joined = await alice.arequest("join", {"channelId": cid}, uid="42")
-        with pytest.raises(SignalingError) as e:
-            await alice.arequest("join", channelId=cid)
-        return joined, e.value.code
-
-    joined, code = asyncio.run(main())
-    assert [m["uid"] for m in joined["members"]] == [42]
-    assert code == Code.ALREADY_IN_ROOM == 10407
 
 
 def test_sync_lists_rooms(make_client):

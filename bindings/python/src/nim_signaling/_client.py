@@ -13,7 +13,12 @@ the callbacks of one client run one at a time, in order. Therefore:
   swallowed: it never reaches C.
 - every ctypes callback object is owned by the client's internal state,
   which stays referenced until `nim_signaling_client_free` has returned.
+
+For asyncio, AsyncClient (in _aio) delivers results and notifications on
+the running loop instead.
 """
+
+from __future__ import annotations
 
 import asyncio
 import atexit
@@ -25,13 +30,31 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as _FutureTimeout
+from typing import Any, Callable, Dict, List, Literal, Optional, Set, Tuple, cast, overload
 
-from . import _lib
+from . import _lib, _loop
 from ._errors import IMMEDIATE_MESSAGES, SignalingError, SignalingTimeout
+from ._ops import Operations
+from ._types import (
+    ChannelMembers,
+    ChannelsSync,
+    Config,
+    ConnectionStateEvent,
+    Event,
+    LoginResult,
+    NotificationName,
+    OfflineEvents,
+    Params,
+    Result,
+)
 
 log = logging.getLogger("nim_signaling")
 
-EVENTS = tuple(_lib.REGISTRATIONS)
+#: The notification names, in the order the registrations are made.
+EVENTS: Tuple[NotificationName, ...] = cast(Tuple[NotificationName, ...], tuple(_lib.REGISTRATIONS))
+
+#: What a request resolves to before it is typed: the parsed result object.
+Raw = Dict[str, Any]
 
 # Margin on top of the client's requestTimeoutMs: the library answers 408
 # itself at requestTimeoutMs, so the binding's own wait only ends a wait
@@ -41,20 +64,20 @@ _WAIT_MARGIN_S = 5.0
 _tls = threading.local()
 
 
-def _in_callback():
-    return getattr(_tls, "depth", 0) > 0
+def _in_callback() -> bool:
+    return bool(getattr(_tls, "depth", 0) > 0)
 
 
 class _CallbackScope:
-    def __enter__(self):
+    def __enter__(self) -> None:
         _tls.depth = getattr(_tls, "depth", 0) + 1
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         _tls.depth -= 1
         return False
 
 
-def _parse(raw):
+def _parse(raw: Optional[bytes]) -> Any:
     if raw is None:
         return None
     text = raw.decode("utf-8", errors="replace")
@@ -64,7 +87,25 @@ def _parse(raw):
         return {"raw": text}
 
 
-def _encode(params, kwargs):
+def _config_json(config: Optional[Config], what: str) -> str:
+    if config is None:
+        return "{}"
+    if isinstance(config, Mapping):
+        return json.dumps(dict(config), ensure_ascii=False)
+    if isinstance(config, str):
+        return config
+    raise TypeError("%s config must be a dict or a JSON string, not %s" % (what, type(config).__name__))
+
+
+def _refused(rc: int, lib: ctypes.CDLL, fallback: str, op: str) -> SignalingError:
+    """The error of a call the library refused at once, with the reason it
+    gave (nim_signaling_last_error) when it gives one. Call it on the thread
+    of the refused call, before any other call into the library."""
+    why = _lib.last_error(lib)
+    return SignalingError(rc, why or fallback, None, op=op)
+
+
+def _encode(params: Params, kwargs: Dict[str, Any]) -> bytes:
     """The JSON bytes for a request: a dict (merged with kwargs), or a str /
     bytes sent as they are (to test the library's own validation)."""
     if isinstance(params, (str, bytes)):
@@ -72,7 +113,7 @@ def _encode(params, kwargs):
             raise TypeError("raw JSON params cannot be combined with keyword arguments")
         return params.encode("utf-8") if isinstance(params, str) else params
     if params is None:
-        merged = {}
+        merged: Dict[str, Any] = {}
     elif isinstance(params, Mapping):
         merged = dict(params)
     else:
@@ -84,13 +125,13 @@ def _encode(params, kwargs):
 # Cores whose C handle is live: they (and their ctypes callbacks) stay
 # referenced until client_free has returned, whatever happens to the
 # Client object. Closed at interpreter exit if still open.
-_live_cores = set()
-_live_servers = set()
+_live_cores: Set[_Core] = set()
+_live_servers: Set[Server] = set()
 _live_lock = threading.Lock()
 
 
 @atexit.register
-def _close_everything():
+def _close_everything() -> None:
     with _live_lock:
         cores, servers = list(_live_cores), list(_live_servers)
     for c in cores:
@@ -109,24 +150,24 @@ class _Core:
     """Everything the C callbacks touch. Holds no reference to the Client,
     so that dropping a Client runs its __del__ (which frees the handle)."""
 
-    def __init__(self, lib, handle, account):
+    def __init__(self, lib: ctypes.CDLL, handle: int, account: Optional[str]) -> None:
         self.lib = lib
-        self.handle = handle
+        self.handle: Optional[int] = handle
         self.account = account
         self.cond = threading.Condition()
         self.calls = 0  # C calls using the handle right now
         self.closing = False
         self.closed = False
-        self.pending = {}  # request id -> (op, Future)
+        self.pending: Dict[int, Tuple[str, Future[Raw]]] = {}  # request id -> (op, Future)
         self.ids = itertools.count(1)
-        self.handlers = {name: [] for name in EVENTS}
+        self.handlers: Dict[str, List[Callable[[Any], object]]] = {name: [] for name in EVENTS}
         # ctypes callback objects: must outlive client_free.
         self.result_cb = _lib.RESULT_CB(self._on_result)
-        self.event_cbs = {name: _lib.EVENT_CB(self._event_trampoline(name)) for name in EVENTS}
+        self.event_cbs: Dict[str, Any] = {name: _lib.EVENT_CB(self._event_trampoline(name)) for name in EVENTS}
 
     # --- callbacks (library threads) -------------------------------------
 
-    def _on_result(self, code, raw, user_data):
+    def _on_result(self, code: int, raw: Optional[bytes], user_data: Optional[int]) -> None:
         try:
             with _CallbackScope():
                 with self.cond:
@@ -147,8 +188,8 @@ class _Core:
         except BaseException:  # never let anything reach C
             log.exception("nim_signaling: error in the result callback")
 
-    def _event_trampoline(self, name):
-        def trampoline(raw, user_data):
+    def _event_trampoline(self, name: str) -> Callable[[Optional[bytes], Optional[int]], None]:
+        def trampoline(raw: Optional[bytes], user_data: Optional[int]) -> None:
             try:
                 with _CallbackScope():
                     with self.cond:
@@ -168,10 +209,10 @@ class _Core:
 
     # --- calls ------------------------------------------------------------
 
-    def start(self, op, call):
+    def start(self, op: str, call: Callable[[Optional[int], Any, ctypes.c_void_p], int]) -> Future[Raw]:
         """Starts a request: `call(handle, cb, user_data)` -> code. Returns a
         Future completed on a library thread (result dict, or SignalingError)."""
-        fut = Future()
+        fut: Future[Raw] = Future()
         fut.set_running_or_notify_cancel()
         with self.cond:
             if self.closing:
@@ -188,13 +229,14 @@ class _Core:
                 if self.calls == 0:
                     self.cond.notify_all()
         if rc != 200:
+            # First, before any other call into the library on this thread.
+            err = _refused(rc, self.lib, IMMEDIATE_MESSAGES.get(rc, "refused; nothing was sent"), op)
             with self.cond:
                 self.pending.pop(rid, None)
-            msg = IMMEDIATE_MESSAGES.get(rc, "refused; nothing was sent")
-            fut.set_exception(SignalingError(rc, msg, None, op=op))
+            fut.set_exception(err)
         return fut
 
-    def close(self):
+    def close(self) -> None:
         with self.cond:
             if self.closing:
                 if not _in_callback():
@@ -225,16 +267,7 @@ class _Core:
                 _live_cores.discard(self)
 
 
-def _request_method(op, doc):
-    def method(self, params=None, /, *, timeout=None, **kwargs):
-        return self.request(op, params, timeout=timeout, **kwargs)
-
-    method.__name__ = op if op != "close" else "close_channel"
-    method.__doc__ = doc + "\n\nParams as a dict and/or keyword arguments (camelCase keys); returns the result dict, raises SignalingError."
-    return method
-
-
-class Client:
+class Client(Operations):
     """One account on one device (`nim_signaling_client_new`).
 
     `config`: `serverUrl` (required), `account` (required), `token`,
@@ -243,23 +276,24 @@ class Client:
     default requestTimeoutMs + 5 s.
 
     Use as a context manager, or call `close()` (which frees the C client;
-    the room operation signalingClose is `close_channel`).
+    the room operation signalingClose is `close_channel`). The request
+    methods (create, join, call, accept, ...) are listed in Operations.
     """
 
-    def __init__(self, config, *, timeout=None):
+    timeout: float
+
+    def __init__(self, config: Config, *, timeout: Optional[float] = None) -> None:
+        cfg_json = _config_json(config, "Client")
+        req_ms: Any = 10000
+        account: Optional[str] = None
         if isinstance(config, Mapping):
-            cfg_json = json.dumps(dict(config), ensure_ascii=False)
             req_ms = config.get("requestTimeoutMs", 10000)
             account = config.get("account")
-        elif isinstance(config, str):
-            cfg_json, req_ms, account = config, 10000, None
-        else:
-            raise TypeError("config must be a dict or a JSON string")
         lib = _lib.load()
         out = ctypes.c_void_p()
         rc = lib.nim_signaling_client_new(cfg_json.encode("utf-8"), ctypes.byref(out))
         if rc != 200 or not out.value:
-            raise SignalingError(rc, "nim_signaling_client_new refused the config", None, op="client_new")
+            raise _refused(rc, lib, "nim_signaling_client_new refused the config", "client_new")
         core = _Core(lib, out.value, account)
         with _live_lock:
             _live_cores.add(core)
@@ -278,14 +312,15 @@ class Client:
     # --- lifecycle --------------------------------------------------------
 
     @property
-    def account(self):
+    def account(self) -> Optional[str]:
+        """The config's account (None for a config given as a JSON string)."""
         return self._core.account
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._core.closing
 
-    def close(self, *args, **kwargs):
+    def close(self, *args: Any, **kwargs: Any) -> None:
         """Logs out if needed, disconnects and frees the client
         (`nim_signaling_client_free`). Idempotent. Pending requests end with
         415. To close a *room* use `close_channel(channelId=...)`."""
@@ -298,14 +333,14 @@ class Client:
 
     free = close
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         core = getattr(self, "_core", None)
         if core is not None and not core.closing:
             try:
@@ -315,7 +350,32 @@ class Client:
 
     # --- notifications ----------------------------------------------------
 
-    def on(self, event, handler):
+    @overload
+    def on(
+        self, event: Literal["online", "multi_client_sync"], handler: Callable[[Event], object]
+    ) -> Callable[[Event], object]: ...
+
+    @overload
+    def on(
+        self, event: Literal["offline"], handler: Callable[[OfflineEvents], object]
+    ) -> Callable[[OfflineEvents], object]: ...
+
+    @overload
+    def on(
+        self, event: Literal["members_sync"], handler: Callable[[ChannelMembers], object]
+    ) -> Callable[[ChannelMembers], object]: ...
+
+    @overload
+    def on(
+        self, event: Literal["channels_sync"], handler: Callable[[ChannelsSync], object]
+    ) -> Callable[[ChannelsSync], object]: ...
+
+    @overload
+    def on(
+        self, event: Literal["connection_state"], handler: Callable[[ConnectionStateEvent], object]
+    ) -> Callable[[ConnectionStateEvent], object]: ...
+
+    def on(self, event: str, handler: Callable[[Any], object]) -> Callable[[Any], object]:
         """Adds `handler(dict)` for one notification: "online" (one event),
         "multi_client_sync", "members_sync", "offline" ({"eventList"}),
         "channels_sync" ({"channels"}), "connection_state" ({"state","code"}).
@@ -329,7 +389,7 @@ class Client:
             self._core.handlers[event].append(handler)
         return handler
 
-    def off(self, event, handler=None):
+    def off(self, event: str, handler: Optional[Callable[[Any], object]] = None) -> None:
         """Removes one handler, or every handler of `event` when None."""
         if event not in self._core.handlers:
             raise ValueError("unknown notification %r" % (event,))
@@ -342,7 +402,7 @@ class Client:
 
     # --- requests ---------------------------------------------------------
 
-    def submit(self, op, params=None, /, **kwargs):
+    def submit(self, op: str, params: Params = None, /, **kwargs: Any) -> Future[Raw]:
         """Starts `op` ("login", "logout", or a request name such as "join",
         "close", "call") without waiting: returns a
         concurrent.futures.Future whose result is the result dict or whose
@@ -361,8 +421,9 @@ class Client:
         fn = getattr(lib, "nim_signaling_" + op)
         return self._core.start(op, lambda h, cb, ud: fn(h, payload, cb, ud))
 
-    def request(self, op, params=None, /, *, timeout=None, **kwargs):
-        """Runs `op` and waits for its result (see submit)."""
+    def request(self, op: str, params: Params = None, /, *, timeout: Optional[float] = None, **kwargs: Any) -> Raw:
+        """Runs `op` and waits for its result (see submit); the typed
+        methods (join, call, ...) come down to this."""
         if _in_callback():
             raise RuntimeError(
                 "blocking nim_signaling call from inside a library callback would deadlock "
@@ -375,65 +436,19 @@ class Client:
         except _FutureTimeout:
             raise SignalingTimeout(408, "no result within %.1f s" % wait, None, op=op) from None
 
-    async def arequest(self, op, params=None, /, **kwargs):
-        """asyncio variant of request: `await client.arequest("join", channelId=...)`."""
-        return await asyncio.wrap_future(self.submit(op, params, **kwargs))
+    async def arequest(self, op: str, params: Params = None, /, **kwargs: Any) -> Raw:
+        """asyncio variant of request: `await client.arequest("join", channelId=...)`;
+        the result is set on the running loop. Notifications still come on
+        library threads: AsyncClient brings them to the loop as well."""
+        return await _loop.wait(asyncio.get_running_loop(), self.submit(op, params, **kwargs), None, op)
 
-    def login(self, *, timeout=None):
+    def login(self, *, timeout: Optional[float] = None) -> LoginResult:
         """Connects and logs in; returns {"code":200,"account",...}. 302 for a refused token."""
-        return self.request("login", timeout=timeout)
+        return cast(LoginResult, self.request("login", timeout=timeout))
 
-    def logout(self, *, timeout=None):
+    def logout(self, *, timeout: Optional[float] = None) -> Result:
         """Logs out and disconnects (no reconnect)."""
-        return self.request("logout", timeout=timeout)
-
-    create = _request_method("create", "signalingCreate: type, channelName?, ext? -> {channelInfo}.")
-    close_channel = _request_method("close", "signalingClose: channelId, offlineEnabled?, ext?.")
-    join = _request_method("join", "signalingJoin: channelId, uid?, offlineEnabled?, attachExt? -> {channelInfo, members}.")
-    leave = _request_method("leave", "signalingLeave: channelId, offlineEnabled?, attachExt?.")
-    invite = _request_method(
-        "invite", "signalingInvite: channelId, account, requestId, offlineEnabled?, attachExt?, pushInfo?."
-    )
-    invite_many = _request_method(
-        "invite_many",
-        "Not in NIM: channelId, accounts (1-100), requestId, offlineEnabled?, attachExt?, pushInfo?, busyCheck? "
-        "-> {results: [{account, code}, ...]}, one per account in order.",
-    )
-    cancel_invite = _request_method(
-        "cancel_invite", "signalingCancel: channelId, account (invitee), requestId, offlineEnabled?, attachExt?."
-    )
-    accept = _request_method(
-        "accept",
-        "signalingAccept: channelId, account (inviter), requestId, offlineEnabled?, attachExt?, autoJoin?, uid?, "
-        "joinAttachExt? -> {channelInfo, members} with autoJoin.",
-    )
-    reject = _request_method(
-        "reject", "signalingReject: channelId, account (inviter), requestId, offlineEnabled?, attachExt?."
-    )
-    control = _request_method("control", "signalingControl: channelId, account?, attachExt?.")
-    call = _request_method(
-        "call",
-        "signalingCall: type, channelName?, ext?, uid?, account, requestId, offlineEnabled?, attachExt?, "
-        "pushInfo? -> {channelInfo, members}.",
-    )
-    sync = _request_method("sync", "signalingSync: {} -> {eventList, channels}.")
-    query_channel_info = _request_method(
-        "query_channel_info", "Room query: channelId or channelName -> {channelInfo, members}."
-    )
-    register_push_token = _request_method(
-        "register_push_token",
-        "This device's push token for the server's push gateway: token (empty removes it), provider?.",
-    )
-    query_invitations = _request_method(
-        "query_invitations",
-        "This account's invitations (an addition to NIM): {} -> {sent, received}, each item "
-        "{channelId, account, requestId, state, createTimestamp, expireTimestamp}.",
-    )
-    update_channel = _request_method(
-        "update_channel",
-        "Changes the room's ext (an addition to NIM): channelId, ext, offlineEnabled? -> {channelInfo}; "
-        "the others get CHANNEL_UPDATE.",
-    )
+        return cast(Result, self.request("logout", timeout=timeout))
 
 
 class Server:
@@ -442,32 +457,25 @@ class Server:
     {"auth": {"mode": "static", "accounts": {"alice": "t"}}}; None or {}
     for defaults (127.0.0.1, a free port, no authentication)."""
 
-    def __init__(self, config=None):
-        if config is None:
-            cfg_json = "{}"
-        elif isinstance(config, Mapping):
-            cfg_json = json.dumps(dict(config), ensure_ascii=False)
-        elif isinstance(config, str):
-            cfg_json = config
-        else:
-            raise TypeError("config must be a dict, a JSON string or None")
+    def __init__(self, config: Optional[Config] = None) -> None:
+        cfg_json = _config_json(config, "Server")
         self._lib = _lib.load()
         self._lock = threading.Lock()
         out = ctypes.c_void_p()
         rc = self._lib.nim_signaling_server_start(cfg_json.encode("utf-8"), ctypes.byref(out))
         if rc != 200 or not out.value:
-            raise SignalingError(rc, "nim_signaling_server_start failed", None, op="server_start")
-        self._handle = out.value
-        self._url = self._lib.nim_signaling_server_url(self._handle).decode("utf-8")
+            raise _refused(rc, self._lib, "nim_signaling_server_start failed", "server_start")
+        self._handle: Optional[int] = out.value
+        self._url: str = self._lib.nim_signaling_server_url(self._handle).decode("utf-8")
         with _live_lock:
             _live_servers.add(self)
 
     @property
-    def url(self):
+    def url(self) -> str:
         """"ws://127.0.0.1:PORT" (or wss://)."""
         return self._url
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops the server, closing every connection; idempotent."""
         with self._lock:
             handle, self._handle = self._handle, None
@@ -476,12 +484,12 @@ class Server:
         with _live_lock:
             _live_servers.discard(self)
 
-    def __enter__(self):
+    def __enter__(self) -> Server:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.stop()
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<nim_signaling.Server %s%s>" % (self._url, "" if self._handle else " (stopped)")

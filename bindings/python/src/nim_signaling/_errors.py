@@ -1,6 +1,7 @@
 """Codes and the exceptions of the binding."""
 
 import enum
+from typing import Any, Dict, Optional
 
 
 class Code(enum.IntEnum):
@@ -14,6 +15,7 @@ class Code(enum.IntEnum):
     NOT_CONNECTED = 415
     RATE_LIMITED = 416
     INTERNAL = 500
+    UNSUPPORTED = 501  # not in NIM: this build lacks the feature (client-only library)
     PEER_OFFLINE = 10201
     PUSH_UNREACHABLE = 10202
     ROOM_NOT_EXIST = 10404
@@ -47,7 +49,7 @@ class EventType(enum.IntEnum):
 
 # What an immediate (non-200) return of a request function means: nothing
 # was sent and no callback will come.
-IMMEDIATE_MESSAGES = {
+IMMEDIATE_MESSAGES: Dict[int, str] = {
     414: "invalid parameter (NULL, malformed JSON, a wrong type or a missing field); nothing was sent",
     415: "not logged in; nothing was sent",
     416: "too many requests outstanding; nothing was sent",
@@ -62,17 +64,26 @@ class SignalingError(Exception):
     library handed to the callback (the seed's `error` object, which for
     e.g. a call answered 10201 also keeps `channelInfo` and `members`), or
     None when the request was refused before anything was sent (414, 415,
-    416 returned by the C function itself). `op` names the operation.
+    416 returned by the C function itself; `message` then says why, e.g.
+    "params_json: missing field `requestId`", when the library tells).
+    `op` names the operation.
     """
 
-    def __init__(self, code, message=None, data=None, op=None):
+    code: int
+    message: str
+    data: Optional[Dict[str, Any]]
+    op: Optional[str]
+
+    def __init__(
+        self, code: int, message: Optional[str] = None, data: Optional[Dict[str, Any]] = None, op: Optional[str] = None
+    ) -> None:
         self.code = int(code)
         self.message = message or ""
         self.data = data
         self.op = op
         super().__init__(self.code, self.message, data)
 
-    def __str__(self):
+    def __str__(self) -> str:
         try:
             name = Code(self.code).name
         except ValueError:

@@ -5,6 +5,7 @@ import ctypes.util
 import os
 import sys
 import threading
+from typing import Iterator, List, Optional, Tuple
 
 ENV_VAR = "NIM_SIGNALING_LIB"
 
@@ -55,7 +56,7 @@ class LibraryNotFoundError(OSError):
     """The shared library could not be found or loaded; `tried` lists what
     was attempted, each with the reason it failed."""
 
-    def __init__(self, tried):
+    def __init__(self, tried: List[Tuple[str, str]]) -> None:
         self.tried = list(tried)
         lines = "\n".join("  - %s: %s" % (what, why) for what, why in self.tried)
         super().__init__(
@@ -65,20 +66,23 @@ class LibraryNotFoundError(OSError):
         )
 
 
-def _candidates():
+def bundled_path() -> str:
+    """Where a wheel puts the library: inside the package, next to this file."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), _FILE_NAME)
+
+
+def _candidates() -> Iterator[Tuple[str, Optional[str]]]:
     """(description, path) pairs, in the order they are tried."""
     env = os.environ.get(ENV_VAR)
     if env:
         # An explicit choice: nothing else is tried when it fails.
         yield ("$%s" % ENV_VAR, env)
         return
+    bundled = bundled_path()
+    yield ("bundled with the package", bundled)
     found = ctypes.util.find_library("nim_signaling")
-    if found:
-        yield ('ctypes.util.find_library("nim_signaling")', found)
-    else:
-        yield ('ctypes.util.find_library("nim_signaling")', None)
-    here = os.path.dirname(os.path.abspath(__file__))
-    dirs = [here]  # a library copied next to the package
+    yield ('ctypes.util.find_library("nim_signaling")', found)
+    dirs: List[str] = []
     # A checkout: the current directory or any parent holding target/.
     cwd = os.getcwd()
     d = cwd
@@ -90,7 +94,7 @@ def _candidates():
             break
         d = parent
     dirs += ["/usr/local/lib", "/usr/lib", "/usr/lib64"]
-    seen = set()
+    seen = {bundled}
     for d in dirs:
         p = os.path.join(d, _FILE_NAME)
         if p not in seen:
@@ -98,11 +102,11 @@ def _candidates():
             yield (p, p)
 
 
-def _declare(lib):
+def _declare(lib: ctypes.CDLL) -> None:
     c_int32, c_char_p, c_void_p = ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p
     out_ptr = ctypes.POINTER(c_void_p)
 
-    def fn(name, restype, *argtypes):
+    def fn(name: str, restype: object, *argtypes: object) -> None:
         f = getattr(lib, name)
         f.restype = restype
         f.argtypes = list(argtypes)
@@ -119,20 +123,39 @@ def _declare(lib):
         fn("nim_signaling_" + op, c_int32, c_void_p, c_char_p, RESULT_CB, c_void_p)
     for reg in REGISTRATIONS.values():
         fn(reg, c_int32, c_void_p, EVENT_CB, c_void_p)
+    global _has_last_error
+    # Newer libraries tell why a call was refused at once; older ones have
+    # only the code (the binding then says what the code generally means).
+    try:
+        fn("nim_signaling_last_error", c_char_p)
+        _has_last_error = True
+    except AttributeError:
+        _has_last_error = False
 
 
 _lock = threading.Lock()
-_lib = None
-_path = None
+_lib: Optional[ctypes.CDLL] = None
+_path: Optional[str] = None
+_has_last_error = False
 
 
-def load():
+def last_error(lib: ctypes.CDLL) -> Optional[str]:
+    """Why the last call on this thread was refused at once
+    (`nim_signaling_last_error`), or None when the library does not say.
+    Call it right after the refused call, before any other call into it."""
+    if not _has_last_error:
+        return None
+    raw = lib.nim_signaling_last_error()
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+def load() -> ctypes.CDLL:
     """The loaded library (loaded and declared once, on first use)."""
     global _lib, _path
     with _lock:
         if _lib is not None:
             return _lib
-        tried = []
+        tried: List[Tuple[str, str]] = []
         for what, path in _candidates():
             if path is None:
                 tried.append((what, "not found"))
@@ -151,7 +174,8 @@ def load():
         raise LibraryNotFoundError(tried)
 
 
-def library_path():
+def library_path() -> str:
     """The path the library was loaded from (loading it if needed)."""
     load()
+    assert _path is not None
     return _path
