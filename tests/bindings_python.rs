@@ -308,6 +308,8 @@ fn python_wheel_as_a_user_gets_it() {
     };
     let mut t = Instant::now();
     let work = target_dir().join("python-wheel");
+    // Another `cargo test` run would empty the same directory meanwhile.
+    let _lock = VenvLock::take(target_dir().join("python-wheel.lock"));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
     let py = venv_python(&work.join("venv"));
