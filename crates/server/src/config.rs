@@ -258,7 +258,7 @@ pub const ENV_PREFIX: &str = "NIM_SIGNALING_";
 /// Variables with [`ENV_PREFIX`] that are not settings: read by our tests,
 /// scripts and bindings, so a server started beside them must not refuse
 /// them. `LOG` is the older name of `logging.level`.
-const ENV_NOT_SETTINGS: &[&str] = &["LIB", "ASAN", "PYTHON", "UPDATE_HEADER"];
+const ENV_NOT_SETTINGS: &[&str] = &["LIB", "PREBUILD", "ASAN", "PYTHON", "UPDATE_HEADER"];
 
 /// `ROOM_TTL_MS` -> `roomTtlMs`.
 fn camel(screaming: &str) -> String {
