@@ -62,6 +62,15 @@ function openLibrary() {
   );
 }
 
+/** The function `decl` of `lib`, or null when the library lacks the symbol (an older build). */
+function optionalFunc(lib, decl) {
+  try {
+    return lib.func(decl);
+  } catch (_) {
+    return null;
+  }
+}
+
 function loadNative() {
   if (native) return native;
   koffi = require('koffi');
@@ -112,6 +121,9 @@ function loadNative() {
     serverUrl: lib.func('const char *nim_signaling_server_url(void *server)'),
     serverStop: lib.func('void nim_signaling_server_stop(void *server)'),
     version: lib.func('const char *nim_signaling_version(void)'),
+    // Why the last call on this thread that returned other than 200 at
+    // once did so; absent from libraries older than the function.
+    lastError: optionalFunc(lib, 'const char *nim_signaling_last_error(void)'),
   };
 
   // One registered JS function per callback kind for the whole process,
@@ -193,6 +205,16 @@ function onResult(code, json, id) {
   }
 }
 
+/**
+ * The error of a C call that returned `rc` at once: `what` and the
+ * library's own message (nim_signaling_last_error, read right after the
+ * call on the same thread, as it asks), else `fallback`.
+ */
+function refused(rc, fallback, what = '') {
+  const why = native.lastError ? native.lastError() : null;
+  return new SignalingError(rc, { code: rc, message: why ? what + why : fallback });
+}
+
 /** Starts a request with `start(cb, id)`; a Promise of its data. */
 function request(start) {
   const n = loadNative();
@@ -211,7 +233,7 @@ function request(start) {
       // not started: the callback will never come
       pending.delete(id);
       const messages = { 414: 'invalid parameter', 415: 'not logged in', 416: 'too many requests outstanding' };
-      reject(new SignalingError(rc, { code: rc, message: messages[rc] || `request refused (${rc})` }));
+      reject(refused(rc, messages[rc] || `request refused (${rc})`));
     }
   });
 }
@@ -292,7 +314,7 @@ class NIM extends EventEmitter {
     if (cfg.token == null) cfg.token = '';
     const out = [null];
     const rc = n.clientNew(JSON.stringify(cfg), out);
-    if (rc !== 200) throw new SignalingError(rc, { code: rc, message: `cannot create the client (${rc}): check serverUrl and account` });
+    if (rc !== 200) throw refused(rc, `cannot create the client (${rc}): check serverUrl and account`, 'cannot create the client: ');
     this._handle = out[0];
     this._id = nextId++;
     clients.set(this._id, this);
@@ -452,7 +474,7 @@ NIM.startServer = function startServer(config) {
   const n = loadNative();
   const out = [null];
   const rc = n.serverStart(JSON.stringify(config || {}), out);
-  if (rc !== 200) throw new SignalingError(rc, { code: rc, message: `cannot start the server (${rc}): ${rc === 414 ? 'bad config' : 'cannot listen'}` });
+  if (rc !== 200) throw refused(rc, `cannot start the server (${rc}): ${rc === 414 ? 'bad config' : 'cannot listen'}`, 'cannot start the server: ');
   const handle = out[0];
   const url = n.serverUrl(handle);
   retain();
