@@ -220,6 +220,8 @@ declare namespace NIM {
     pushInfo?: PushInfo;
     /** nim-signaling's addition: fail with 10430 when the invitee is in another call or ringing */
     busyCheck?: Flag;
+    /** nim-signaling's addition: ms this invitation rings before INVITE_TIMEOUT (≥ 1, at most the server's inviteTtlMs, the default) */
+    timeoutMs?: number;
   }
 
   interface InviteParams extends InvitationParams {

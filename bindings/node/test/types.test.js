@@ -14,11 +14,34 @@ const dts = fs.readFileSync(path.join(dir, 'index.d.ts'), 'utf8');
 const dmts = fs.readFileSync(path.join(dir, 'index.d.mts'), 'utf8');
 const sorted = (xs) => [...new Set(xs)].sort();
 
-/** The body of `interface name {…}` in index.d.ts (its members at four spaces). */
+/** The members of `interface name` in index.d.ts (at four spaces), with those of the interfaces it extends. */
 function members(name) {
-  const m = new RegExp(`^  interface ${name} \\{\\n([\\s\\S]*?)^  \\}$`, 'm').exec(dts);
+  const m = new RegExp(`^  interface ${name}(?: extends ([\\w, ]+))? \\{\\n([\\s\\S]*?)^  \\}$`, 'm').exec(dts);
   assert.ok(m, `interface ${name} in index.d.ts`);
-  return [...m[1].matchAll(/^ {4}(\w+)\??:/gm)].map((x) => x[1]);
+  const own = [...m[2].matchAll(/^ {4}(\w+)\??:/gm)].map((x) => x[1]);
+  const bases = m[1] ? m[1].split(',').map((b) => b.trim()) : [];
+  return [...own, ...bases.flatMap(members)];
+}
+
+/** The wire keys of each `pub struct …Params` of crates/protocol/src/params.rs. */
+function wireParams() {
+  const src = fs.readFileSync(path.join(dir, '..', '..', 'crates', 'protocol', 'src', 'params.rs'), 'utf8');
+  const camel = (snake) => snake.replace(/_(\w)/g, (_, c) => c.toUpperCase());
+  const structs = {};
+  for (const m of src.matchAll(/^pub struct (\w+Params) \{\n([\s\S]*?)^\}/gm)) {
+    let rename = null;
+    structs[m[1]] = [];
+    for (const line of m[2].split('\n')) {
+      const r = /rename = "(\w+)"/.exec(line);
+      if (r) rename = r[1];
+      const f = /^ {4}pub (\w+):/.exec(line);
+      if (f) {
+        structs[m[1]].push(rename || camel(f[1]));
+        rename = null;
+      }
+    }
+  }
+  return structs;
 }
 
 /** The keys of the `## section` table of docs/CONFIG.md. */
@@ -57,6 +80,21 @@ test('ServerConfig and ClientOptions have the settings of docs/CONFIG.md', () =>
   assert.deepEqual(sorted(members('ServerConfig')), sorted(configKeys('Server')));
   const client = members('ClientOptions').filter((k) => !/^on/.test(k));
   assert.deepEqual(sorted(client), sorted(configKeys('Client')));
+});
+
+test("each operation's parameters are the keys the library reads (crates/protocol/src/params.rs)", () => {
+  // d.ts interfaces by the Rust struct they type; login and inviteDelivered
+  // are the library's own, QueryParams is a union (one key or the other)
+  const typedAs = { InviteReplyParams: ['CancelParams', 'RejectParams'], LoginParams: [], DeliveredParams: [] };
+  const structs = wireParams();
+  assert.ok(Object.keys(structs).length >= 14, Object.keys(structs).join(' '));
+  for (const [struct, keys] of Object.entries(structs)) {
+    if (struct === 'QueryParams') {
+      assert.match(dts, new RegExp(`type QueryParams = ${keys.map((k) => `\\{ ${k}: string \\}`).join(' \\| ')};`));
+      continue;
+    }
+    for (const name of typedAs[struct] || [struct]) assert.deepEqual(sorted(members(name)), sorted(keys), name);
+  }
 });
 
 test('the EVENT_TYPE_ constants are typed with their values', () => {
