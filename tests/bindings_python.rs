@@ -8,7 +8,7 @@
 //!   in the source tree);
 //! - `python_wheel_as_a_user_gets_it` does what the README tells a user:
 //!   builds the wheel (bundling that library, named by
-//!   `NIM_SIGNALING_WHEEL_LIB`), installs it in a fresh venv
+//!   `NIM_SIGNALING_PREBUILD`), installs it in a fresh venv
 //!   (`<target>/python-wheel/venv`, made anew each run) and there, with
 //!   `NIM_SIGNALING_LIB` unset, runs the README's examples and
 //!   `examples/typed_call.py`, and `mypy --strict` on that script (mypy
@@ -124,7 +124,7 @@ fn venv_python(venv: &Path) -> PathBuf {
 }
 
 /// `pip <command> args...` in the venv of `py`, building with the library
-/// cargo just built (`NIM_SIGNALING_WHEEL_LIB`: the copy of the package is
+/// cargo just built (`NIM_SIGNALING_PREBUILD`: the copy of the package is
 /// no checkout to build one in).
 fn pip(py: &Path, command: &str, args: &[&str], what: &str) {
     let out = run(
@@ -138,7 +138,7 @@ fn pip(py: &Path, command: &str, args: &[&str], what: &str) {
             ])
             .args(args)
             .env(
-                "NIM_SIGNALING_WHEEL_LIB",
+                "NIM_SIGNALING_PREBUILD",
                 lib_dir().join("libnim_signaling.so"),
             ),
         what,

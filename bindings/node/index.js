@@ -13,56 +13,68 @@
 const fs = require('fs');
 const path = require('path');
 const { EventEmitter } = require('events');
+const { libraryName, prebuildPath } = require('./libpath');
 
 let koffi = null;
 let native = null;
 
 // ---------------------------------------------------------------- library
 
+/**
+ * Where to look when NIM_SIGNALING_LIB is not set, in order: the copy
+ * bundled in this package for this platform and CPU, then the dynamic
+ * loader's own search (LD_LIBRARY_PATH, ldconfig, rpath), then the builds
+ * of the repository this folder sits in (a checkout, or a package
+ * installed from its path).
+ */
 function candidates() {
-  const ext = process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so';
-  const base = process.platform === 'win32' ? 'nim_signaling.dll' : `libnim_signaling.${ext}`;
+  const base = libraryName();
   const repo = path.resolve(__dirname, '..', '..', 'target');
-  return [
-    // the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig, rpath)
-    base,
-    path.join(repo, 'release', base),
-    path.join(repo, 'debug', base),
-  ];
+  return [prebuildPath(), base, ...['dist', 'release', 'debug'].map((p) => path.join(repo, p, base))];
+}
+
+/** koffi's library from NIM_SIGNALING_LIB, else the first candidate that loads. */
+function openLibrary() {
+  const env = process.env.NIM_SIGNALING_LIB;
+  if (env) {
+    try {
+      return { lib: koffi.load(env), path: env };
+    } catch (e) {
+      throw new Error(`nim-signaling: cannot load NIM_SIGNALING_LIB=${env}: ${e.message}`);
+    }
+  }
+  const tried = [];
+  for (const c of candidates()) {
+    if (path.isAbsolute(c) && !fs.existsSync(c)) {
+      tried.push(`${c} (missing)`);
+      continue;
+    }
+    try {
+      return { lib: koffi.load(c), path: c };
+    } catch (e) {
+      tried.push(`${c} (${e.message})`);
+    }
+  }
+  throw new Error(
+    `nim-signaling: cannot load the nim-signaling C library for ${process.platform}-${process.arch}. ` +
+      `Set NIM_SIGNALING_LIB to the path of ${libraryName()} (build it with \`cargo build --release --lib\`). ` +
+      'Tried: ' + tried.join('; ')
+  );
+}
+
+/** The function `decl` of `lib`, or null when the library lacks the symbol (an older build). */
+function optionalFunc(lib, decl) {
+  try {
+    return lib.func(decl);
+  } catch (_) {
+    return null;
+  }
 }
 
 function loadNative() {
   if (native) return native;
   koffi = require('koffi');
-  const tried = [];
-  let lib = null;
-  const env = process.env.NIM_SIGNALING_LIB;
-  if (env) {
-    try {
-      lib = koffi.load(env);
-    } catch (e) {
-      throw new Error(`nim-signaling: cannot load NIM_SIGNALING_LIB=${env}: ${e.message}`);
-    }
-  } else {
-    for (const c of candidates()) {
-      if (path.isAbsolute(c) && !fs.existsSync(c)) {
-        tried.push(`${c} (missing)`);
-        continue;
-      }
-      try {
-        lib = koffi.load(c);
-        break;
-      } catch (e) {
-        tried.push(`${c} (${e.message})`);
-      }
-    }
-    if (!lib) {
-      throw new Error(
-        'nim-signaling: cannot find the nim-signaling C library. Set NIM_SIGNALING_LIB to the path of ' +
-          'libnim_signaling.so (build it with `cargo build`). Tried: ' + tried.join('; ')
-      );
-    }
-  }
+  const { lib, path: libPath } = openLibrary();
 
   // user_data is declared intptr_t (same size and registers as void * on
   // every supported ABI): it carries a small integer, never a pointer.
@@ -71,7 +83,7 @@ function loadNative() {
   const req = (name) => lib.func(`int32_t ${name}(void *client, const char *params, nim_signaling_result_cb *cb, intptr_t ud)`);
   const reg = (name) => lib.func(`int32_t ${name}(void *client, nim_signaling_event_cb *cb, intptr_t ud)`);
   native = {
-    path: env || 'found',
+    path: libPath,
     clientNew: lib.func('int32_t nim_signaling_client_new(const char *cfg, _Out_ void **out)'),
     clientFree: lib.func('void nim_signaling_client_free(void *client)'),
     login: lib.func('int32_t nim_signaling_login(void *client, nim_signaling_result_cb *cb, intptr_t ud)'),
@@ -109,6 +121,9 @@ function loadNative() {
     serverUrl: lib.func('const char *nim_signaling_server_url(void *server)'),
     serverStop: lib.func('void nim_signaling_server_stop(void *server)'),
     version: lib.func('const char *nim_signaling_version(void)'),
+    // Why the last call on this thread that returned other than 200 at
+    // once did so; absent from libraries older than the function.
+    lastError: optionalFunc(lib, 'const char *nim_signaling_last_error(void)'),
   };
 
   // One registered JS function per callback kind for the whole process,
@@ -190,6 +205,16 @@ function onResult(code, json, id) {
   }
 }
 
+/**
+ * The error of a C call that returned `rc` at once: `what` and the
+ * library's own message (nim_signaling_last_error, read right after the
+ * call on the same thread, as it asks), else `fallback`.
+ */
+function refused(rc, fallback, what = '') {
+  const why = native.lastError ? native.lastError() : null;
+  return new SignalingError(rc, { code: rc, message: why ? what + why : fallback });
+}
+
 /** Starts a request with `start(cb, id)`; a Promise of its data. */
 function request(start) {
   const n = loadNative();
@@ -208,7 +233,7 @@ function request(start) {
       // not started: the callback will never come
       pending.delete(id);
       const messages = { 414: 'invalid parameter', 415: 'not logged in', 416: 'too many requests outstanding' };
-      reject(new SignalingError(rc, { code: rc, message: messages[rc] || `request refused (${rc})` }));
+      reject(refused(rc, messages[rc] || `request refused (${rc})`));
     }
   });
 }
@@ -289,7 +314,7 @@ class NIM extends EventEmitter {
     if (cfg.token == null) cfg.token = '';
     const out = [null];
     const rc = n.clientNew(JSON.stringify(cfg), out);
-    if (rc !== 200) throw new SignalingError(rc, { code: rc, message: `cannot create the client (${rc}): check serverUrl and account` });
+    if (rc !== 200) throw refused(rc, `cannot create the client (${rc}): check serverUrl and account`, 'cannot create the client: ');
     this._handle = out[0];
     this._id = nextId++;
     clients.set(this._id, this);
@@ -449,7 +474,7 @@ NIM.startServer = function startServer(config) {
   const n = loadNative();
   const out = [null];
   const rc = n.serverStart(JSON.stringify(config || {}), out);
-  if (rc !== 200) throw new SignalingError(rc, { code: rc, message: `cannot start the server (${rc}): ${rc === 414 ? 'bad config' : 'cannot listen'}` });
+  if (rc !== 200) throw refused(rc, `cannot start the server (${rc}): ${rc === 414 ? 'bad config' : 'cannot listen'}`, 'cannot start the server: ');
   const handle = out[0];
   const url = n.serverUrl(handle);
   retain();
@@ -471,6 +496,8 @@ NIM.startServer = function startServer(config) {
 };
 
 NIM.version = () => loadNative().version();
+/** The library file in use (loading it if need be): NIM_SIGNALING_LIB, the bundled copy, or a fallback. */
+NIM.libraryPath = () => loadNative().path;
 NIM.SignalingError = SignalingError;
 
 module.exports = NIM;

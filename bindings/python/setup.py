@@ -3,7 +3,7 @@
 The metadata is in pyproject.toml; this file only adds the library:
 
 - `build_py` puts `libnim_signaling.so` (`.dylib` on macOS) into the
-  package. It takes the file named by $NIM_SIGNALING_WHEEL_LIB when that is
+  package. It takes the file named by $NIM_SIGNALING_PREBUILD when that is
   set, and otherwise runs `cargo build --profile dist -p nim-signaling
   --lib` (the release build stripped of symbols and debug info, as
   scripts/install.sh ships it) in the nim-signaling checkout this
@@ -34,7 +34,7 @@ try:
 except ImportError:  # setuptools < 70.1 kept it in the wheel package
     from wheel.bdist_wheel import bdist_wheel
 
-WHEEL_LIB_VAR = "NIM_SIGNALING_WHEEL_LIB"
+PREBUILD_VAR = "NIM_SIGNALING_PREBUILD"
 PACKAGE = "nim_signaling"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,7 +68,7 @@ def _cargo_build():
     if not _is_checkout(CHECKOUT):
         raise SystemExit(
             "nim_signaling: no library to put in the wheel: %s is not a nim-signaling "
-            "checkout, and %s is not set (the path of a built %s)" % (CHECKOUT, WHEEL_LIB_VAR, LIB_FILE)
+            "checkout, and %s is not set (the path of a built %s)" % (CHECKOUT, PREBUILD_VAR, LIB_FILE)
         )
     cargo = os.environ.get("CARGO", "cargo")
     cmd = [cargo, "build", "--profile", "dist", "-p", "nim-signaling", "--lib"]
@@ -79,7 +79,7 @@ def _cargo_build():
     except OSError as e:
         raise SystemExit(
             "nim_signaling: cannot run %s (%s): the Rust toolchain is needed to build the library, "
-            "or set %s to a built %s" % (cargo, e, WHEEL_LIB_VAR, LIB_FILE)
+            "or set %s to a built %s" % (cargo, e, PREBUILD_VAR, LIB_FILE)
         )
     if out.returncode != 0:
         raise SystemExit("nim_signaling: cargo build failed (exit status %d)" % out.returncode)
@@ -101,10 +101,10 @@ def _cargo_build():
 
 def library_to_bundle():
     """The built library that goes into the wheel."""
-    given = os.environ.get(WHEEL_LIB_VAR)
+    given = os.environ.get(PREBUILD_VAR)
     if given:
         if not os.path.isfile(given):
-            raise SystemExit("nim_signaling: %s=%s: no such file" % (WHEEL_LIB_VAR, given))
+            raise SystemExit("nim_signaling: %s=%s: no such file" % (PREBUILD_VAR, given))
         return given
     return _cargo_build()
 

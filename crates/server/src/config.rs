@@ -258,7 +258,7 @@ pub const ENV_PREFIX: &str = "NIM_SIGNALING_";
 /// Variables with [`ENV_PREFIX`] that are not settings: read by our tests,
 /// scripts and bindings, so a server started beside them must not refuse
 /// them. `LOG` is the older name of `logging.level`.
-const ENV_NOT_SETTINGS: &[&str] = &["LIB", "WHEEL_LIB", "ASAN", "PYTHON", "UPDATE_HEADER"];
+const ENV_NOT_SETTINGS: &[&str] = &["LIB", "PREBUILD", "ASAN", "PYTHON", "UPDATE_HEADER"];
 
 /// `ROOM_TTL_MS` -> `roomTtlMs`.
 fn camel(screaming: &str) -> String {
@@ -845,7 +845,7 @@ mod tests {
                 ("NIM_SIGNALING_WEBHOOKS__MAX_ATTEMPTS", "3"),
                 ("NIM_SIGNALING_LOG", "debug"),
                 ("NIM_SIGNALING_LIB", "/not/a/setting.so"),
-                ("NIM_SIGNALING_WHEEL_LIB", "/bundled/in/a/wheel.so"),
+                ("NIM_SIGNALING_PREBUILD", "/bundled/in/a/package.so"),
                 ("OTHER_VAR", "ignored"),
             ]),
         )
