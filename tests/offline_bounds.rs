@@ -147,30 +147,6 @@ async fn offline_events_for_accounts_that_never_log_in_age_out() {
     srv.shutdown().await;
 }
 
-/// Offline events go with their room: once the room is forgotten nobody
-/// can act on them, whatever `offlineRetentionMs` says.
-#[tokio::test]
-async fn offline_events_go_when_their_room_is_forgotten() {
-    let srv = start_server(json!({"roomTtlMs": 1000})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let gone = alice.create(None).await;
-    alice.invite_offline(&gone, "bob", "r1").await;
-    let kept = alice.create_joined(None).await;
-    alice.invite_offline(&kept, "bob", "r2").await;
-    // `gone` has nobody in it: past its TTL it is invalid and forgotten.
-    wait_until("the empty room forgotten", || async {
-        let r = srv
-            .service()
-            .store
-            .get_room(nim_signaling_server::store::RoomKey::Id(&gone), now_ms());
-        r.await.unwrap().is_none()
-    })
-    .await;
-    let (_bob, _, offline) = fresh_login(srv.url(), "bob", "b1").await;
-    assert_eq!(request_ids(&offline.unwrap()), ["r2"]);
-    srv.shutdown().await;
-}
-
 /// The defect: 120,000 deviceIds logged in and out left state behind for
 /// each (80 MB with no session and no timer left). A device's absence
 /// record goes once its grace has been dealt with, and its cursor once

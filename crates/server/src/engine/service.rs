@@ -730,14 +730,13 @@ impl Service {
             let room = self.store.get_room(RoomKey::Id(id), now).await?;
             rooms.insert(id.clone(), room);
         }
-        // A room no longer remembered takes its offline events with it
-        // (the store drops them too, on its own schedule): nobody can act
-        // on them, and the rooms still remembered show their `invalid`.
-        let Some(room) = rooms.get(id).and_then(|r| r.as_ref()) else {
-            return Ok(None);
-        };
         let mut ev = ev.clone();
-        ev.channel_info = room.channel_info(now);
+        // The seed's invitee learns from `invalid` that the room is gone:
+        // a room no longer remembered is shown invalid, not left out.
+        match rooms.get(id).and_then(|r| r.as_ref()) {
+            Some(room) => ev.channel_info = room.channel_info(now),
+            None => ev.channel_info.invalid = 1,
+        }
         Ok(serde_json::to_value(ev).ok())
     }
 

@@ -160,20 +160,12 @@ impl MemoryStore {
 
 impl MemoryStore {
     /// Ages every log (an account nobody sends to is trimmed here, not on
-    /// its next append), drops the offline events of the rooms just
-    /// forgotten (`forgotten`: nobody can act on them any more), and
-    /// forgets the logs left with nothing in them.
-    fn sweep_logs(&self, forgotten: &[Room], now: i64) {
-        let forgotten: HashSet<&str> = forgotten.iter().map(|r| r.channel_id.as_str()).collect();
+    /// its next append) and forgets the logs left with nothing in them.
+    /// Offline events outlive their room (an invitee reads `invalid` to
+    /// learn it is gone), within the offline retention.
+    fn sweep_logs(&self, now: i64) {
         // Lock order: logs, then presence (`online`).
         self.logs.retain(|account, log| {
-            if !forgotten.is_empty() {
-                log.offline.retain(|e| {
-                    e.body
-                        .as_ref()
-                        .map_or(true, |b| !forgotten.contains(b.channel_id()))
-                });
-            }
             log.trim(&self.limits, now);
             !(log.is_forgettable(&self.limits, now) && !self.online(account))
         });
@@ -298,7 +290,7 @@ impl Rooms for MemoryStore {
                 self.account_rooms.remove_if(account, |_, s| s.is_empty());
             }
         }
-        self.sweep_logs(&gone, now);
+        self.sweep_logs(now);
         Ok(gone)
     }
 }
