@@ -94,6 +94,7 @@
 # commands, commands_per_setup}]}]; the other stores print none of these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 store=memory
 nodes=1
@@ -105,11 +106,6 @@ callers=200
 rate=500
 duration=10
 warmup=2
-build=1
-json=0
-keep=0
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
   case "$1" in
@@ -122,15 +118,10 @@ while (($#)); do
     --rate) rate="${2:?$1 needs a value}"; shift 2 ;;
     --duration) duration="${2:?$1 needs a value}"; shift 2 ;;
     --warmup) warmup="${2:?$1 needs a value}"; shift 2 ;;
-    --no-build) build=0; shift ;;
-    --json) json=1; shift ;;
-    --keep) keep=1; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "setup-cost.sh: unknown option '$1' (--help)" >&2; exit 2 ;;
+    *) common_option "$1" || die "unknown option '$1' (--help)"; shift ;;
   esac
 done
 
-die() { echo "setup-cost.sh: $*" >&2; exit 2; }
 case "$store" in memory | redis | redis-cluster) ;; *) die "--store is memory, redis or redis-cluster, not '$store'" ;; esac
 [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a whole number >= 1"
 # Memory nodes each hold their own state: a pair split over two of them
@@ -190,38 +181,18 @@ shard_slots=() # the master's slot ranges, "0-5460" (comma-separated)
 # Stops only what this script started, by pid: TERM, a few seconds to
 # finish, then KILL.
 cleanup() {
-  local rc=$? pid i
+  local rc=$?
   trap '' HUP INT TERM # finish stopping everything, whatever comes
   [[ -z "$sleep_pid" ]] || kill -TERM "$sleep_pid" 2>/dev/null || true
   [[ -z "$helper_pid" ]] || kill -TERM "$helper_pid" 2>/dev/null || true
-  for pid in "${started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${started[@]}"; do
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if ((rc != 0)); then
-    # A failed run leaves its logs for a look.
-    echo "setup-cost.sh: failed; logs in $work" >&2
-  elif ((keep)); then
-    echo "setup-cost.sh: work dir kept: $work" >&2
-  else
-    rm -rf "$work"
-  fi
+  stop_pids "${started[@]}"
+  leave_work_dir setup-cost.sh "$rc" "$work" "$keep"
 }
 trap cleanup EXIT
-# Signals would otherwise end the script without the EXIT trap, leaving the
-# servers running. A closed pipe (`... | head`) is ignored rather than
-# trapped: the failed write then ends the script through set -e, and no
-# SIGPIPE can cut the cleanup short halfway.
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap '' PIPE
+trap_signals
 
-# The bench needs an fd per client; so does a node for its share. Raise the
-# soft limit to the hard one for everything started from here.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The bench needs an fd per client; so does a node for its share.
+raise_fd_limit
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

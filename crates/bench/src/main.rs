@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ use nim_signaling_protocol::codes::OK;
 use nim_signaling_protocol::frames::{request_frame, SUBPROTOCOL};
 use nim_signaling_server::net::auth::hmac_token;
 use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
+
+mod hostile;
 
 /// nim-signaling-bench: load generator for nim-signaling call setups.
 ///
@@ -60,6 +63,13 @@ use nim_signaling_server::{self as server, ServerConfig, ServerHandle};
 /// maxRequestsPerSecond (default 100 per connection) answers fast pairs
 /// with 416, and maxConnectionsPerIp (default 10000) closes connections. Both
 /// processes need `ulimit -n` above the number of clients.
+///
+/// Hostile load (--hostile MIX,...): instead of call setups, attacks an
+/// external server (--server-config, --server-pid) with each mix in turn
+/// while a well-behaved pair makes calls and logs in; see hostile.rs and
+/// scripts/soak.sh:
+///   nim-signaling-bench --hostile all --server-config soak.json --server-pid $! \
+///       --rate 20 --duration 20 --source-ips 127.0.0.2,127.0.0.3
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -116,6 +126,21 @@ struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Attack mixes to run one after the other (comma-separated; `all`:
+    /// every one), each for --duration seconds and then the server's own
+    /// lifetimes, the first after --warmup seconds of the well-behaved
+    /// load alone. The well-behaved pair makes --rate calls per second.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "MIX,...")]
+    hostile: Vec<hostile::Mix>,
+    /// With --hostile: the config file the server runs with. Its address,
+    /// auth secret, limits, lifetimes, metricsListen and admin API are the
+    /// bench's too (only auth modes none and hmac).
+    #[arg(long, value_name = "FILE")]
+    server_config: Option<PathBuf>,
+    /// With --hostile pre-login: sockets kept open at once, over
+    /// --source-ips (default 127.0.0.1).
+    #[arg(long, default_value_t = 1000)]
+    hostile_sockets: usize,
 }
 
 impl Args {
@@ -136,6 +161,9 @@ impl Args {
     }
 
     fn check(&self) -> Result<(), String> {
+        if !self.hostile.is_empty() {
+            return hostile::check(self);
+        }
         if self.pairs() == 0 || 2 * self.pairs() > self.clients {
             return Err(format!(
                 "--callers {} needs 1 to clients / 2 = {} pairs",
@@ -165,6 +193,9 @@ fn main() {
         std::process::exit(2);
     }
     let fds = raise_fd_limit();
+    if !args.hostile.is_empty() {
+        std::process::exit(hostile::main(&args, fds));
+    }
     if fds < args.fds_needed() {
         eprintln!(
             "nim-signaling-bench: {} clients need about {} file descriptors; the limit is {fds} (ulimit -n)",
@@ -173,11 +204,7 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n);
-    }
-    let rt = rt.enable_all().build().expect("tokio runtime");
+    let rt = runtime(args.threads);
     let outcome = rt.block_on(run(&args));
     // Tearing down thousands of sessions gracefully measures nothing.
     rt.shutdown_background();
@@ -189,6 +216,15 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The bench's runtime: --threads workers, or one per core.
+fn runtime(threads: Option<usize>) -> tokio::runtime::Runtime {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build().expect("tokio runtime")
 }
 
 /// Raises the soft limit on open files to the hard one (often 1024 against
@@ -317,11 +353,17 @@ impl Target {
     }
 
     fn client_config(&self, account: &str) -> ClientConfig {
+        self.client_config_as(account, DEVICE, true)
+    }
+
+    /// The config of `account`'s client on `device`; `reconnect: false`
+    /// for clients that are to stay down once their connection is lost.
+    fn client_config_as(&self, account: &str, device: &str, reconnect: bool) -> ClientConfig {
         let url = &self.urls[self.next_url.fetch_add(1, Ordering::Relaxed) % self.urls.len()];
         let cfg = json!({
             "serverUrl": url, "account": account, "token": self.token(account),
-            "deviceId": DEVICE, "requestTimeoutMs": self.timeout_ms,
-            "inviteReceipts": self.receipts,
+            "deviceId": device, "requestTimeoutMs": self.timeout_ms,
+            "inviteReceipts": self.receipts, "reconnect": reconnect,
         });
         ClientConfig::from_json(&cfg.to_string()).expect("bench client config is valid")
     }
@@ -479,24 +521,8 @@ async fn raw_login(
     account: &str,
 ) -> Result<WebSocketStream<TcpStream>, String> {
     let fail = |e: &dyn fmt::Display| format!("idle {account} from {source}: {e}");
-    let socket = match source {
-        IpAddr::V4(_) => TcpSocket::new_v4(),
-        IpAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| fail(&e))?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| fail(&e))?;
-    let stream = socket.connect(server).await.map_err(|e| fail(&e))?;
-    let mut req = target.urls[0]
-        .as_str()
-        .into_client_request()
-        .map_err(|e| fail(&e))?;
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+    let stream = connect_from(source, server).await.map_err(|e| fail(&e))?;
+    let mut ws = ws_handshake(&target.urls[0], stream)
         .await
         .map_err(|e| fail(&e))?;
     let params = json!({"account": account, "token": target.token(account), "deviceId": DEVICE});
@@ -506,6 +532,30 @@ async fn raw_login(
         Some(code) if code == i64::from(OK) => Ok(ws),
         other => Err(fail(&format!("login answered {other:?}"))),
     }
+}
+
+/// A TCP connection to `server` from the local address `source`.
+async fn connect_from(source: IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(server).await
+}
+
+/// The WebSocket handshake for `url` (ws://) on `stream`, offering the
+/// protocol's subprotocol.
+async fn ws_handshake(url: &str, stream: TcpStream) -> Result<WebSocketStream<TcpStream>, String> {
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let (ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
 }
 
 /// Reads frames up to the login reply (id 0) and returns its code.
@@ -568,6 +618,12 @@ struct RoomOf<'a> {
 struct ChannelHead<'a> {
     #[serde(borrow)]
     channel_id: Cow<'a, str>,
+}
+
+/// The channelId of the room in a reply (`create`, `call`).
+fn channel_id(result: &str) -> Option<String> {
+    let r: RoomOf = serde_json::from_str(result).ok()?;
+    Some(r.channel_info.channel_id.into_owned())
 }
 
 /// One side of a pair: a logged-in client and the events it received.
@@ -680,8 +736,7 @@ impl Pair {
     /// Sends `call`; the new room's channelId.
     async fn call(&self, params: Value) -> Result<String, Failed> {
         let result = self.caller.ok("call", params).await?;
-        let r: RoomOf = serde_json::from_str(&result).map_err(|_| Failed::NoRoom)?;
-        Ok(r.channel_info.channel_id.into_owned())
+        channel_id(&result).ok_or(Failed::NoRoom)
     }
 
     /// The steps after a successful `call`.
