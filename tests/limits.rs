@@ -350,6 +350,50 @@ async fn requests_per_second_per_connection() {
 /// The rate is per device, not per connection: a device that reconnects
 /// (or opens a second connection) draws from the bucket it emptied, and
 /// malformed frames take from it like requests.
+/// The defect the soak found: a new deviceId per login got a fresh bucket,
+/// so one account had 5,100 requests a second applied. An account's
+/// devices together get maxRequestsPerSecond × maxDevicesPerAccount (here
+/// 5 × 4: bursts of 40), logins included, whatever their deviceIds.
+#[tokio::test]
+async fn new_device_ids_do_not_buy_an_account_more_requests() {
+    let srv = start_server(json!({"maxRequestsPerSecond": 5, "maxDevicesPerAccount": 4})).await;
+    let mut served = 0;
+    let mut refusal = None;
+    'devices: for i in 0..40 {
+        let mut ws = raw_connect(srv.url()).await;
+        let login = json!({"account": "mallory", "deviceId": format!("d{i}"), "token": ""});
+        let r = raw_request(&mut ws, 1, "login", login).await.expect("login reply");
+        if r["code"] != 200 {
+            refusal = Some(r);
+            break;
+        }
+        served += 1;
+        for id in 2..100 {
+            let r = raw_request(&mut ws, id, "queryInvitations", json!({}))
+                .await
+                .expect("reply");
+            match r["code"].as_i64() {
+                Some(200) => served += 1,
+                // This device's own bucket is empty: on to a new deviceId.
+                _ if !r["message"].as_str().unwrap_or("").contains("one account") => break,
+                _ => {
+                    refusal = Some(r);
+                    break 'devices;
+                }
+            }
+        }
+        use futures_util::SinkExt;
+        let _ = ws.close(None).await;
+    }
+    let r = refusal.expect("the account is refused before 40 devices");
+    assert_eq!(r["code"], 416, "{r}");
+    let m = r["message"].as_str().unwrap();
+    assert!(m.contains("maxRequestsPerSecond × maxDevicesPerAccount"), "{r}");
+    // The account's burst (twice 5 × 4) and what refilled meanwhile.
+    assert!((40..80).contains(&served), "{served} logins and requests served");
+    srv.shutdown().await;
+}
+
 #[tokio::test]
 async fn requests_per_second_per_device_survive_reconnects_and_count_malformed_frames() {
     let srv = start_server(json!({"maxRequestsPerSecond": 5})).await;

@@ -56,7 +56,10 @@ impl ConnectionLimits {
             pending: Arc::new(Semaphore::new(cfg.max_pending_logins)),
             sessions: Arc::new(Semaphore::new(cfg.max_connections)),
             max_sessions: cfg.max_connections,
-            rates: DeviceRates::new(cfg.max_requests_per_second),
+            rates: DeviceRates::new(
+                cfg.max_requests_per_second,
+                account_rate(cfg.max_requests_per_second, cfg.max_devices_per_account),
+            ),
         })
     }
 
@@ -154,9 +157,19 @@ impl Drop for IpSlot {
     }
 }
 
+/// What an account's devices may send together: as much as its most
+/// devices at once could (`maxRequestsPerSecond` × `maxDevicesPerAccount`),
+/// so that logging in under ever new deviceIds, each with a fresh bucket,
+/// buys no more.
+fn account_rate(per_device: u32, max_devices: usize) -> u32 {
+    per_device.saturating_mul(u32::try_from(max_devices).unwrap_or(u32::MAX))
+}
+
 /// A token bucket: `per_second` requests a second on average, bursts of up
 /// to twice that (an app that reconnects sends its queued requests at once).
 pub struct RequestRate {
+    /// Names the setting in the refusal.
+    setting: &'static str,
     per_second: f64,
     burst: f64,
     tokens: f64,
@@ -164,9 +177,10 @@ pub struct RequestRate {
 }
 
 impl RequestRate {
-    pub fn new(per_second: u32, now: Instant) -> RequestRate {
+    pub fn new(per_second: u32, setting: &'static str, now: Instant) -> RequestRate {
         let per_second = f64::from(per_second);
         RequestRate {
+            setting,
             per_second,
             burst: per_second * 2.0,
             tokens: per_second * 2.0,
@@ -179,8 +193,8 @@ impl RequestRate {
         Failure::new(
             RATE_LIMITED,
             format!(
-                "more than {} requests per second (maxRequestsPerSecond)",
-                self.per_second
+                "more than {} requests per second ({})",
+                self.per_second, self.setting
             ),
         )
     }
@@ -212,27 +226,36 @@ impl RequestRate {
 
 /// The request rate of each device (account and deviceId) on this node,
 /// shared by its connections: reconnecting does not refill the bucket, and
-/// a second connection of the device draws from the same one. A bucket
-/// nobody holds is forgotten once it is full again, so the table holds
-/// the devices connected now and those that left in the last seconds.
+/// a second connection of the device draws from the same one; and of each
+/// account, shared by its devices (see [`account_rate`]). A bucket nobody
+/// holds is forgotten once it is full again, so the tables hold the
+/// devices and accounts connected now and those that left in the last
+/// seconds.
 pub struct DeviceRates {
     per_second: u32,
+    per_account: u32,
     rates: DashMap<(String, String), Arc<DeviceRate>>,
+    accounts: DashMap<String, Arc<Mutex<RequestRate>>>,
     /// Size past which the next lookup forgets the buckets it may.
     prune_at: Mutex<usize>,
 }
 
-/// One device's bucket.
-pub struct DeviceRate(Mutex<RequestRate>);
+/// One device's bucket, and its account's.
+pub struct DeviceRate {
+    own: Mutex<RequestRate>,
+    account: Arc<Mutex<RequestRate>>,
+}
 
 /// Buckets kept before the table is first pruned.
 const PRUNE_FLOOR: usize = 1024;
 
 impl DeviceRates {
-    pub fn new(per_second: u32) -> Arc<DeviceRates> {
+    pub fn new(per_second: u32, per_account: u32) -> Arc<DeviceRates> {
         Arc::new(DeviceRates {
             per_second,
+            per_account,
             rates: DashMap::new(),
+            accounts: DashMap::new(),
             prune_at: Mutex::new(PRUNE_FLOOR),
         })
     }
@@ -241,37 +264,71 @@ impl DeviceRates {
     pub fn of(&self, account: &str, device: &str, now: Instant) -> Arc<DeviceRate> {
         {
             let mut prune_at = self.prune_at.lock().unwrap_or_else(|e| e.into_inner());
-            if self.rates.len() >= *prune_at {
+            if self.rates.len() + self.accounts.len() >= *prune_at {
                 self.rates
-                    .retain(|_, r| Arc::strong_count(r) > 1 || !r.lock().full(now));
-                *prune_at = (self.rates.len() * 2).max(PRUNE_FLOOR);
+                    .retain(|_, r| Arc::strong_count(r) > 1 || !lock(&r.own).full(now));
+                // After the devices: a device bucket holds its account's.
+                self.accounts
+                    .retain(|_, r| Arc::strong_count(r) > 1 || !lock(r).full(now));
+                *prune_at = ((self.rates.len() + self.accounts.len()) * 2).max(PRUNE_FLOOR);
             }
         }
         self.rates
             .entry((account.to_string(), device.to_string()))
             .or_insert_with(|| {
-                Arc::new(DeviceRate(Mutex::new(RequestRate::new(
-                    self.per_second,
-                    now,
-                ))))
+                let shared = self
+                    .accounts
+                    .entry(account.to_string())
+                    .or_insert_with(|| {
+                        Arc::new(Mutex::new(RequestRate::new(
+                            self.per_account,
+                            "maxRequestsPerSecond × maxDevicesPerAccount, for one account",
+                            now,
+                        )))
+                    })
+                    .clone();
+                Arc::new(DeviceRate {
+                    own: Mutex::new(RequestRate::new(
+                        self.per_second,
+                        "maxRequestsPerSecond",
+                        now,
+                    )),
+                    account: shared,
+                })
             })
             .clone()
     }
 }
 
+fn lock(r: &Mutex<RequestRate>) -> std::sync::MutexGuard<'_, RequestRate> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl DeviceRate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, RequestRate> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the token of one more request (or of a frame that is not
+    /// one) from the device's bucket and its account's, or answers with the
+    /// refusal naming the one that is empty.
+    pub fn take(&self, now: Instant) -> Result<(), Failure> {
+        for bucket in [&self.own, &*self.account] {
+            Self::take_from(bucket, now)?;
+        }
+        Ok(())
     }
 
-    /// Whether one more request (or a frame that is not one) may go now.
-    pub fn allow(&self, now: Instant) -> bool {
-        self.lock().allow(now)
+    /// Takes the token of a login from the account's bucket only: logins
+    /// under ever new deviceIds are held to the account's rate, and a
+    /// device's own requests keep their whole burst.
+    pub fn take_login(&self, now: Instant) -> Result<(), Failure> {
+        Self::take_from(&self.account, now)
     }
 
-    /// The answer to a request over the rate.
-    pub fn refusal(&self) -> Failure {
-        self.lock().refusal()
+    fn take_from(bucket: &Mutex<RequestRate>, now: Instant) -> Result<(), Failure> {
+        let mut b = lock(bucket);
+        if b.allow(now) {
+            Ok(())
+        } else {
+            Err(b.refusal())
+        }
     }
 }
 
@@ -372,22 +429,22 @@ mod tests {
     #[test]
     fn a_device_s_connections_share_one_bucket_until_it_is_full_again() {
         let t0 = Instant::now();
-        let rates = DeviceRates::new(10);
+        let rates = DeviceRates::new(10, 1000);
         let first = rates.of("alice", "d1", t0);
-        assert_eq!((0..100).take_while(|_| first.allow(t0)).count(), 20);
+        assert_eq!((0..100).take_while(|_| first.take(t0).is_ok()).count(), 20);
         drop(first);
         // Reconnected at once: the same, empty bucket.
         let again = rates.of("alice", "d1", t0);
-        assert!(!again.allow(t0), "a reconnect does not refill it");
+        assert!(again.take(t0).is_err(), "a reconnect does not refill it");
         assert!(
-            rates.of("alice", "d2", t0).allow(t0),
+            rates.of("alice", "d2", t0).take(t0).is_ok(),
             "another device has its own"
         );
         drop(again);
         // Past the floor, buckets nobody holds and that refilled go; a
         // held one stays.
         let held = rates.of("bob", "d1", t0);
-        assert!(held.allow(t0));
+        assert!(held.take(t0).is_ok());
         let later = t0 + Duration::from_secs(10);
         for i in 0..PRUNE_FLOOR {
             drop(rates.of(&format!("x{i}"), "d", later));
@@ -402,10 +459,35 @@ mod tests {
             .contains_key(&("bob".to_string(), "d1".to_string())));
     }
 
+    /// Ever new deviceIds of one account draw from the account's bucket:
+    /// together no more than its burst, and the refusal names the bound.
+    #[test]
+    fn new_device_ids_do_not_buy_an_account_more() {
+        let t0 = Instant::now();
+        let rates = DeviceRates::new(10, 30);
+        let mut served = 0;
+        let mut refusal = None;
+        for i in 0..20 {
+            let d = rates.of("mallory", &format!("d{i}"), t0);
+            while d.take(t0).is_ok() {
+                served += 1;
+            }
+            refusal = d.take(t0).err();
+        }
+        assert_eq!(served, 60, "the account's burst, twice 30");
+        let f = refusal.unwrap();
+        assert_eq!(f.code, RATE_LIMITED);
+        assert!(f.message.contains("maxDevicesPerAccount"), "{f:?}");
+        assert!(
+            rates.of("alice", "d0", t0).take(t0).is_ok(),
+            "another account"
+        );
+    }
+
     #[test]
     fn rate_allows_a_burst_then_the_average() {
         let t0 = Instant::now();
-        let mut r = RequestRate::new(10, t0);
+        let mut r = RequestRate::new(10, "maxRequestsPerSecond", t0);
         let burst = (0..100).take_while(|_| r.allow(t0)).count();
         assert_eq!(burst, 20, "twice the rate at once");
         assert!(!r.allow(t0 + Duration::from_millis(50)), "half a token");

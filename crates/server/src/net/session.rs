@@ -362,11 +362,16 @@ pub(crate) async fn serve(
         }
     };
     let max = cfg.max_devices_per_account;
+    // A login costs a request: logins under ever new deviceIds are held to
+    // the account's rate like everything else it sends.
+    let rate = limits.rates.of(&p.account, &p.device_id, Instant::now());
     let admitted = if devices.len() >= max && !devices.contains(&p.device_id) {
         Err(Failure::new(
             RATE_LIMITED,
             format!("this account already has {max} devices online (maxDevicesPerAccount)"),
         ))
+    } else if let Err(f) = rate.take_login(Instant::now()) {
+        Err(f)
     } else {
         // The login succeeds: from here the connection is a session,
         // counted against maxConnections, no longer against
@@ -478,7 +483,7 @@ pub(crate) async fn serve(
             info: &info,
             link: &link,
             cursor: &mut cursor,
-            rate: limits.rates.of(&account, &device, Instant::now()),
+            rate,
         };
         farewell = match s.run(&stopping, &mut phase).await {
             Ended::ServerStopping => Box::pin(s.hand_over(&mut phase)).await,
@@ -600,10 +605,9 @@ impl Live<'_> {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(_))) => {
-                            let f = if rate.allow(Instant::now()) {
-                                Failure::new(INVALID_PARAM, "binary frames are not part of the protocol")
-                            } else {
-                                rate.refusal()
+                            let f = match rate.take(Instant::now()) {
+                                Ok(()) => Failure::new(INVALID_PARAM, "binary frames are not part of the protocol"),
+                                Err(refused) => refused,
                             };
                             if let Err(e) = send_text(self.ws, frames::failure_frame(0, &f)).await { return Ended::Close(e) }
                             continue;
@@ -717,10 +721,9 @@ async fn handle_text(svc: &Service, info: &SessionInfo, rate: &DeviceRate, text:
         Err(e) => {
             // A malformed frame costs a token like a request, so that a
             // flood of them is held to the rate too.
-            let f = if rate.allow(Instant::now()) {
-                Failure::new(INVALID_PARAM, format!("malformed frame: {e}"))
-            } else {
-                rate.refusal()
+            let f = match rate.take(Instant::now()) {
+                Ok(()) => Failure::new(INVALID_PARAM, format!("malformed frame: {e}")),
+                Err(refused) => refused,
             };
             return Handled::Reply(frames::failure_frame(0, &f));
         }
@@ -751,8 +754,7 @@ async fn handle_request(
     op: String,
 ) -> Handled {
     let started = Instant::now();
-    let (code, reply) = if !rate.allow(started) {
-        let f = rate.refusal();
+    let (code, reply) = if let Err(f) = rate.take(started) {
         (f.code, frames::failure_frame(id, &f))
     } else {
         let params = frame.params.unwrap_or(json!({}));
