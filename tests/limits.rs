@@ -362,7 +362,9 @@ async fn new_device_ids_do_not_buy_an_account_more_requests() {
     'devices: for i in 0..40 {
         let mut ws = raw_connect(srv.url()).await;
         let login = json!({"account": "mallory", "deviceId": format!("d{i}"), "token": ""});
-        let r = raw_request(&mut ws, 1, "login", login).await.expect("login reply");
+        let r = raw_request(&mut ws, 1, "login", login)
+            .await
+            .expect("login reply");
         if r["code"] != 200 {
             refusal = Some(r);
             break;
@@ -388,9 +390,15 @@ async fn new_device_ids_do_not_buy_an_account_more_requests() {
     let r = refusal.expect("the account is refused before 40 devices");
     assert_eq!(r["code"], 416, "{r}");
     let m = r["message"].as_str().unwrap();
-    assert!(m.contains("maxRequestsPerSecond × maxDevicesPerAccount"), "{r}");
+    assert!(
+        m.contains("maxRequestsPerSecond × maxDevicesPerAccount"),
+        "{r}"
+    );
     // The account's burst (twice 5 × 4) and what refilled meanwhile.
-    assert!((40..80).contains(&served), "{served} logins and requests served");
+    assert!(
+        (40..80).contains(&served),
+        "{served} logins and requests served"
+    );
     srv.shutdown().await;
 }
 
