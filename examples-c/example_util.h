@@ -98,6 +98,21 @@ static inline void ex_die_oom(void)
     exit(1);
 }
 
+/* Makes room for one more element in a growable array holding `len` of
+ * them: doubles *cap (starting at `first`) when it is full. Returns the
+ * array, moved or not. */
+static inline void *ex_grow(void *items, size_t len, size_t *cap, size_t elem_size, size_t first)
+{
+    if (len == *cap) {
+        size_t n = *cap ? 2 * *cap : first;
+        items = realloc(items, n * elem_size);
+        if (!items)
+            ex_die_oom();
+        *cap = n;
+    }
+    return items;
+}
+
 static inline void ex_waiter_init(ex_waiter *w, const char *name)
 {
     pthread_condattr_t attr;
@@ -131,14 +146,7 @@ static inline void ex_push(ex_waiter *w, enum ex_kind kind, int32_t code, const 
     if (!copy)
         ex_die_oom();
     pthread_mutex_lock(&w->mu);
-    if (w->len == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 16;
-        ex_entry *items = realloc(w->items, cap * sizeof *items);
-        if (!items)
-            ex_die_oom();
-        w->items = items;
-        w->cap = cap;
-    }
+    w->items = ex_grow(w->items, w->len, &w->cap, sizeof *w->items, 16);
     w->items[w->len].kind = kind;
     w->items[w->len].code = code;
     w->items[w->len].json = copy;

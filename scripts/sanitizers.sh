@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the C ABI under sanitizers:
 #
-#  (a) the C examples (call_demo, group_call, and client_only against a
-#      nim-signaling-server on 127.0.0.1) built with AddressSanitizer and
-#      UndefinedBehaviorSanitizer (-fsanitize=address,undefined
+#  (a) the C examples (call_demo, group_call, load briefly, and client_only
+#      against a nim-signaling-server on 127.0.0.1) built with
+#      AddressSanitizer and UndefinedBehaviorSanitizer (-fsanitize=address,undefined
 #      -fno-sanitize-recover=undefined) plus LeakSanitizer, against a debug
 #      build of the library;
 #  (b) the Rust FFI test binaries (tests/ffi.rs, tests/ffi_hostile.rs) with
@@ -96,6 +96,9 @@ c_examples() {
   run_example call_demo 0 "call demo: OK" "$build/call_demo"
   run_example group_call 0 "group call: OK" "$build/group_call"
   run_example client_only_usage 64 "" "$build/client_only"
+  # The load generator: requests started from library threads.
+  run_example load 0 "failures                   0" \
+    "$build/load" --pairs 3 --idle 2 --warmup 0.3 --duration 1
 
   # client_only against the standalone server on a free loopback port.
   local srv_log="$logs/server.log"

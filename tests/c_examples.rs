@@ -101,6 +101,44 @@ fn client_only_usage() {
     );
 }
 
+/// The C ABI load generator (examples-c/load.c), briefly, against a server
+/// in its own process: every setup it starts completes, none fails.
+fn assert_load_ran(r: &Run) {
+    assert_eq!(r.status.code(), Some(0), "{}", r.describe());
+    let report: serde_json::Value = serde_json::from_str(r.stdout.trim())
+        .unwrap_or_else(|e| panic!("load --json printed no JSON ({e})\n{}", r.describe()));
+    assert!(report["setups"].as_u64() > Some(0), "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["connection_drops"], 0, "{report}");
+    let p50 = report["setup_us"]["p50"].as_u64().unwrap_or(0);
+    assert!(p50 > 0, "{report}");
+}
+
+/// Its arguments for a short run: 3 pairs back to back, 2 idle clients.
+const LOAD_ARGS: &[&str] = &[
+    "--pairs",
+    "3",
+    "--idle",
+    "2",
+    "--warmup",
+    "0.3",
+    "--duration",
+    "1",
+    "--json",
+];
+
+#[test]
+fn load_generator() {
+    assert_load_ran(&run(&built().join("load"), LOAD_ARGS, &[]));
+}
+
+#[test]
+fn load_generator_open_loop() {
+    let mut args = LOAD_ARGS.to_vec();
+    args.extend(["--rate", "50"]);
+    assert_load_ran(&run(&built().join("load"), &args, &[]));
+}
+
 /// The examples built with AddressSanitizer and UndefinedBehaviorSanitizer
 /// (UBSan findings fatal: `-fno-sanitize-recover=undefined`), once for the
 /// tests below, into their own directory. None when `NIM_SIGNALING_ASAN=0`
@@ -119,10 +157,10 @@ fn sanitized() -> Option<&'static Path> {
 }
 
 /// Runs a sanitized example with leak detection; fails on any report.
-fn run_sanitized(exe: &Path) -> Run {
+fn run_sanitized(exe: &Path, args: &[&str]) -> Run {
     let r = run(
         exe,
-        &[],
+        args,
         &[
             ("ASAN_OPTIONS", "detect_leaks=1"),
             ("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
@@ -138,7 +176,7 @@ fn run_sanitized(exe: &Path) -> Run {
 #[test]
 fn call_demo_asan() {
     let Some(build) = sanitized() else { return };
-    let r = run_sanitized(&build.join("call_demo"));
+    let r = run_sanitized(&build.join("call_demo"), &[]);
     r.assert_passed(CALL_DEMO_LINES, "call demo: OK");
 }
 
@@ -147,8 +185,17 @@ fn call_demo_asan() {
 #[test]
 fn group_call_asan() {
     let Some(build) = sanitized() else { return };
-    let r = run_sanitized(&build.join("group_call"));
+    let r = run_sanitized(&build.join("group_call"), &[]);
     r.assert_passed(GROUP_CALL_LINES, "group call: OK");
+}
+
+/// The load generator under ASan + UBSan with leak detection: its
+/// callbacks start requests from library threads and share state with the
+/// main thread.
+#[test]
+fn load_generator_asan() {
+    let Some(build) = sanitized() else { return };
+    assert_load_ran(&run_sanitized(&build.join("load"), LOAD_ARGS));
 }
 
 /// docs/OPERATORS.md's ten minutes, as a newcomer runs them: the
