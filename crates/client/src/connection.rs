@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -27,6 +28,18 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Request id of the login frame on each connection.
 const LOGIN_ID: u64 = 0;
+
+/// What a connection keeps for reading from the socket. tungstenite zeroes
+/// the free part of its read buffer before every read, so its default of
+/// 128 KiB cost a memset of up to 128 KiB per read (a fifth of a C app's
+/// CPU under load, docs/PERFORMANCE.md) and 128 KiB of memory per client.
+/// Our frames are small; a larger one grows the buffer while it is read.
+const READ_BUFFER: usize = 4096;
+
+/// The tungstenite settings of every connection.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
 
 /// How long a connection must stay up (logged in and serving) before the
 /// reconnect backoff starts again from its shortest delay, unless it
@@ -263,10 +276,14 @@ impl Conn {
                 HeaderValue::from_static(SUBPROTOCOL),
             );
             let connector = tls::connector(&url, self.cfg.ca_roots.as_ref())?;
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_tls_with_config(req, None, true, Some(connector))
-                    .await
-                    .map_err(|e| tls::connect_failure(&url, e))?;
+            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                req,
+                Some(ws_config()),
+                true,
+                Some(connector),
+            )
+            .await
+            .map_err(|e| tls::connect_failure(&url, e))?;
             let mut params = json!({
                 "account": self.cfg.account, "token": self.cfg.token,
                 "deviceId": self.cfg.device_id(), "instance": self.instance,
