@@ -7,7 +7,6 @@ use once_cell::sync::Lazy;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 
@@ -26,7 +25,7 @@ thread_local! {
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
-    /// In the pool's channel, waiting for a thread.
+    /// Handed to the pool, waiting for a thread.
     queued: bool,
     /// The thread running this client's jobs now, if any.
     running: Option<ThreadId>,
@@ -42,31 +41,75 @@ pub struct Dispatcher {
     idle: Condvar,
 }
 
+/// The clients' queues waiting for a pool thread, and who is asleep.
+#[derive(Default)]
+struct Ready {
+    queues: VecDeque<Arc<Dispatcher>>,
+    /// Pool threads waiting on `Pool::wake`.
+    sleeping: usize,
+    /// Wake-ups sent that no sleeping thread has taken yet. A queue handed
+    /// over while every sleeper already has one coming (or none sleeps)
+    /// wakes nobody: a thread that is awake looks at `queues` before it
+    /// sleeps, so each wake-up of one thread serves every queue handed
+    /// over meanwhile.
+    woken: usize,
+}
+
 struct Pool {
-    tx: Mutex<Sender<Arc<Dispatcher>>>,
+    ready: Mutex<Ready>,
+    wake: Condvar,
 }
 
 static POOL: Lazy<Pool> = Lazy::new(|| {
-    let (tx, rx) = channel::<Arc<Dispatcher>>();
-    let rx = Arc::new(Mutex::new(rx));
     for i in 0..POOL_THREADS {
-        let rx: Arc<Mutex<Receiver<Arc<Dispatcher>>>> = rx.clone();
         std::thread::Builder::new()
             .name(format!("nim-signaling-cb-{i}"))
-            .spawn(move || {
+            .spawn(|| {
                 IS_POOL_THREAD.with(|c| c.set(true));
-                loop {
-                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    match next {
-                        Ok(d) => d.run(Some(BATCH)),
-                        Err(_) => return,
-                    }
-                }
+                POOL.serve();
             })
             .expect("spawn callback thread");
     }
-    Pool { tx: Mutex::new(tx) }
+    Pool {
+        ready: Mutex::new(Ready::default()),
+        wake: Condvar::new(),
+    }
 });
+
+impl Pool {
+    /// A pool thread: runs the queues handed over, sleeps when there are
+    /// none.
+    fn serve(&self) -> ! {
+        let mut r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(d) = r.queues.pop_front() {
+                drop(r);
+                d.run(Some(BATCH));
+                r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            r.sleeping += 1;
+            r = self.wake.wait(r).unwrap_or_else(|e| e.into_inner());
+            r.sleeping -= 1;
+            // A spurious wake-up may take another's: harmless, that one
+            // then finds the queue as it is.
+            r.woken = r.woken.saturating_sub(1);
+        }
+    }
+
+    fn hand_over(&self, d: Arc<Dispatcher>) {
+        let mut r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        r.queues.push_back(d);
+        let wake = r.sleeping > r.woken;
+        if wake {
+            r.woken += 1;
+        }
+        drop(r);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -79,11 +122,7 @@ impl Dispatcher {
 
     /// Puts this queue in line for a pool thread (the caller has set `queued`).
     fn hand_to_pool(self: &Arc<Self>) {
-        let _ = POOL
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(self.clone());
+        POOL.hand_over(self.clone());
     }
 
     /// Queues a job; it runs after every job queued before it.
