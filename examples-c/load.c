@@ -35,7 +35,9 @@
  * and, with --server-pid, of the server (/proc/PID/stat utime + stime),
  * both read at the start and the end of the window; resident memory
  * (VmRSS) of both before the clients connect, once they are logged in, and
- * at the end.
+ * at the end; and, to tell how quiet the machine was, what the rest of it
+ * used in the window (busy CPU less this process and the server's) and how
+ * much the hypervisor stole (/proc/stat).
  *
  * Without --url a server is started inside this process
  * (nim_signaling_server_start); its CPU and memory are then this
@@ -241,6 +243,24 @@ static long rss_kib(long pid)
             break;
     fclose(f);
     return kib;
+}
+
+/* The whole machine's busy and stolen CPU time so far (µs, all CPUs;
+ * /proc/stat), to tell what else ran during the window. */
+static void machine_cpu_us(long long *busy, long long *steal)
+{
+    unsigned long long user, nice, sys, idle, iowait, irq, softirq, st = 0;
+    long long tick = sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/stat", "r");
+    *busy = *steal = -1;
+    if (!f)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
+               &iowait, &irq, &softirq, &st) >= 7) {
+        *busy = (long long)(user + nice + sys + irq + softirq) * 1000000LL / tick;
+        *steal = (long long)st * 1000000LL / tick;
+    }
+    fclose(f);
 }
 
 /* Raises the soft limit of open files to the hard one; returns the limit. */
@@ -714,7 +734,7 @@ static long scan_deadlines(long long now)
 /* ---- the report ------------------------------------------------------- */
 
 typedef struct {
-    long long self_cpu_us, server_cpu_us, at_ns;
+    long long self_cpu_us, server_cpu_us, at_ns, machine_busy_us, machine_steal_us;
 } reading;
 
 static reading read_clocks(void)
@@ -723,6 +743,7 @@ static reading read_clocks(void)
     r.at_ns = now_ns();
     r.self_cpu_us = self_cpu_us();
     r.server_cpu_us = opt.server_pid ? proc_cpu_us(opt.server_pid) : -1;
+    machine_cpu_us(&r.machine_busy_us, &r.machine_steal_us);
     return r;
 }
 
@@ -762,6 +783,10 @@ static void print_report(const report *r)
     double server_us = per_setup(r->w0.server_cpu_us, r->w1.server_cpu_us);
     double self_busy = busy_share(r->w0.self_cpu_us, r->w1.self_cpu_us, r);
     double server_busy = busy_share(r->w0.server_cpu_us, r->w1.server_cpu_us, r);
+    /* What the rest of the machine used meanwhile, in cores. */
+    double others = busy_share(r->w0.machine_busy_us, r->w1.machine_busy_us, r) - self_busy -
+                    (server_busy > 0 ? server_busy : 0);
+    double steal = busy_share(r->w0.machine_steal_us, r->w1.machine_steal_us, r);
     int i;
     if (st.invite.len)
         qsort(st.invite.v, st.invite.len, sizeof *st.invite.v, cmp_u32);
@@ -781,6 +806,7 @@ static void print_report(const report *r)
         if (opt.server_pid)
             printf(",\"server_cpu_us_per_setup\":%.1f,\"server_cpu_share\":%.3f", server_us,
                    server_busy);
+        printf(",\"other_cpu_share\":%.3f,\"steal_share\":%.3f", others, steal);
         printf(",\"pairs\":%ld,\"idle_clients\":%ld,\"rate\":%g,\"warmup_s\":%g,"
                "\"receipts\":%s,\"server\":\"%s\",\"server_pid\":%ld",
                opt.pairs, opt.idle, opt.rate, opt.warmup, opt.receipts ? "true" : "false",
@@ -822,6 +848,8 @@ static void print_report(const report *r)
     if (opt.server_pid)
         printf(", server %.1f us (%.1f %% of a core), client/server %.2f", server_us,
                100 * server_busy, server_us > 0 ? self_us / server_us : 0);
+    printf("\nrest of machine   %.1f %% of a core busy, %.1f %% stolen (/proc/stat, same window)",
+           100 * others, 100 * steal);
     printf("\nclient RSS (KiB)  before %ld  idle %ld  end %ld  (%ld bytes per connection)\n",
            r->rss_self[0], r->rss_self[1], r->rss_self[2], per_connection(r->rss_self, clients));
     if (opt.server_pid)

@@ -24,8 +24,9 @@
 #   --duration S           [10] measured seconds
 #   --warmup S             [3] seconds of load before measuring
 #   --no-receipts          clients send no INVITE receipts
-#   --perf                 perf record -g the client during (a)'s window
-#                          (report in the work dir, summary printed)
+#   --perf                 perf record -g the client during each measured
+#                          window (perf.data kept in the work dir, the top
+#                          symbols by self time printed)
 #   --no-pin               do not pin the processes (taskset)
 #   --lib DIR              the load generator uses DIR/libnim_signaling.so
 #                          instead of the build's (through LD_LIBRARY_PATH:
@@ -206,7 +207,7 @@ run() { # $1: name, then the load generator's options
     --warmup "$warmup" "${receipts[@]}" "$@" $( ((json)) && echo --json) \
     >"$out" 2>"$work/$name.err" &
   local load_pid=$!
-  if ((perf)) && [[ "$name" == flat ]]; then
+  if ((perf)); then
     # The profile starts once the logins are done and the warm-up is over.
     (
       while ! grep -q 'clients logged in' "$work/$name.err" 2>/dev/null; do
@@ -214,8 +215,8 @@ run() { # $1: name, then the load generator's options
         sleep 0.1
       done
       sleep "$(awk -v w="$warmup" 'BEGIN { print w + 1 }')"
-      perf record -g -F 999 -p "$load_pid" -o "$work/perf.data" -- sleep "$duration" \
-        >"$work/perf-record.log" 2>&1 || true
+      perf record -g -F 999 -p "$load_pid" -o "$work/$name.perf.data" -- sleep "$duration" \
+        >"$work/$name.perf-record.log" 2>&1 || true
     ) &
     perf_pid=$!
   fi
@@ -231,16 +232,15 @@ run() { # $1: name, then the load generator's options
     exit 1
   fi
   cat "$out"
+  if ((perf)) && [[ -s "$work/$name.perf.data" ]]; then
+    echo "c-load.sh: ($name) client profile, self time by symbol ($work/$name.perf.data):"
+    perf report -i "$work/$name.perf.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
+      | grep -v '^#' | grep '%' | sed 's/[ -]*$//' | cut -c1-150 | head -30 || true
+  fi
 }
 
 if [[ -z "$only" || "$only" == flat ]]; then
   run flat --pairs "$pairs" --rate 0
-  if ((perf)) && [[ -s "$work/perf.data" ]]; then
-    perf report -i "$work/perf.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
-      | grep -v '^#' | grep '%' | sed 's/[ -]*$//' | cut -c1-150 | head -40 >"$work/perf-top.txt" || true
-    echo "c-load.sh: client profile (self time, top symbols; $work/perf.data):"
-    cat "$work/perf-top.txt"
-  fi
 fi
 if [[ -z "$only" || "$only" == idle ]]; then
   run idle --pairs "$pairs" --rate "$rate" --idle "$idle" --login-concurrency 200
