@@ -51,6 +51,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/lib.sh
+
 only=""
 pairs=200
 rate=1000
@@ -61,29 +63,20 @@ receipts=()
 perf=0
 pin=1
 lib=""
-build=1
-json=0
-keep=0
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "c-load.sh: $*" >&2; exit 2; }
 
 while (($#)); do
+  if common_option "$1"; then
+    shift
+    continue
+  fi
   case "$1" in
-    --only) only="${2:?$1 needs a value}"; shift 2 ;;
-    --pairs) pairs="${2:?$1 needs a value}"; shift 2 ;;
-    --rate) rate="${2:?$1 needs a value}"; shift 2 ;;
-    --idle) idle="${2:?$1 needs a value}"; shift 2 ;;
-    --duration) duration="${2:?$1 needs a value}"; shift 2 ;;
-    --warmup) warmup="${2:?$1 needs a value}"; shift 2 ;;
+    --only | --pairs | --rate | --idle | --duration | --warmup | --lib)
+      value_option "$1" "${2:-}"
+      shift 2
+      ;;
     --no-receipts) receipts=(--no-receipts); shift ;;
     --perf) perf=1; shift ;;
     --no-pin) pin=0; shift ;;
-    --lib) lib="${2:?$1 needs a value}"; shift 2 ;;
-    --no-build) build=0; shift ;;
-    --json) json=1; shift ;;
-    --keep) keep=1; shift ;;
-    -h | --help) usage; exit 0 ;;
     *) die "unknown option '$1' (--help)" ;;
   esac
 done
@@ -123,28 +116,14 @@ fi
 server_pid=""
 perf_pid=""
 cleanup() {
-  local rc=$? pid i
+  local rc=$?
   trap '' HUP INT TERM
-  for pid in $perf_pid $server_pid; do
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if ((rc != 0)); then
-    echo "c-load.sh: failed; logs in $work" >&2
-  elif ((keep || perf)); then
-    echo "c-load.sh: work dir kept: $work" >&2
-  else
-    rm -rf "$work"
-  fi
+  stop_pids "$perf_pid" "$server_pid"
+  leave_work_dir c-load.sh "$rc" "$work" "$((keep || perf))"
 }
 trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+trap_signals
+raise_fd_limit
 clients_max=$((2 * pairs + idle))
 (($(ulimit -n) > clients_max + 100)) || die "ulimit -n is $(ulimit -n); $clients_max clients need more"
 
@@ -184,8 +163,7 @@ EOF
 }
 
 stop_server() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_pids "$server_pid"
   server_pid=""
 }
 
