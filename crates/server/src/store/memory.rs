@@ -64,8 +64,12 @@ impl AccountLog {
         }
         // A cursor only decides where a fresh login's offline list starts;
         // with nothing in that list every cursor reads as 0 just as well.
+        // And what the cap dropped was older than what aged out since: a
+        // device back now has missed nothing the retention would have
+        // kept, so it is not told "trimmed" (its cursor reads 0 now too).
         if self.offline.is_empty() {
             self.cursors = HashMap::new();
+            self.offline_trimmed = 0;
         }
     }
 
@@ -649,6 +653,25 @@ mod tests {
         assert!(!s.logs.contains_key("ghost"), "forgotten");
         let b = s.log_bounds("ghost").await.unwrap();
         assert_eq!(b.resume_gap(&epoch, 1), Some(ResyncReason::StateLost));
+    }
+
+    /// What the offline cap dropped is reported only while the offline list
+    /// holds something: once it has aged out too, a device coming back
+    /// (its cursor gone with it) has missed nothing the retention kept.
+    #[tokio::test]
+    async fn the_trimmed_mark_goes_with_the_offline_list() {
+        let s = MemoryStore::new(LogLimits {
+            max_offline: 1,
+            ..LogLimits::default()
+        });
+        let t = now_ms();
+        s.append("bob", invite("c1", true), t).await.unwrap();
+        s.append("bob", invite("c2", true), t).await.unwrap();
+        assert_eq!(s.log_bounds("bob").await.unwrap().offline_trimmed, 1);
+        s.sweep(t + LogLimits::default().offline_retention_ms + 1)
+            .await
+            .unwrap();
+        assert_eq!(s.log_bounds("bob").await.unwrap().offline_trimmed, 0);
     }
 
     /// A log whose account has a device online is kept however idle, and a
