@@ -267,6 +267,71 @@ async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled(
     alice.control_reaches(&mut bob, &room, "after").await;
 }
 
+/// Alice's node dies right after it wrote her call's room, before it
+/// appended the room's events to anyone's log (the test hook
+/// NIM_TEST_CRASH makes it exit there). The write kept them in the
+/// room's outbox: a surviving node forwards them, so bob still gets the
+/// INVITE, once, both accounts' room indexes name the room, and the call
+/// goes on through the survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_a_room_write_and_its_events_loses_none_of_them() {
+    let url = redis_url();
+    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
+    let args = [
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let crash = [("NIM_TEST_CRASH".to_string(), "after-room-write".to_string())];
+    let mut a = spawn_server_with(&args, &crash, std::process::Stdio::null());
+    let b = spawn_server(&args);
+    let mut bob = login(&b.1, "bob", "b1").await;
+    let alice = login(&a.1, "alice", "a1").await;
+    let call = json!({"type": 1, "account": "bob", "requestId": "r1"});
+    // No answer comes: the node is gone before it could send one.
+    let answer = tokio::time::timeout(Duration::from_secs(3), alice.req("call", call)).await;
+    assert!(
+        !matches!(answer, Ok((200, _))),
+        "the node answered: {answer:?}"
+    );
+    let status = a.0.wait().expect("node a exits");
+    assert_eq!(
+        status.code(),
+        Some(86),
+        "node a died at the hook: {status:?}"
+    );
+    drop(alice);
+
+    let invite = bob.expect_event("INVITE").await;
+    assert_eq!(invite["fromAccountId"], "alice", "{invite}");
+    assert_eq!(invite["requestId"], "r1", "{invite}");
+    let room = invite["channelInfo"]["channelId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Forwarded once, though every node's sweeper looks each second.
+    bob.expect_silence(Duration::from_millis(1500)).await;
+    let pending = bob.ok("queryInvitations", json!({})).await;
+    assert!(
+        pending.to_string().contains(&room),
+        "bob's index names the room: {pending}"
+    );
+    let (mut alice, _, channels) = login_full(&b.1, "alice", "a2", json!({})).await;
+    assert!(
+        channels.to_string().contains(&room),
+        "alice's index names the room: {channels}"
+    );
+    bob.ok(
+        "accept",
+        json!({"channelId": room, "account": "alice", "requestId": "r1", "autoJoin": true}),
+    )
+    .await;
+    alice.expect_event("ACCEPT").await;
+}
+
 /// Bob's device leaves for good and his node dies; a surviving node drops
 /// him from his room after the grace. `leaves_first`: his client closes
 /// before the node dies (the node scheduled the drop timer itself, and a

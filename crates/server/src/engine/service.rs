@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::engine::observe::{Cause, Happening, Observer, Observers, Push, Pusher};
 use crate::engine::router::Hub;
 use crate::store::{
-    LogBody, LogEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey, Store, Timer, Tx,
+    Appended, LogBody, LogEntry, NewEntry, PushToken, RequestKey, RequestSlot, Room, RoomKey,
+    Store, Timer, Tx,
 };
 use crate::ServerConfig;
 use nim_signaling_core::rules::{self, Actor, Ctx, Delivery, Limits, Reach, RuleResult};
@@ -136,21 +137,25 @@ impl Service {
         cause: &Cause<'_>,
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
-        let mut result: Option<Result<(i32, Value, Vec<Delivery>), Failure>> = None;
+        let mut result: Option<Result<(i32, Value), Failure>> = None;
         // This run's room before and after, when someone watches: kept from
         // inside the update so that (like the result) only the run that
         // counts is reported.
         let watching = self.observer.watches_rooms();
         let mut change: Option<(Option<Room>, Room)> = None;
-        self.store
+        // The events go with the room's write: the store appends them as
+        // part of the update (see Tx::Write).
+        let appended = self
+            .store
             .update_room(key, now, &mut |room| match rule(room) {
                 Ok(mut o) => {
                     o.room.version = Room::version_after(room, &o.room);
                     change = watching.then(|| (room.cloned(), o.room.clone()));
-                    result = Some(Ok((o.code, o.data, o.deliveries)));
+                    result = Some(Ok((o.code, o.data)));
                     Tx::Write {
                         room: o.room,
                         timers: o.timers,
+                        events: Self::events_of(o.deliveries),
                     }
                 }
                 Err(f) => {
@@ -160,9 +165,9 @@ impl Service {
                 }
             })
             .await?;
-        let (code, data, deliveries) =
+        let delivered = self.offer(appended);
+        let (code, data) =
             result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
-        let delivered = self.deliver(deliveries, now).await;
         if let Some((before, after)) = &change {
             self.observer
                 .room_changed(before.as_ref(), after, cause, now);
@@ -194,19 +199,34 @@ impl Service {
         Ok(())
     }
 
+    fn events_of(deliveries: Vec<Delivery>) -> Vec<(String, NewEntry)> {
+        deliveries.into_iter().map(|d| (d.to, d.entry)).collect()
+    }
+
     /// Appends each event to its recipient's log (one step per recipient),
-    /// then wakes the recipients' sessions here. An event that could not be
-    /// stored fails the request with its reason: its room may have changed,
-    /// but the answer is never a success that told nobody.
+    /// then wakes the recipients' sessions here. For events that change no
+    /// room (a control); a room's events go with its update (see
+    /// [`Service::apply`]).
     pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) -> Result<(), Failure> {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let entries = deliveries.into_iter().map(|d| (d.to, d.entry)).collect();
+        let appended = self
+            .store
+            .append_many(Self::events_of(deliveries), now)
+            .await;
+        self.offer(appended)
+    }
+
+    /// Hands what was appended to the recipients' sessions here. An event
+    /// that could not be stored fails the request with its reason: its
+    /// room may have changed, but the answer is never a success that told
+    /// nobody.
+    fn offer(&self, appended: Appended) -> Result<(), Failure> {
         let mut failed = None;
-        for (account, r) in self.store.append_many(entries, now).await {
+        for (account, r) in appended {
             match r {
-                Ok(appended) => self.hub.offer(&account, &appended),
+                Ok(entries) => self.hub.offer(&account, &entries),
                 Err(e) => {
                     tracing::error!(%account, error = %e, "events not stored");
                     // Entries before the failure may have landed.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use super::model::{push_token_to_evict, LogEntry, NewEntry, PushToken, Room, Timer};
 use super::{
-    LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests, RoomFn,
-    RoomKey, Rooms, Signals, Stats, StoreError, StoreStats, Timers, Tx,
+    Appended, LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests,
+    RoomFn, RoomKey, Rooms, Signals, Stats, StoreError, StoreStats, Timers, Tx,
 };
 
 #[derive(Default)]
@@ -189,21 +189,36 @@ impl Rooms for MemoryStore {
         key: RoomKey<'_>,
         now: i64,
         f: RoomFn<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Appended, StoreError> {
+        // The events are appended once the room's lock is let go: in one
+        // process nothing can come between (a crash loses everything).
+        let mut events = Vec::new();
         match key {
             RoomKey::Id(id) => match self.rooms.entry(id.to_string()) {
                 Entry::Occupied(mut o) => {
-                    if let Tx::Write { room, timers } = f(Some(o.get())) {
+                    if let Tx::Write {
+                        room,
+                        timers,
+                        events: e,
+                    } = f(Some(o.get()))
+                    {
                         self.reindex(Some(o.get()), &room);
                         *o.get_mut() = room;
                         self.schedule_all(timers);
+                        events = e;
                     }
                 }
                 Entry::Vacant(v) => {
-                    if let Tx::Write { room, timers } = f(None) {
+                    if let Tx::Write {
+                        room,
+                        timers,
+                        events: e,
+                    } = f(None)
+                    {
                         self.reindex(None, &room);
                         v.insert(room);
                         self.schedule_all(timers);
+                        events = e;
                     }
                 }
             },
@@ -214,15 +229,21 @@ impl Rooms for MemoryStore {
                     .get(slot.value().as_str())
                     .filter(|r| r.is_valid(now))
                     .map(|r| r.clone());
-                if let Tx::Write { room, timers } = f(holder.as_ref()) {
+                if let Tx::Write {
+                    room,
+                    timers,
+                    events: e,
+                } = f(holder.as_ref())
+                {
                     *slot.value_mut() = room.channel_id.clone();
                     self.reindex(None, &room);
                     self.rooms.insert(room.channel_id.clone(), room);
                     self.schedule_all(timers);
+                    events = e;
                 }
             }
         }
-        Ok(())
+        Ok(self.append_many(events, now).await)
     }
 
     async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError> {

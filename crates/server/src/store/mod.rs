@@ -43,13 +43,22 @@ pub enum Tx {
     /// Change nothing.
     Abort,
     /// Store this room (under its channelId; a new room also takes its
-    /// name) and schedule these timers, as one step: an update that is
-    /// stored has its timers (see [`Timers::schedule`]).
+    /// name), schedule these timers and append these events (recipient,
+    /// entry, in order), as one step: an update that is stored has its
+    /// timers (see [`Timers::schedule`]) and its events reach their logs,
+    /// even if the node dies right after the write (the Redis store keeps
+    /// them in the room's outbox until they are forwarded; docs/CLUSTER.md).
     Write {
         room: Room,
         timers: Vec<(i64, Timer)>,
+        events: Vec<(String, NewEntry)>,
     },
 }
+
+/// What became of each account's events, per account in the order of its
+/// first event: its entries with their sequences, or why none were
+/// appended (see [`Logs::append_many`]).
+pub type Appended = Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)>;
 
 /// The callback run inside an atomic update. It may run more than once
 /// (a Redis store retries on conflict), so it must be pure.
@@ -256,12 +265,17 @@ pub trait Rooms: Send + Sync {
     }
     /// Runs `f` atomically on one room: nobody else changes that room (or,
     /// for [`RoomKey::Name`], claims that name) between its read and write.
+    /// Returns what became of the written update's events (empty when `f`
+    /// aborted); an error means nothing was written. An account's events
+    /// that could not be appended after the write (or all of them, when the
+    /// node dies there) are appended later by a store shared by nodes: its
+    /// `Err` in [`Appended`] says only that they are not in the log yet.
     async fn update_room(
         &self,
         key: RoomKey<'_>,
         now: i64,
         f: RoomFn<'_>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Appended, StoreError>;
     /// One room by id (any state until forgotten) or by name (valid only).
     async fn get_room(&self, key: RoomKey<'_>, now: i64) -> Result<Option<Room>, StoreError>;
     /// The valid rooms `account` is a member of, oldest first (ties by id,
@@ -348,12 +362,8 @@ pub trait Logs: Send + Sync {
     /// the order of its first entry, what its log became: its entries with
     /// their sequences, or why none were appended. A store shared by nodes
     /// also wakes the other nodes that hold a session of each account.
-    async fn append_many(
-        &self,
-        entries: Vec<(String, NewEntry)>,
-        now: i64,
-    ) -> Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)> {
-        let mut out: Vec<(String, Result<Vec<Arc<LogEntry>>, StoreError>)> = Vec::new();
+    async fn append_many(&self, entries: Vec<(String, NewEntry)>, now: i64) -> Appended {
+        let mut out: Appended = Vec::new();
         for (account, entry) in entries {
             let i = match out.iter().position(|(a, _)| *a == account) {
                 Some(i) => i,

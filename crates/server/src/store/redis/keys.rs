@@ -130,6 +130,12 @@ impl Keys {
         self.bucket(bucket_of_id(id), &format!("room:{id}"))
     }
 
+    /// A room's outbox (its events not yet forwarded to the accounts'
+    /// logs), in the room's slot.
+    pub fn outbox(&self, id: &str) -> String {
+        self.bucket(bucket_of_id(id), &format!("out:{id}"))
+    }
+
     /// What a bucket's room keys start with (a script that reads a name
     /// key and then the room it names builds the room's key from this).
     pub fn room_prefix(&self, bucket: usize) -> String {

@@ -33,6 +33,7 @@
 
 mod keys;
 mod link;
+mod outbox;
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script, ScriptInvocation};
@@ -49,8 +50,8 @@ use super::model::{
     push_token_to_evict, LogBody, LogEntry, NewEntry, PushToken, Room, Timer, MAX_PUSH_TOKENS,
 };
 use super::{
-    now_ms, LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot, Requests,
-    RoomFn, RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
+    now_ms, Appended, LogBounds, LogLimits, Logs, Presence, PushTokens, RequestKey, RequestSlot,
+    Requests, RoomFn, RoomKey, Rooms, Signal, Signals, Stats, StoreError, StoreStats, Timers, Tx,
 };
 use nim_signaling_protocol::frames::NotifyKind;
 
@@ -98,6 +99,18 @@ fn script_failed(name: &'static str) -> impl FnOnce(redis::RedisError) -> StoreE
 /// What serde_json refused to encode for storing.
 fn unencodable(e: serde_json::Error) -> StoreError {
     StoreError::Encode(e.to_string())
+}
+
+/// A hook for the fault tests: with `NIM_TEST_CRASH` set to
+/// `point`, the process dies there at once, as a node killed at that point
+/// would (tests/cluster_faults.rs; docs/CLUSTER.md). Unset, it does nothing.
+fn crash_point(point: &str) {
+    static AT: once_cell::sync::Lazy<Option<String>> =
+        once_cell::sync::Lazy::new(|| std::env::var("NIM_TEST_CRASH").ok());
+    if AT.as_deref() == Some(point) {
+        tracing::error!(point, "NIM_TEST_CRASH: exiting here");
+        std::process::exit(86);
+    }
 }
 
 fn fresh_epoch() -> String {
@@ -281,6 +294,8 @@ struct Scripts {
     request_end: Script,
     take_due: Script,
     reap: Script,
+    outbox_done: Script,
+    outbox_take: Script,
 }
 
 static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| Scripts {
@@ -298,6 +313,8 @@ static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| S
     request_end: Script::new(include_str!("scripts/request_end.lua")),
     take_due: Script::new(include_str!("scripts/take_due.lua")),
     reap: Script::new(include_str!("scripts/reap.lua")),
+    outbox_done: Script::new(include_str!("scripts/outbox_done.lua")),
+    outbox_take: Script::new(include_str!("scripts/outbox_take.lua")),
 });
 
 impl RedisStore {
@@ -425,13 +442,18 @@ impl RedisStore {
 
     /// Appends one account's entries in one script; returns them with
     /// their sequences, and wakes the other nodes holding its sessions.
+    /// `forward` names the room, forward id and room index change of a
+    /// forward out of a room's outbox (see [`outbox`]): one the account got
+    /// before returns no entries and changes nothing.
     async fn append_account(
         &self,
         account: &str,
         entries: Vec<NewEntry>,
         now: i64,
+        forward: Option<(&str, &str, Option<bool>)>,
     ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
         let k = self.keys();
+        let (channel, id, index) = forward.unwrap_or(("", "", None));
         let mut inv = SCRIPTS.append.prepare_invoke();
         inv.key(k.acct(account, "pres"))
             .key(k.acct(account, "head"))
@@ -439,12 +461,22 @@ impl RedisStore {
             .key(k.acct(account, "off"))
             .key(k.acct(account, "cur"))
             .key(k.acct(account, "otrim"))
+            .key(k.acct(account, &format!("fwd:{channel}")))
+            .key(k.acct(account, "rooms"))
             .arg(now)
             .arg(self.limits.max_events)
             .arg(self.limits.retention_ms)
             .arg(&self.shared.node)
             .arg(self.limits.max_offline)
-            .arg(self.limits.offline_retention_ms);
+            .arg(self.limits.offline_retention_ms)
+            .arg(channel)
+            .arg(id)
+            .arg(match index {
+                Some(true) => "+",
+                Some(false) => "-",
+                None => "",
+            })
+            .arg(outbox::FORWARD_MARK_MS);
         {
             let dead = self.shared.dead.read().unwrap_or_else(|e| e.into_inner());
             inv.arg(dead.len());
@@ -479,6 +511,10 @@ impl RedisStore {
         let ints = |v: &redis::Value| redis::from_redis_value::<i64>(v).ok();
         let bad = || StoreError::Script("store script append answered out of shape".into());
         let dropped = reply.first().and_then(ints).ok_or_else(bad)?;
+        if dropped == -1 {
+            // This forward reached the account before (another node's).
+            return Ok(Vec::new());
+        }
         let wake = reply.get(1).and_then(ints).ok_or_else(bad)? as usize;
         let nodes: Vec<String> = reply
             .get(2..2 + wake)
@@ -817,7 +853,7 @@ impl Rooms for RedisStore {
         key: RoomKey<'_>,
         now: i64,
         f: RoomFn<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Appended, StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
             let (holder_id, text) = self.load(key).await?;
             let mut current = decode_room(&text)?;
@@ -825,8 +861,13 @@ impl Rooms for RedisStore {
                 // Only a valid room holds its name.
                 current = current.filter(|r| r.is_valid(now));
             }
-            let Tx::Write { room, timers } = f(current.as_ref()) else {
-                return Ok(());
+            let Tx::Write {
+                room,
+                timers,
+                events,
+            } = f(current.as_ref())
+            else {
+                return Ok(Vec::new());
             };
             let (expected, by_name, expected_holder) = match key {
                 RoomKey::Id(_) => (text.as_str(), "0", ""),
@@ -842,11 +883,12 @@ impl Rooms for RedisStore {
             let after = room.involved();
             let leaving: Vec<&str> = before.difference(&after).copied().collect();
             let joining: Vec<&str> = after.difference(&before).copied().collect();
-            // Indexed before the write: an index may name a room that is not
-            // (yet) there, never miss one that is.
-            self.index(&room.channel_id, &joining, true).await?;
+            // The events and index changes go into the room's outbox with
+            // the write, and are forwarded from there (see [`outbox`]).
+            let forward = outbox::Forward::new(events, &joining, &leaving);
             let new_text = serde_json::to_string(&room).map_err(unencodable)?;
             let bucket = keys::bucket_of_id(&room.channel_id);
+            let forget_at = room.forget_at();
             let k = self.keys();
             let mut inv = SCRIPTS.write_room.prepare_invoke();
             inv.key(k.room(&room.channel_id))
@@ -854,12 +896,24 @@ impl Rooms for RedisStore {
                 .key(k.bucket(bucket, "rooms"))
                 .key(k.bucket(bucket, "gc"))
                 .key(k.bucket(bucket, "timers"))
+                .key(k.outbox(&room.channel_id))
+                .key(k.bucket(bucket, "outdue"))
                 .arg(&room.channel_id)
                 .arg(expected)
                 .arg(&new_text)
                 .arg(by_name)
                 .arg(expected_holder)
-                .arg(room.forget_at().map(|t| t.to_string()).unwrap_or_default());
+                .arg(forget_at.map(|t| t.to_string()).unwrap_or_default())
+                .arg(if old.and_then(|r| r.forget_at()) != forget_at {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(match &forward {
+                    Some(f) => f.encode()?,
+                    None => String::new(),
+                })
+                .arg(now + outbox::OUTBOX_GRACE_MS);
             // A timer of another bucket (none of today's rules asks for one)
             // is scheduled after the write.
             let (here, elsewhere): (Vec<_>, Vec<_>) = timers
@@ -869,20 +923,25 @@ impl Rooms for RedisStore {
                 inv.arg(*at).arg(timer_member(*at, t));
             }
             self.expect_due(here.iter().map(|(at, _)| (*at, bucket)));
-            let written: i64 = inv
+            let reply: Vec<redis::Value> = inv
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(script_failed("write_room"))?;
-            if written == 1 {
+            let mut reply = reply.into_iter();
+            let written = reply
+                .next()
+                .and_then(|v| redis::from_redis_value::<i64>(&v).ok());
+            if written == Some(1) {
+                crash_point("after-room-write");
+                let earlier: Vec<String> = reply
+                    .filter_map(|v| redis::from_redis_value(&v).ok())
+                    .collect();
                 for (at, t) in elsewhere {
                     self.schedule(at, t).await;
                 }
-                if let Err(e) = self.index(&room.channel_id, &leaving, false).await {
-                    // A stale index entry only costs a read; the sweeper
-                    // removes it with the room.
-                    tracing::warn!(channel = %room.channel_id, error = %e, "room index not trimmed");
-                }
-                return Ok(());
+                return Ok(self
+                    .forward_all(&room.channel_id, earlier, forward, now)
+                    .await);
             }
             if attempt > 2 {
                 tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 5 + 1)).await;
@@ -932,7 +991,12 @@ impl Rooms for RedisStore {
         Ok((rooms, next))
     }
 
+    /// Also forwards the outbox entries writers left behind (see
+    /// [`outbox`]).
     async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError> {
+        if let Err(e) = self.forward_left_behind(now).await {
+            tracing::warn!(error = %e, "left-behind events not forwarded this round");
+        }
         let k = self.keys();
         let mut pipe = redis::pipe();
         for b in 0..BUCKETS {
@@ -1107,7 +1171,7 @@ impl Logs for RedisStore {
         entry: NewEntry,
         now: i64,
     ) -> Result<Arc<LogEntry>, StoreError> {
-        let mut list = self.append_account(account, vec![entry], now).await?;
+        let mut list = self.append_account(account, vec![entry], now, None).await?;
         list.pop()
             .ok_or_else(|| StoreError::Script("store script append returned nothing".into()))
     }
@@ -1127,7 +1191,7 @@ impl Logs for RedisStore {
             }
         }
         let runs = per.into_iter().map(|(account, list)| async move {
-            let r = self.append_account(&account, list, now).await;
+            let r = self.append_account(&account, list, now, None).await;
             (account, r)
         });
         futures_util::future::join_all(runs).await

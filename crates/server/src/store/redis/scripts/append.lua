@@ -2,25 +2,50 @@
 -- order, and those kept for offline delivery (offlineEnabled, and no device
 -- of the account online) to its offline list too; trims both (see
 -- LogLimits in store/mod.rs) and says which other nodes hold a live session
--- of the account (the caller wakes them).
+-- of the account (the caller wakes them). For a forward out of a room's
+-- outbox (docs/CLUSTER.md) it also updates the account's room index, and
+-- applies each forward once: a forward seen before (two nodes forwarding
+-- one left-behind entry) changes nothing.
 -- KEYS: [1] the account's presence hash (device -> '<session>|<node>'),
 --   [2] its head (last seq handed out), [3] its log (a list), [4] its
 --   offline list, [5] its cursors (a hash), [6] the largest seq the
---   offline list dropped for room.
+--   offline list dropped for room, [7] the ids of the last forwards it got
+--   from the room (space separated, newest first), [8] its room index.
 -- ARGV: [1] now ms, [2] max events kept in the log, [3] its retention ms,
 --   [4] the calling node, [5] max events kept in the offline list, [6] its
---   retention ms, [7] count n of dead nodes (as the caller last saw them:
---   their keys expired), [8 .. 7+n] those nodes, then one triple per
---   entry: offlineEnabled ('1'/'0'), the entry's tail without its body,
---   the tail with it ('' when offlineEnabled is '0'; JSON after the
---   opening brace: this script writes '{"s":<seq>,"o":<offline>,"t":<now>,'
---   in front).
--- Returns {entries dropped from the log, count w of nodes to wake, the w
---   nodes, then seq and offline (1/0) of each entry}.
+--   retention ms, [7] the room forwarded from ('' = not a forward), [8] the
+--   forward's id, [9] the room index change ('+' add, '-' remove, ''),
+--   [10] how long KEYS[7] is kept (ms), [11] count n of dead nodes (as the
+--   caller last saw them: their keys expired), [12 .. 11+n] those nodes,
+--   then one triple per entry: offlineEnabled ('1'/'0'), the entry's tail
+--   without its body, the tail with it ('' when offlineEnabled is '0'; JSON
+--   after the opening brace: this script writes
+--   '{"s":<seq>,"o":<offline>,"t":<now>,' in front).
+-- Returns {-1} for a forward seen before, else {entries dropped from the
+--   log, count w of nodes to wake, the w nodes, then seq and offline (1/0)
+--   of each entry}.
+local FORWARDS_KEPT = 8
+if ARGV[7] ~= '' then
+  local seen = redis.call('GET', KEYS[7]) or ''
+  if string.find(' ' .. seen .. ' ', ' ' .. ARGV[8] .. ' ', 1, true) then return {-1} end
+  local kept = {ARGV[8]}
+  for w in string.gmatch(seen, '%S+') do
+    if #kept >= FORWARDS_KEPT then break end
+    table.insert(kept, w)
+  end
+  redis.call('SET', KEYS[7], table.concat(kept, ' '), 'PX', ARGV[10])
+  if ARGV[9] == '+' then
+    redis.call('SADD', KEYS[8], ARGV[7])
+  elseif ARGV[9] == '-' then
+    redis.call('SREM', KEYS[8], ARGV[7])
+  end
+end
+local ndead = tonumber(ARGV[11])
+local first = 12 + ndead
+if first > #ARGV then return {0, 0} end
 local now = ARGV[1]
-local ndead = tonumber(ARGV[7])
 local dead = {}
-for i = 8, 7 + ndead do dead[ARGV[i]] = true end
+for i = 12, 11 + ndead do dead[ARGV[i]] = true end
 -- Online: some device has a session on a node that is not dead. Those
 -- nodes other than the caller are woken.
 local online = false
@@ -37,10 +62,13 @@ for _, v in ipairs(pres) do
   end
 end
 local out = {}
-local seq, n, noff
-for i = 8 + ndead, #ARGV, 3 do
+local n, noff
+-- One step of the head for all the entries.
+local count = (#ARGV - first + 1) / 3
+local seq = redis.call('INCRBY', KEYS[2], count) - count
+for i = first, #ARGV, 3 do
   local offline = ARGV[i] == '1' and not online
-  seq = redis.call('INCR', KEYS[2])
+  seq = seq + 1
   local head = '{"s":' .. seq .. ',"o":' .. tostring(offline) .. ',"t":' .. now .. ','
   n = redis.call('RPUSH', KEYS[3], head .. ARGV[i + 1])
   if offline then

@@ -1,0 +1,266 @@
+//! The room outbox (docs/CLUSTER.md, "How a request crosses slots"). A
+//! room and its recipients' logs sit in different slots, so no one script
+//! can write both. The room's write (write_room.lua) therefore keeps the
+//! update's events in the room's own slot, in its outbox, as part of the
+//! same step; the writer then forwards them to each account's log and
+//! drops them from the outbox. Should the writer die in between, the
+//! sweeper of some node finds them past their due time and forwards them
+//! instead. Each account applies a forward once (append.lua remembers the
+//! room's last forward ids), and a writer forwards whatever an earlier
+//! writer of the room left before its own: so nothing is lost, nothing is
+//! doubled, and an account gets a room's events in the room's order.
+//!
+//! The same forward carries the account's room index change (joining or
+//! leaving the set of accounts the room involves), so the index follows
+//! the room exactly as the account's events do.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::BUCKETS;
+use super::{RedisStore, SCRIPTS};
+use crate::store::model::{LogBody, NewEntry};
+use crate::store::{Appended, Signal, StoreError};
+use nim_signaling_protocol::frames::NotifyKind;
+
+/// How long an outbox entry waits for its writer to forward it before a
+/// sweeper forwards it (the writer normally needs one round trip; one
+/// that takes longer only costs a second forward, which the accounts
+/// drop).
+pub(super) const OUTBOX_GRACE_MS: i64 = 3_000;
+/// How long an account remembers a room's forward ids: far longer than a
+/// forward can be late.
+pub(super) const FORWARD_MARK_MS: i64 = 120_000;
+/// Rooms with left-behind entries the sweeper looks at per bucket and round.
+const TAKE_BATCH: isize = 100;
+
+/// One account's part of a room update, as kept in the outbox.
+#[derive(Serialize, Deserialize)]
+pub(super) struct OutAccount {
+    pub a: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    e: Vec<OutEntry>,
+    /// The room index change: true adds the room to the account's index,
+    /// false removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub i: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutEntry {
+    k: NotifyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    #[serde(default)]
+    o: bool,
+    b: LogBody,
+}
+
+impl OutAccount {
+    pub fn entries(self) -> (String, Option<bool>, Vec<NewEntry>) {
+        let entries = self
+            .e
+            .into_iter()
+            .map(|e| NewEntry {
+                kind: e.k,
+                exclude_device: e.x,
+                offline_enabled: e.o,
+                body: e.b,
+            })
+            .collect();
+        (self.a, self.i, entries)
+    }
+}
+
+/// One room update's events and index changes, under a fresh id.
+pub(super) struct Forward {
+    pub id: String,
+    pub accounts: Vec<OutAccount>,
+}
+
+impl Forward {
+    /// The forward of an update's `events` (in order) and of the accounts
+    /// it starts (`joining`) and stops (`leaving`) involving; None when
+    /// there is nothing to forward.
+    pub fn new(
+        events: Vec<(String, NewEntry)>,
+        joining: &[&str],
+        leaving: &[&str],
+    ) -> Option<Self> {
+        let mut accounts: Vec<OutAccount> = Vec::new();
+        let part = |accounts: &mut Vec<OutAccount>, a: &str| -> usize {
+            match accounts.iter().position(|p| p.a == a) {
+                Some(i) => i,
+                None => {
+                    accounts.push(OutAccount {
+                        a: a.to_string(),
+                        e: Vec::new(),
+                        i: None,
+                    });
+                    accounts.len() - 1
+                }
+            }
+        };
+        for (account, entry) in events {
+            let i = part(&mut accounts, &account);
+            accounts[i].e.push(OutEntry {
+                k: entry.kind,
+                x: entry.exclude_device,
+                o: entry.offline_enabled,
+                b: entry.body,
+            });
+        }
+        for (list, add) in [(joining, true), (leaving, false)] {
+            for a in list {
+                let i = part(&mut accounts, a);
+                accounts[i].i = Some(add);
+            }
+        }
+        (!accounts.is_empty()).then(|| Forward {
+            id: format!("{:016x}", rand::random::<u64>()),
+            accounts,
+        })
+    }
+
+    /// As kept in the outbox: `<id>|<accounts JSON>`.
+    pub fn encode(&self) -> Result<String, StoreError> {
+        let json = serde_json::to_string(&self.accounts).map_err(super::unencodable)?;
+        Ok(format!("{}|{json}", self.id))
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (id, json) = text.split_once('|')?;
+        Some(Forward {
+            id: id.to_string(),
+            accounts: serde_json::from_str(json).ok()?,
+        })
+    }
+}
+
+impl RedisStore {
+    /// Forwards the outbox entries `earlier` (other writers', oldest first;
+    /// undecodable ones are skipped with a warning) and then `own` to their
+    /// accounts' logs, and drops them from the room's outbox once every
+    /// account has them. Returns what became of `own`'s accounts' events
+    /// and, for the earlier ones, of those that were appended here.
+    pub(super) async fn forward_all(
+        &self,
+        channel: &str,
+        earlier: Vec<String>,
+        own: Option<Forward>,
+        now: i64,
+    ) -> Appended {
+        let mut out: Appended = Vec::new();
+        let mut done = Vec::new();
+        let mut complete = true;
+        for text in earlier {
+            let Some(f) = Forward::decode(&text) else {
+                tracing::warn!(channel, "outbox entry unreadable; dropped");
+                done.push(
+                    text.split_once('|')
+                        .map_or(text.clone(), |(id, _)| id.to_string()),
+                );
+                continue;
+            };
+            done.push(f.id.clone());
+            for (account, r) in self.forward(channel, f, now).await {
+                match r {
+                    // Offered here like any other append.
+                    Ok(list) if !list.is_empty() => out.push((account, Ok(list))),
+                    Ok(_) => {}
+                    Err(e) => {
+                        complete = false;
+                        tracing::warn!(channel, %account, error = %e, "left-behind events not forwarded yet");
+                    }
+                }
+            }
+        }
+        if let Some(f) = own {
+            done.push(f.id.clone());
+            for (account, r) in self.forward(channel, f, now).await {
+                complete &= r.is_ok();
+                out.push((account, r));
+            }
+        }
+        // An entry some account lacks stays for the sweeper.
+        if complete && !done.is_empty() {
+            self.outbox_done(channel, done, now);
+        }
+        out
+    }
+
+    /// One forward: each account's part in one script, all at once.
+    async fn forward(&self, channel: &str, f: Forward, now: i64) -> Appended {
+        let id = f.id;
+        let runs = f.accounts.into_iter().map(|part| {
+            let id = &id;
+            async move {
+                let (account, index, entries) = part.entries();
+                let r = self
+                    .append_account(&account, entries, now, Some((channel, id, index)))
+                    .await;
+                (account, r)
+            }
+        });
+        futures_util::future::join_all(runs).await
+    }
+
+    /// Drops forwarded entries from a room's outbox. Not waited for: should
+    /// it fail, the sweeper forwards them again and every account drops
+    /// the second copy.
+    fn outbox_done(&self, channel: &str, ids: Vec<String>, now: i64) {
+        let k = self.keys();
+        let bucket = super::keys::bucket_of_id(channel);
+        let mut inv = SCRIPTS.outbox_done.prepare_invoke();
+        inv.key(k.outbox(channel))
+            .key(k.bucket(bucket, "outdue"))
+            .arg(channel)
+            .arg(now + OUTBOX_GRACE_MS);
+        for id in &ids {
+            inv.arg(id);
+        }
+        let mut con = self.con();
+        let channel = channel.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = inv.invoke_async::<i64>(&mut con).await {
+                tracing::warn!(%channel, error = %e, "outbox not cleared; the sweeper will");
+            }
+        });
+    }
+
+    /// The sweeper's part: forwards the outbox entries whose writers did not
+    /// (died, or lost Redis) within [`OUTBOX_GRACE_MS`], and wakes the
+    /// sessions here of the accounts that got them (the append wakes the
+    /// other nodes).
+    pub(super) async fn forward_left_behind(&self, now: i64) -> Result<(), StoreError> {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        for b in 0..BUCKETS {
+            pipe.zrangebyscore_limit(k.bucket(b, "outdue"), "-inf", now, 0, TAKE_BATCH);
+        }
+        let due: Vec<Vec<String>> = self.con().run(&pipe).await.map_err(super::unavailable)?;
+        for (b, channels) in due.into_iter().enumerate() {
+            for channel in channels {
+                let entries: Vec<String> = SCRIPTS
+                    .outbox_take
+                    .key(k.outbox(&channel))
+                    .key(k.bucket(b, "outdue"))
+                    .arg(&channel)
+                    .arg(now)
+                    .arg(now + OUTBOX_GRACE_MS)
+                    .invoke_async(&mut self.con())
+                    .await
+                    .map_err(super::script_failed("outbox_take"))?;
+                if entries.is_empty() {
+                    continue;
+                }
+                tracing::info!(%channel, entries = entries.len(), "forwarding events a writer left behind");
+                for (account, r) in self.forward_all(&channel, entries, None, now).await {
+                    if r.is_ok() {
+                        let _ = self.shared.signals.send(Signal::Wake(account));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
