@@ -588,6 +588,37 @@ async fn a_request_resent_after_a_reconnect_is_applied_once() {
     stop(srv).await;
 }
 
+/// A control changes no room, so only the retry record stops its copy: the
+/// repeat is answered from the record and tells nobody a second time
+/// (its reads may run alongside the claim; its delivery waits for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_resent_after_a_reconnect_reaches_its_peer_once() {
+    let srv = start_server(json!({})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    let control = control_to(&room, "bob", "once");
+
+    let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
+    let first = raw_request(&mut ws, 3, "control", control.clone())
+        .await
+        .expect("reply");
+    assert_eq!(first["code"], 200, "{first}");
+    raw_close(ws).await;
+    let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
+    let again = raw_request(&mut ws, 3, "control", control)
+        .await
+        .expect("reply");
+    assert_eq!(again, first, "a repeat gets the first answer");
+    raw_close(ws).await;
+
+    let ev = bob.expect_event("CONTROL").await;
+    assert_eq!(ev["attachExt"], "once", "{ev}");
+    bob.expect_silence(Duration::from_millis(500)).await;
+    stop(srv).await;
+}
+
 // ---------------------------------------------------------------------------
 // 7. INVITE_TIMEOUT
 

@@ -3,6 +3,7 @@
 //! recipients' logs and wakes their sessions. Also the read-only operations
 //! (sync, channel query) and the timers (sweeping, member drop).
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,15 @@ use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams,
 use nim_signaling_protocol::{Failure, Request};
 
 pub use crate::store::now_ms;
+
+/// A request's claim in its retry record, awaited by every write of the
+/// request (see [`Service::handle_once`]).
+type Claim = Shared<BoxFuture<'static, RequestSlot>>;
+
+tokio::task_local! {
+    /// The claim of the request this task is handling.
+    static CLAIM: Claim;
+}
 
 /// What the service needs to know about the session a request came from.
 #[derive(Debug, Clone)]
@@ -141,6 +151,7 @@ impl Service {
         // This run's room before and after, when someone watches: kept from
         // inside the update so that (like the result) only the run that
         // counts is reported.
+        Self::claimed().await?;
         let watching = self.observer.watches_rooms();
         let mut change: Option<(Option<Room>, Room)> = None;
         // The events go with the room's write: the store appends them as
@@ -186,6 +197,7 @@ impl Service {
     ) -> Result<(i32, Value), Failure> {
         let room = self.store.get_room(RoomKey::Id(channel_id), now).await?;
         let o = rule(room.as_ref())?;
+        Self::claimed().await?;
         self.deliver(o.deliveries, now).await?;
         Ok((o.code, o.data))
     }
@@ -266,9 +278,15 @@ impl Service {
         };
         let give_up = tokio::time::Instant::now() + REPEAT_WAIT;
         loop {
-            match self.store.request_begin(&key, ack, now_ms()).await {
+            // The request's reads go out with its claim (one round trip
+            // instead of two); its first write waits for the claim, and a
+            // copy that is not fresh never gets that far.
+            let claim = self.claim(&key, ack);
+            let handled = CLAIM.scope(claim.clone(), self.handle(s, req.clone()));
+            let (slot, outcome) = futures_util::future::join(claim, handled.boxed()).await;
+            match slot {
                 RequestSlot::Fresh => {
-                    let (code, answer) = fresh(self.handle(s, req).await);
+                    let (code, answer) = fresh(outcome);
                     self.store.request_end(&key, answer.clone()).await;
                     return (code, answer);
                 }
@@ -289,6 +307,46 @@ impl Service {
                     return fresh(result_object(f.code, Some(&f.message), None));
                 }
             }
+        }
+    }
+
+    /// Claims request `key` in its retry record (see
+    /// [`crate::store::Requests::request_begin`]), as a future that every
+    /// write of the request can wait for.
+    fn claim(&self, key: &RequestKey<'_>, ack: Option<u64>) -> Claim {
+        let store = self.store.clone();
+        let (account, device, instance, id) = (
+            key.account.to_string(),
+            key.device.to_string(),
+            key.instance.to_string(),
+            key.id,
+        );
+        async move {
+            let key = RequestKey {
+                account: &account,
+                device: &device,
+                instance: &instance,
+                id,
+            };
+            store.request_begin(&key, ack, now_ms()).await
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Waits, before a write, for the claim of the request being handled
+    /// (none outside [`Service::handle_once`]: timers, the admin API): a
+    /// request that is not fresh writes nothing.
+    async fn claimed() -> Result<(), Failure> {
+        let Ok(claim) = CLAIM.try_with(|c| c.clone()) else {
+            return Ok(());
+        };
+        match claim.await {
+            RequestSlot::Fresh => Ok(()),
+            _ => Err(Failure::new(
+                INTERNAL,
+                "not claimed: an earlier copy was handled",
+            )),
         }
     }
 
@@ -493,6 +551,7 @@ impl Service {
             }
             Request::QueryChannelInfo(p) => self.query(&p, now).await,
             Request::RegisterPushToken(p) => {
+                Self::claimed().await?;
                 if p.token.is_empty() {
                     self.store.remove_push_token(&s.account, &s.device).await?;
                 } else {
