@@ -85,9 +85,9 @@
 # --json with redis-cluster: .redis has the single Redis's fields
 # (cpu_us_per_setup and cpu_ticks of all the redis-servers; commands,
 # commands_per_setup, scripts, scripts_per_setup and top_commands of the
-# masters) and besides: shard_count, replicas_per_shard,
-# masters_cpu_us_per_setup, replicas_cpu_us_per_setup, replica_commands,
-# replica_commands_per_setup, commands_spread_pct (null if no commands),
+# masters; reads and reads_per_setup only on the single Redis) and
+# besides: shard_count, replicas_per_shard, masters_cpu_us_per_setup,
+# replicas_cpu_us_per_setup, replica_commands, replica_commands_per_setup, commands_spread_pct (null if no commands),
 # and shards: [{shard, master, slots, cpu_us_per_setup, cpu_ticks,
 # commands, commands_per_setup, commands_deviation_pct, scripts,
 # scripts_per_setup, replicas: [{addr, cpu_us_per_setup, cpu_ticks,
@@ -541,6 +541,7 @@ bench_before="$(cpu_ticks "$bench_pid")"
 if [[ "$store" == redis ]]; then
   redis_before="$(cpu_ticks "$redis_pid")"
   redis-cli -p "$redis_port" CONFIG RESETSTAT >/dev/null
+  reads_before="$(redis-cli -p "$redis_port" INFO stats | tr -d '\r' | sed -n 's/^total_reads_processed://p')"
 fi
 if [[ "$store" == redis-cluster ]]; then
   read_cluster before_redis
@@ -564,6 +565,7 @@ bench_after="$(cpu_ticks "$bench_pid" 2>/dev/null || echo "$bench_before")"
 if [[ "$store" == redis ]]; then
   redis_after="$(cpu_ticks "$redis_pid")"
   redis-cli -p "$redis_port" INFO commandstats | tr -d '\r' >"$work/commandstats.txt"
+  redis-cli -p "$redis_port" INFO stats | tr -d '\r' >"$work/stats.txt"
 fi
 if [[ "$store" == redis-cluster ]]; then
   read_cluster after_redis
@@ -622,12 +624,21 @@ if [[ "$store" == redis ]]; then
   script_total="$(sum_scripts <<<"$cmds")"
   top_json="$(awk -v s="$in_window" 'NF { printf "{\"command\":\"%s\",\"calls\":%d,\"per_setup\":%.2f}\n", $2, $1, $1 / s }' <<<"$cmds" |
     head -10 | jq -s -c .)"
+  # What Redis's event loop read off its sockets in the window (RESETSTAT
+  # leaves this counter alone: read at both edges): each read is one
+  # wake-up of Redis, however many commands it carried, so reads per setup
+  # is the round trips as Redis sees them. The second edge's two INFO
+  # commands are one read each.
+  reads="$(sed -n 's/^total_reads_processed://p' "$work/stats.txt")"
+  reads=$((${reads:-0} - ${reads_before:-0} - 2))
   d=$((redis_after - redis_before))
   redis_json="$(jq -n -c --argjson us "$(per_setup_us "$d")" --argjson ticks "$d" --argjson calls "$cmd_total" \
     --argjson per "$(awk -v c="$cmd_total" -v s="$in_window" 'BEGIN { printf "%.2f", c / s }')" --argjson top "$top_json" \
     --argjson scripts "$script_total" --argjson scripts_per "$(awk -v c="$script_total" -v s="$in_window" 'BEGIN { printf "%.2f", c / s }')" \
+    --argjson reads "$reads" --argjson reads_per "$(awk -v c="$reads" -v s="$in_window" 'BEGIN { printf "%.2f", c / s }')" \
     '{cpu_us_per_setup: $us, cpu_ticks: $ticks, commands: $calls, commands_per_setup: $per,
-      scripts: $scripts, scripts_per_setup: $scripts_per, top_commands: $top}')"
+      scripts: $scripts, scripts_per_setup: $scripts_per, reads: $reads, reads_per_setup: $reads_per,
+      top_commands: $top}')"
 fi
 
 if [[ "$store" == redis-cluster ]]; then
@@ -740,6 +751,7 @@ jq -r '
      "redis CPU us/setup    \(.redis.cpu_us_per_setup)",
      "redis commands/setup  \(.redis.commands_per_setup)  (\(.redis.commands) in the window; a script'"'"'s redis.calls count too)",
      "  of which scripts    \(.redis.scripts_per_setup)  (EVAL/EVALSHA/FCALL)",
+     (if .redis.reads_per_setup then "redis reads/setup     \(.redis.reads_per_setup)  (socket reads: round trips as Redis sees them)" else empty end),
      (if .redis.shards then
         "  masters CPU         \(.redis.masters_cpu_us_per_setup)   replicas CPU \(.redis.replicas_cpu_us_per_setup)  (\(.redis.shard_count) shard(s), \(.redis.replicas_per_shard) replica(s) each; us/setup)",
         "  replica commands    \(.redis.replica_commands_per_setup)/setup  (the writes of the masters again; not in the total)",

@@ -113,11 +113,15 @@ impl Keys {
         format!("{}{{a:{account}}}{what}", self.p)
     }
 
-    /// The retry records of one device of an account. The device id is hex
-    /// encoded: raw, a '}' in it could make two (account, device) pairs
-    /// spell one key.
-    pub fn requests(&self, account: &str, device: &str) -> String {
-        self.acct(account, &format!("req:{}", hex::encode(device)))
+    /// The retry records of one client instance of a device of an account
+    /// (a new instance starts with none; the old one's expire). The device
+    /// id and instance are hex encoded: raw, a '}' or ':' in them could make
+    /// two (account, device, instance) triples spell one key.
+    pub fn requests(&self, account: &str, device: &str, instance: &str) -> String {
+        self.acct(
+            account,
+            &format!("req:{}:{}", hex::encode(device), hex::encode(instance)),
+        )
     }
 
     /// One of a bucket's keys.
@@ -202,8 +206,12 @@ mod tests {
         let k = Keys::new("nim");
         assert_eq!(
             slot(&k.acct("alice", "log")),
-            slot(&k.requests("alice", "d}1"))
+            slot(&k.requests("alice", "d}1", "i1"))
         );
-        assert_ne!(k.requests("x}req:y", "z"), k.requests("x", "y}req:z"));
+        assert_ne!(
+            k.requests("x}req:y", "z", "i"),
+            k.requests("x", "y}req:z", "i")
+        );
+        assert_ne!(k.requests("a", "d:1", "2"), k.requests("a", "d", "1:2"));
     }
 }

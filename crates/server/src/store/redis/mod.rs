@@ -1290,8 +1290,8 @@ impl Logs for RedisStore {
 
 /// The invocation of a retry-record script for `key`.
 fn on_record<'a>(script: &'a Script, keys: &Keys, key: &RequestKey<'_>) -> ScriptInvocation<'a> {
-    let mut inv = script.key(keys.requests(key.account, key.device));
-    inv.arg(key.instance).arg(key.id);
+    let mut inv = script.key(keys.requests(key.account, key.device, key.instance));
+    inv.arg(key.id);
     inv
 }
 

@@ -1,24 +1,31 @@
 -- request_begin: claims a request of a client instance for applying, or
--- returns the record of an earlier copy of it. A new instance of the
--- device starts a fresh record; acknowledged answers are dropped.
--- KEYS: [1] the device's retry records (a hash: '_i' = instance, request
---   id -> answer, '' while running).
--- ARGV: [1] instance, [2] request id, [3] ack ('' = none: the client has
---   every answer up to this id), [4] retention ms (the record's expiry).
+-- returns the record of an earlier copy of it; drops acknowledged answers.
+-- KEYS: [1] the instance's retry records (a hash: request id -> answer,
+--   '' while running; one hash per instance, so a new instance of the
+--   device starts with none).
+-- ARGV: [1] request id, [2] ack ('' = none: the client has every answer
+--   up to this id), [3] retention ms (the record's expiry).
 -- Returns false (nil: fresh, now claimed), '' (running) or the answer.
 local k = KEYS[1]
-if redis.call('HGET', k, '_i') ~= ARGV[1] then
-  redis.call('DEL', k)
-  redis.call('HSET', k, '_i', ARGV[1])
-end
-if ARGV[3] ~= '' then
-  local ack = tonumber(ARGV[3])
-  for _, f in ipairs(redis.call('HKEYS', k)) do
-    if f ~= '_i' and tonumber(f) <= ack then redis.call('HDEL', k, f) end
+if ARGV[2] ~= '' then
+  -- The ids just below the ack in one step (a client acknowledges as its
+  -- answers come, so these are the ones it just got); every 64th request
+  -- a full pass drops any an ack jumped over, so that a hash that never
+  -- expires (its device keeps sending) stays bounded.
+  local ack = tonumber(ARGV[2])
+  if tonumber(ARGV[1]) % 64 == 0 then
+    for _, f in ipairs(redis.call('HKEYS', k)) do
+      if tonumber(f) <= ack then redis.call('HDEL', k, f) end
+    end
+  else
+    local ids = {}
+    for i = math.max(ack - 7, 0), ack do table.insert(ids, i) end
+    redis.call('HDEL', k, unpack(ids))
   end
 end
-redis.call('PEXPIRE', k, ARGV[4])
-local v = redis.call('HGET', k, ARGV[2])
-if v then return v end
-redis.call('HSET', k, ARGV[2], '')
-return false
+if redis.call('HSETNX', k, ARGV[1], '') == 1 then
+  redis.call('PEXPIRE', k, ARGV[3])
+  return false
+end
+redis.call('PEXPIRE', k, ARGV[3])
+return redis.call('HGET', k, ARGV[1])

@@ -1,9 +1,10 @@
--- request_end: records the answer of a request claimed by request_begin
--- (if the record still belongs to that instance and claim).
--- KEYS: [1] the device's retry records.
--- ARGV: [1] instance, [2] request id, [3] answer.
+-- request_end: records the answer of a request claimed by request_begin,
+-- if its claim is still there (a record that expired meanwhile is not made
+-- again: it would have no expiry).
+-- KEYS: [1] the instance's retry records.
+-- ARGV: [1] request id, [2] answer.
 -- Returns 1.
-if redis.call('HGET', KEYS[1], '_i') == ARGV[1] and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 return 1
