@@ -86,6 +86,35 @@ impl Con {
     }
 }
 
+impl Con {
+    /// Runs script invocations whose replies nobody needs (each may be in
+    /// another slot): one pipeline on a single Redis, all at once on a
+    /// cluster. Unlike [`redis::ScriptInvocation::invoke_async`], the
+    /// pipeline does not load a missing script: it fails with NOSCRIPT and
+    /// the caller loads and sends again (only for idempotent scripts).
+    pub async fn run_scripts(
+        &self,
+        invocations: &[redis::ScriptInvocation<'_>],
+    ) -> Result<(), redis::RedisError> {
+        match self {
+            Con::Single(c) => {
+                let mut pipe = redis::pipe();
+                for inv in invocations {
+                    pipe.invoke_script(inv);
+                }
+                pipe.query_async::<Value>(&mut c.clone()).await.map(drop)
+            }
+            Con::Cluster(c) => {
+                let runs = invocations.iter().map(|inv| {
+                    let mut c = c.clone();
+                    async move { inv.invoke_async::<Value>(&mut c).await }
+                });
+                futures_util::future::try_join_all(runs).await.map(drop)
+            }
+        }
+    }
+}
+
 /// How the store reaches Redis: the URL, and whether it leads to a
 /// Redis Cluster (asked of the server itself, so the same `url` setting
 /// serves both).

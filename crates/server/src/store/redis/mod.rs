@@ -31,6 +31,7 @@
 //!   (or a cluster master) that lost its data comes back without them, so
 //!   every node ends its sessions and their clients are told to resync.
 
+mod deferred;
 mod keys;
 mod link;
 mod outbox;
@@ -194,6 +195,8 @@ pub struct RedisStore {
     /// next asks every bucket (see [`FULL_TIMER_POLL_MS`]).
     due: Mutex<(std::collections::BTreeSet<(i64, usize)>, i64)>,
     receiver: Mutex<Option<UnboundedReceiver<Signal>>>,
+    /// Writes no request waits for (see [`deferred`]).
+    deferred: deferred::Deferred,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -229,6 +232,14 @@ struct StoredTail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     b: Option<&'a LogBody>,
 }
+
+/// A forward's room, id and room index change (see [`outbox`]); None for
+/// an append that is not a forward.
+type Forward<'a> = Option<(&'a str, &'a str, Option<bool>)>;
+
+/// One account's part of an append: the account, its entries in order,
+/// and the forward it belongs to (see [`RedisStore::append_accounts`]).
+type AppendPart<'a> = (String, Vec<NewEntry>, Forward<'a>);
 
 fn tail_json(t: &StoredTail<'_>) -> Result<String, StoreError> {
     let text = serde_json::to_string(t).map_err(unencodable)?;
@@ -353,9 +364,15 @@ impl RedisStore {
             check_topology(&shared).await;
         }
         liveness_round(&shared).await.map_err(unavailable)?;
+        let for_deferred = shared.clone();
+        let (deferred, sender) = deferred::Deferred::start(
+            move || for_deferred.con(),
+            vec![&SCRIPTS.request_end, &SCRIPTS.outbox_done],
+        );
         let tasks = vec![
             tokio::spawn(subscribe_loop(shared.clone())),
             tokio::spawn(liveness_loop(shared.clone())),
+            sender,
         ];
         tracing::info!(cluster = shared.link.cluster, "redis store connected");
         Ok(RedisStore {
@@ -363,6 +380,7 @@ impl RedisStore {
             limits,
             due: Mutex::new((Default::default(), 0)),
             receiver: Mutex::new(Some(rx)),
+            deferred,
             tasks,
         })
     }
@@ -440,18 +458,49 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Appends one account's entries in one script; returns them with
-    /// their sequences, and wakes the other nodes holding its sessions.
-    /// `forward` names the room, forward id and room index change of a
-    /// forward out of a room's outbox (see [`outbox`]): one the account got
-    /// before returns no entries and changes nothing.
-    async fn append_account(
+    /// Appends each account's entries (one script per account) and returns
+    /// them with their sequences, per account in the order given; wakes the
+    /// other nodes holding the accounts' sessions. The scripts go out as
+    /// one pipeline on a single Redis (one wake-up of Redis for all of
+    /// them), at once on a cluster. A part's `Forward` names the room,
+    /// forward id and room index change of a forward out of a room's outbox
+    /// (see [`outbox`]): one the account got before returns no entries and
+    /// changes nothing.
+    async fn append_accounts(&self, parts: Vec<AppendPart<'_>>, now: i64) -> Appended {
+        let mut prepared = Vec::with_capacity(parts.len());
+        for (account, entries, forward) in parts {
+            let p = self.append_invocation(&account, &entries, now, forward);
+            prepared.push((account, entries, p));
+        }
+        let invocations: Vec<&ScriptInvocation<'static>> = prepared
+            .iter()
+            .filter_map(|(_, _, p)| p.as_ref().ok().map(|(inv, _)| inv))
+            .collect();
+        let mut replies = self.invoke_appends(&invocations).await.into_iter();
+        let mut out = Vec::with_capacity(prepared.len());
+        for (account, entries, p) in prepared {
+            let r = match p {
+                Ok((_, encoded)) => match replies.next() {
+                    Some(Ok(reply)) => self.appended(&account, entries, encoded, reply, now).await,
+                    Some(Err(e)) => Err(e),
+                    None => Err(StoreError::Script("store script append: no reply".into())),
+                },
+                Err(e) => Err(e),
+            };
+            out.push((account, r));
+        }
+        out
+    }
+
+    /// The append script's invocation for one account, and its entries'
+    /// encoded bodies.
+    fn append_invocation(
         &self,
         account: &str,
-        entries: Vec<NewEntry>,
+        entries: &[NewEntry],
         now: i64,
-        forward: Option<(&str, &str, Option<bool>)>,
-    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
+        forward: Forward<'_>,
+    ) -> Result<(ScriptInvocation<'static>, Vec<String>), StoreError> {
         let k = self.keys();
         let (channel, id, index) = forward.unwrap_or(("", "", None));
         let mut inv = SCRIPTS.append.prepare_invoke();
@@ -485,7 +534,7 @@ impl RedisStore {
             }
         }
         let mut encoded = Vec::with_capacity(entries.len());
-        for entry in &entries {
+        for entry in entries {
             let e = entry.body.encode().map_err(StoreError::encoding)?;
             let tail = |b| {
                 tail_json(&StoredTail {
@@ -504,10 +553,59 @@ impl RedisStore {
             }
             encoded.push(e);
         }
-        let reply: Vec<redis::Value> = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(script_failed("append"))?;
+        Ok((inv, encoded))
+    }
+
+    /// Runs append invocations: one pipeline on a single Redis, all at once
+    /// on a cluster. A pipeline refused for a script Redis does not have
+    /// (it lost its scripts) ran none of them, as they are all the append
+    /// script: it is loaded and the pipeline sent again.
+    async fn invoke_appends(
+        &self,
+        invocations: &[&ScriptInvocation<'static>],
+    ) -> Vec<Result<Vec<redis::Value>, StoreError>> {
+        let con = self.con();
+        let Con::Single(c) = &con else {
+            let runs = invocations.iter().map(|inv| {
+                let mut con = con.clone();
+                async move {
+                    inv.invoke_async::<Vec<redis::Value>>(&mut con)
+                        .await
+                        .map_err(script_failed("append"))
+                }
+            });
+            return futures_util::future::join_all(runs).await;
+        };
+        let mut pipe = redis::pipe();
+        for inv in invocations {
+            pipe.invoke_script(inv);
+        }
+        let mut sent = pipe
+            .query_async::<Vec<Vec<redis::Value>>>(&mut c.clone())
+            .await;
+        if matches!(&sent, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+            let _ = SCRIPTS.append.load_async(&mut c.clone()).await;
+            sent = pipe.query_async(&mut c.clone()).await;
+        }
+        match sent {
+            Ok(replies) => replies.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let e = script_failed("append")(e);
+                invocations.iter().map(|_| Err(e.clone())).collect()
+            }
+        }
+    }
+
+    /// One account's entries from the append script's `reply`; wakes the
+    /// other nodes that hold its sessions.
+    async fn appended(
+        &self,
+        account: &str,
+        entries: Vec<NewEntry>,
+        encoded: Vec<String>,
+        reply: Vec<redis::Value>,
+        now: i64,
+    ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
         let ints = |v: &redis::Value| redis::from_redis_value::<i64>(v).ok();
         let bad = || StoreError::Script("store script append answered out of shape".into());
         let dropped = reply.first().and_then(ints).ok_or_else(bad)?;
@@ -1171,8 +1269,12 @@ impl Logs for RedisStore {
         entry: NewEntry,
         now: i64,
     ) -> Result<Arc<LogEntry>, StoreError> {
-        let mut list = self.append_account(account, vec![entry], now, None).await?;
-        list.pop()
+        let (_, r) = self
+            .append_accounts(vec![(account.to_string(), vec![entry], None)], now)
+            .await
+            .pop()
+            .ok_or_else(|| StoreError::Script("store script append returned nothing".into()))?;
+        r?.pop()
             .ok_or_else(|| StoreError::Script("store script append returned nothing".into()))
     }
 
@@ -1190,11 +1292,8 @@ impl Logs for RedisStore {
                 None => per.push((account, vec![entry])),
             }
         }
-        let runs = per.into_iter().map(|(account, list)| async move {
-            let r = self.append_account(&account, list, now, None).await;
-            (account, r)
-        });
-        futures_util::future::join_all(runs).await
+        let parts = per.into_iter().map(|(a, list)| (a, list, None)).collect();
+        self.append_accounts(parts, now).await
     }
 
     async fn read_offline(
@@ -1323,14 +1422,11 @@ impl Requests for RedisStore {
         }
     }
 
+    /// Not waited for: sent with other such writes (see [`deferred`]).
     async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
-        let r: redis::RedisResult<i64> = on_record(&SCRIPTS.request_end, self.keys(), key)
-            .arg(&*result)
-            .invoke_async(&mut self.con())
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "retry record not saved");
-        }
+        let mut inv = on_record(&SCRIPTS.request_end, self.keys(), key);
+        inv.arg(&*result);
+        self.deferred.send(inv, "retry record");
     }
 }
 

@@ -191,22 +191,20 @@ impl RedisStore {
     /// One forward: each account's part in one script, all at once.
     async fn forward(&self, channel: &str, f: Forward, now: i64) -> Appended {
         let id = f.id;
-        let runs = f.accounts.into_iter().map(|part| {
-            let id = &id;
-            async move {
+        let parts = f
+            .accounts
+            .into_iter()
+            .map(|part| {
                 let (account, index, entries) = part.entries();
-                let r = self
-                    .append_account(&account, entries, now, Some((channel, id, index)))
-                    .await;
-                (account, r)
-            }
-        });
-        futures_util::future::join_all(runs).await
+                (account, entries, Some((channel, id.as_str(), index)))
+            })
+            .collect();
+        self.append_accounts(parts, now).await
     }
 
-    /// Drops forwarded entries from a room's outbox. Not waited for: should
-    /// it fail, the sweeper forwards them again and every account drops
-    /// the second copy.
+    /// Drops forwarded entries from a room's outbox. Not waited for (see
+    /// [`super::deferred`]): should it be lost, the sweeper forwards them
+    /// again and every account drops the second copy.
     fn outbox_done(&self, channel: &str, ids: Vec<String>, now: i64) {
         let k = self.keys();
         let bucket = super::keys::bucket_of_id(channel);
@@ -218,13 +216,7 @@ impl RedisStore {
         for id in &ids {
             inv.arg(id);
         }
-        let mut con = self.con();
-        let channel = channel.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = inv.invoke_async::<i64>(&mut con).await {
-                tracing::warn!(%channel, error = %e, "outbox not cleared; the sweeper will");
-            }
-        });
+        self.deferred.send(inv, "outbox entry drop");
     }
 
     /// The sweeper's part: forwards the outbox entries whose writers did not

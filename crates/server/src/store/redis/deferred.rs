@@ -1,0 +1,89 @@
+//! Writes no request waits for: a request's answer recorded in its retry
+//! record, a forwarded outbox entry dropped. Each costs Redis a wake-up of
+//! its own when sent alone, and on this project's measurements the
+//! wake-ups, not the commands, are what Redis spends its CPU on
+//! (docs/PERFORMANCE.md). So they go to one task that sends whatever has
+//! gathered within [`LINGER`] as one pipeline (on a cluster, one command
+//! per slot, all at once).
+//!
+//! Both kinds of write are idempotent (recording the same answer again,
+//! dropping entries already dropped), so a batch that failed because
+//! Redis lost its scripts is simply sent again once they are loaded. A
+//! write that cannot be sent is logged and given up: a lost answer record
+//! makes a resent request wait for its first copy and get a 500; a lost
+//! drop leaves the entry to the sweeper, whose forward every account
+//! drops as a copy.
+
+use redis::{ErrorKind, Script, ScriptInvocation};
+use std::time::Duration;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::link::Con;
+
+/// How long a write waits for others to go with it. Nothing waits for
+/// these writes, so this costs no request any time.
+const LINGER: Duration = Duration::from_millis(1);
+/// Writes held at most (while Redis is slow or away); more are given up.
+const QUEUE: usize = 10_000;
+/// Writes sent in one pipeline at most.
+const BATCH: usize = 256;
+
+/// The sending side, shared by the store.
+pub(super) struct Deferred {
+    tx: mpsc::Sender<ScriptInvocation<'static>>,
+}
+
+impl Deferred {
+    /// Starts the task that sends the writes over the connection `con`
+    /// returns (asked for each batch: it is replaced after a failover).
+    pub fn start(
+        con: impl Fn() -> Con + Send + 'static,
+        scripts: Vec<&'static Script>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(send_loop(rx, con, scripts));
+        (Deferred { tx }, task)
+    }
+
+    /// Queues `write`; `what` names it in the log should it be given up.
+    pub fn send(&self, write: ScriptInvocation<'static>, what: &'static str) {
+        match self.tx.try_send(write) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(what, "too many writes waiting for Redis; this one given up")
+            }
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+async fn send_loop(
+    mut rx: mpsc::Receiver<ScriptInvocation<'static>>,
+    con: impl Fn() -> Con,
+    scripts: Vec<&'static Script>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        tokio::time::sleep(LINGER).await;
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let con = con();
+        let mut sent = con.run_scripts(&batch).await;
+        if matches!(&sent, Err(e) if e.kind() == ErrorKind::NoScriptError) {
+            // Redis lost its scripts (restarted, or a replica took over).
+            for s in &scripts {
+                let _ = s.load_async(&mut con.clone()).await;
+            }
+            sent = con.run_scripts(&batch).await;
+        }
+        if let Err(e) = sent {
+            tracing::warn!(writes = batch.len(), error = %e, "deferred writes not sent");
+        }
+        batch.clear();
+    }
+}
