@@ -2,9 +2,11 @@
 //! record, a forwarded outbox entry dropped. Each costs Redis a wake-up of
 //! its own when sent alone, and on this project's measurements the
 //! wake-ups, not the commands, are what Redis spends its CPU on
-//! (docs/PERFORMANCE.md). So they go to one task that sends whatever has
-//! gathered within [`LINGER`] as one pipeline (on a cluster, one command
-//! per slot, all at once).
+//! (docs/PERFORMANCE.md). So they go to one task that sends them in
+//! batches, as one pipeline (on a cluster, one command per slot, all at
+//! once). A drop is sent at once, with whatever has gathered: the room's
+//! next write would otherwise find the entry still there and forward it
+//! again. An answer record waits up to [`LINGER`] for one to go with.
 //!
 //! Both kinds of write are idempotent (recording the same answer again,
 //! dropping entries already dropped), so a batch that failed because
@@ -14,11 +16,11 @@
 //! drop leaves the entry to the sweeper, whose forward every account
 //! drops as a copy.
 
-use redis::{ErrorKind, Script, ScriptInvocation};
+use redis::{ErrorKind, Script};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::link::Con;
+use super::link::{Con, Write};
 
 /// How long a write waits for others to go with it. Nothing waits for
 /// these writes, so this costs no request any time.
@@ -30,7 +32,13 @@ const BATCH: usize = 256;
 
 /// The sending side, shared by the store.
 pub(super) struct Deferred {
-    tx: mpsc::Sender<ScriptInvocation<'static>>,
+    tx: mpsc::Sender<Queued>,
+}
+
+struct Queued {
+    write: Write<'static>,
+    /// Sent without waiting for others.
+    now: bool,
 }
 
 impl Deferred {
@@ -45,9 +53,10 @@ impl Deferred {
         (Deferred { tx }, task)
     }
 
-    /// Queues `write`; `what` names it in the log should it be given up.
-    pub fn send(&self, write: ScriptInvocation<'static>, what: &'static str) {
-        match self.tx.try_send(write) {
+    /// Queues `write`, to be sent at once (`now`) or with the next batch;
+    /// `what` names it in the log should it be given up.
+    pub fn send(&self, write: Write<'static>, now: bool, what: &'static str) {
+        match self.tx.try_send(Queued { write, now }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(what, "too many writes waiting for Redis; this one given up")
@@ -58,28 +67,38 @@ impl Deferred {
 }
 
 async fn send_loop(
-    mut rx: mpsc::Receiver<ScriptInvocation<'static>>,
+    mut rx: mpsc::Receiver<Queued>,
     con: impl Fn() -> Con,
     scripts: Vec<&'static Script>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        tokio::time::sleep(LINGER).await;
+        let mut now = first.now;
+        batch.push(first.write);
+        let until = tokio::time::Instant::now() + LINGER;
+        while !now && batch.len() < BATCH {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(w)) => {
+                    now = w.now;
+                    batch.push(w.write);
+                }
+                _ => break,
+            }
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(w) => batch.push(w),
+                Ok(w) => batch.push(w.write),
                 Err(_) => break,
             }
         }
         let con = con();
-        let mut sent = con.run_scripts(&batch).await;
+        let mut sent = con.run_writes(&batch).await;
         if matches!(&sent, Err(e) if e.kind() == ErrorKind::NoScriptError) {
             // Redis lost its scripts (restarted, or a replica took over).
             for s in &scripts {
                 let _ = s.load_async(&mut con.clone()).await;
             }
-            sent = con.run_scripts(&batch).await;
+            sent = con.run_writes(&batch).await;
         }
         if let Err(e) = sent {
             tracing::warn!(writes = batch.len(), error = %e, "deferred writes not sent");

@@ -87,32 +87,60 @@ impl Con {
 }
 
 impl Con {
-    /// Runs script invocations whose replies nobody needs (each may be in
-    /// another slot): one pipeline on a single Redis, all at once on a
-    /// cluster. Unlike [`redis::ScriptInvocation::invoke_async`], the
-    /// pipeline does not load a missing script: it fails with NOSCRIPT and
-    /// the caller loads and sends again (only for idempotent scripts).
-    pub async fn run_scripts(
-        &self,
-        invocations: &[redis::ScriptInvocation<'_>],
-    ) -> Result<(), redis::RedisError> {
+    /// Runs a pipeline whose commands all touch one slot, in order, as one
+    /// round trip in both modes (a cluster connection routes it to that
+    /// slot's master).
+    pub async fn run_in_slot(&self, pipe: &Pipeline) -> Result<Vec<Value>, redis::RedisError> {
+        match self {
+            Con::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Con::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// Runs writes whose replies nobody needs (each may be in another
+    /// slot): one pipeline on a single Redis, all at once on a cluster.
+    /// Unlike [`redis::ScriptInvocation::invoke_async`], the pipeline does
+    /// not load a missing script: it fails with NOSCRIPT and the caller
+    /// loads and sends again (only for idempotent writes).
+    pub async fn run_writes(&self, writes: &[Write<'_>]) -> Result<(), redis::RedisError> {
         match self {
             Con::Single(c) => {
                 let mut pipe = redis::pipe();
-                for inv in invocations {
-                    pipe.invoke_script(inv);
+                for w in writes {
+                    match w {
+                        Write::Script(inv) => {
+                            pipe.invoke_script(inv);
+                        }
+                        Write::InSlot(p) => {
+                            for cmd in p.cmd_iter() {
+                                pipe.add_command(cmd.clone());
+                            }
+                        }
+                    }
                 }
                 pipe.query_async::<Value>(&mut c.clone()).await.map(drop)
             }
             Con::Cluster(c) => {
-                let runs = invocations.iter().map(|inv| {
+                let runs = writes.iter().map(|w| {
                     let mut c = c.clone();
-                    async move { inv.invoke_async::<Value>(&mut c).await }
+                    async move {
+                        match w {
+                            Write::Script(inv) => inv.invoke_async::<Value>(&mut c).await,
+                            Write::InSlot(p) => p.query_async::<Value>(&mut c).await,
+                        }
+                    }
                 });
                 futures_util::future::try_join_all(runs).await.map(drop)
             }
         }
     }
+}
+
+/// A write whose reply nobody needs: a script, or plain commands that all
+/// touch one slot (run in order).
+pub enum Write<'a> {
+    Script(redis::ScriptInvocation<'a>),
+    InSlot(Pipeline),
 }
 
 /// How the store reaches Redis: the URL, and whether it leads to a

@@ -302,7 +302,6 @@ struct Scripts {
     session_up: Script,
     session_down: Script,
     request_begin: Script,
-    request_end: Script,
     take_due: Script,
     reap: Script,
     outbox_done: Script,
@@ -321,7 +320,6 @@ static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| S
     session_up: Script::new(include_str!("scripts/session_up.lua")),
     session_down: Script::new(include_str!("scripts/session_down.lua")),
     request_begin: Script::new(include_str!("scripts/request_begin.lua")),
-    request_end: Script::new(include_str!("scripts/request_end.lua")),
     take_due: Script::new(include_str!("scripts/take_due.lua")),
     reap: Script::new(include_str!("scripts/reap.lua")),
     outbox_done: Script::new(include_str!("scripts/outbox_done.lua")),
@@ -365,10 +363,8 @@ impl RedisStore {
         }
         liveness_round(&shared).await.map_err(unavailable)?;
         let for_deferred = shared.clone();
-        let (deferred, sender) = deferred::Deferred::start(
-            move || for_deferred.con(),
-            vec![&SCRIPTS.request_end, &SCRIPTS.outbox_done],
-        );
+        let (deferred, sender) =
+            deferred::Deferred::start(move || for_deferred.con(), vec![&SCRIPTS.outbox_done]);
         let tasks = vec![
             tokio::spawn(subscribe_loop(shared.clone())),
             tokio::spawn(liveness_loop(shared.clone())),
@@ -1394,20 +1390,59 @@ fn on_record<'a>(script: &'a Script, keys: &Keys, key: &RequestKey<'_>) -> Scrip
     inv
 }
 
+impl RedisStore {
+    /// What request_begin.lua does but its full pass, as plain commands of
+    /// one slot in one round trip: drops the answers just below the ack,
+    /// claims the id if nobody did, and reads what is there otherwise.
+    async fn claim_plainly(
+        &self,
+        key: &RequestKey<'_>,
+        ack: Option<u64>,
+    ) -> Result<Option<String>, redis::RedisError> {
+        let k = self.keys().requests(key.account, key.device, key.instance);
+        let mut pipe = redis::pipe();
+        if let Some(a) = ack {
+            let ids: Vec<u64> = (a.saturating_sub(7)..=a).collect();
+            pipe.hdel(&k, ids);
+        }
+        pipe.hset_nx(&k, key.id, "")
+            .pexpire(&k, self.limits.retention_ms)
+            .hget(&k, key.id);
+        let replies = self.con().run_in_slot(&pipe).await?;
+        let mut it = replies.into_iter().skip(usize::from(ack.is_some()));
+        let claimed: i64 = redis::from_redis_value(&it.next().unwrap_or(redis::Value::Nil))?;
+        if claimed == 1 {
+            return Ok(None);
+        }
+        let _expiry = it.next();
+        // Nil only if the record vanished in between: treat it as fresh.
+        Ok(redis::from_redis_value(
+            &it.next().unwrap_or(redis::Value::Nil),
+        )?)
+    }
+}
+
 #[async_trait]
 impl Requests for RedisStore {
+    /// Plain commands in one round trip, but for every 64th request with
+    /// an ack: that one runs the script, whose full pass drops any answer
+    /// an ack jumped over (scripts cost Redis far more than commands).
     async fn request_begin(
         &self,
         key: &RequestKey<'_>,
         ack: Option<u64>,
         _now: i64,
     ) -> RequestSlot {
-        let r: redis::RedisResult<Option<String>> =
-            on_record(&SCRIPTS.request_begin, self.keys(), key)
-                .arg(ack.map(|a| a.to_string()).unwrap_or_default())
-                .arg(self.limits.retention_ms)
-                .invoke_async(&mut self.con())
-                .await;
+        let r = match ack {
+            Some(a) if key.id % 64 == 0 => {
+                on_record(&SCRIPTS.request_begin, self.keys(), key)
+                    .arg(a)
+                    .arg(self.limits.retention_ms)
+                    .invoke_async::<Option<String>>(&mut self.con())
+                    .await
+            }
+            _ => self.claim_plainly(key, ack).await,
+        };
         match r {
             Ok(None) => RequestSlot::Fresh,
             Ok(Some(a)) if a.is_empty() => RequestSlot::Running,
@@ -1422,11 +1457,16 @@ impl Requests for RedisStore {
         }
     }
 
-    /// Not waited for: sent with other such writes (see [`deferred`]).
+    /// Not waited for: sent with other such writes (see [`deferred`]). The
+    /// expiry is set again: should the record have expired meanwhile, the
+    /// answer alone comes back, and goes with it.
     async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
-        let mut inv = on_record(&SCRIPTS.request_end, self.keys(), key);
-        inv.arg(&*result);
-        self.deferred.send(inv, "retry record");
+        let k = self.keys().requests(key.account, key.device, key.instance);
+        let mut pipe = redis::pipe();
+        pipe.hset(&k, key.id, &*result)
+            .pexpire(&k, self.limits.retention_ms);
+        self.deferred
+            .send(link::Write::InSlot(pipe), false, "retry record");
     }
 }
 

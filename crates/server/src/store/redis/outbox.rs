@@ -216,7 +216,8 @@ impl RedisStore {
         for id in &ids {
             inv.arg(id);
         }
-        self.deferred.send(inv, "outbox entry drop");
+        self.deferred
+            .send(super::link::Write::Script(inv), true, "outbox entry drop");
     }
 
     /// The sweeper's part: forwards the outbox entries whose writers did not

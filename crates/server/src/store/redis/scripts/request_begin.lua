@@ -1,5 +1,8 @@
 -- request_begin: claims a request of a client instance for applying, or
 -- returns the record of an earlier copy of it; drops acknowledged answers.
+-- The store sends this for every 64th request with an ack (its full pass
+-- below); the others send its plain-command form, without the full pass
+-- (RedisStore::claim_plainly). request_end is a plain HSET and PEXPIRE.
 -- KEYS: [1] the instance's retry records (a hash: request id -> answer,
 --   '' while running; one hash per instance, so a new instance of the
 --   device starts with none).
