@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::engine::observe::{Cause, Happening, Observer, Observers, Push, Pusher};
@@ -281,12 +282,29 @@ impl Service {
             // The request's reads go out with its claim (one round trip
             // instead of two); its first write waits for the claim, and a
             // copy that is not fresh never gets that far.
-            let claim = self.claim(&key, ack);
-            let handled = CLAIM.scope(claim.clone(), self.handle(s, req.clone()));
-            let (slot, outcome) = futures_util::future::join(claim, handled.boxed()).await;
+            let mut claim = self.claim(&key, ack);
+            let first = std::future::poll_fn(|cx| Poll::Ready(claim.as_mut().poll(cx))).await;
+            let (slot, outcome) = match first {
+                // A store that answers at once (the memory store) has no
+                // round trip to save, and sharing the claim would cost a
+                // wake-up of the task.
+                Poll::Ready(RequestSlot::Fresh) => {
+                    (RequestSlot::Fresh, Some(self.handle(s, req.clone()).await))
+                }
+                Poll::Ready(slot) => (slot, None),
+                Poll::Pending => {
+                    let claim = claim.shared();
+                    let handled = CLAIM.scope(claim.clone(), self.handle(s, req.clone()));
+                    let (slot, outcome) = futures_util::future::join(claim, handled.boxed()).await;
+                    (slot, Some(outcome))
+                }
+            };
             match slot {
                 RequestSlot::Fresh => {
-                    let (code, answer) = fresh(outcome);
+                    let (code, answer) = match outcome {
+                        Some(v) => fresh(v),
+                        None => fresh(result_object(INTERNAL, Some("request not handled"), None)),
+                    };
                     self.store.request_end(&key, answer.clone()).await;
                     return (code, answer);
                 }
@@ -311,9 +329,9 @@ impl Service {
     }
 
     /// Claims request `key` in its retry record (see
-    /// [`crate::store::Requests::request_begin`]), as a future that every
-    /// write of the request can wait for.
-    fn claim(&self, key: &RequestKey<'_>, ack: Option<u64>) -> Claim {
+    /// [`crate::store::Requests::request_begin`]), as a future that can be
+    /// shared with the request's writes (see [`Claim`]).
+    fn claim(&self, key: &RequestKey<'_>, ack: Option<u64>) -> BoxFuture<'static, RequestSlot> {
         let store = self.store.clone();
         let (account, device, instance, id) = (
             key.account.to_string(),
@@ -331,7 +349,6 @@ impl Service {
             store.request_begin(&key, ack, now_ms()).await
         }
         .boxed()
-        .shared()
     }
 
     /// Waits, before a write, for the claim of the request being handled
