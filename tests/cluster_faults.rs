@@ -223,21 +223,29 @@ async fn an_invitation_answered_on_two_nodes_at_once_has_one_outcome() {
 // ---------------------------------------------------------------------------
 // A node dies
 
+/// The command line of a node process on this binary's Redis (its test
+/// prefix), listening on a free port, with `extra` flags.
+fn node_args(extra: &[&str]) -> Vec<String> {
+    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
+    let mut args = vec![
+        "--redis".to_string(),
+        redis_url(),
+        "--redis-prefix".to_string(),
+        prefix,
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// Bob's node is killed (SIGKILL: no goodbye) while alice, on another node,
 /// keeps sending him controls. Bob's client reconnects to his second server
 /// URL and resumes: every control arrives, once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled() {
-    let url = redis_url();
-    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
-    let args = [
-        "--redis",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let args = node_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut a = spawn_server(&args);
     let b = spawn_server(&args);
     let mut alice = login(&b.1, "alice", "a1").await;
@@ -275,16 +283,8 @@ async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled(
 /// goes on through the survivor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_between_a_room_write_and_its_events_loses_none_of_them() {
-    let url = redis_url();
-    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
-    let args = [
-        "--redis",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let args = node_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let crash = [("NIM_TEST_CRASH".to_string(), "after-room-write".to_string())];
     let mut a = spawn_server_with(&args, &crash, std::process::Stdio::null());
     let b = spawn_server(&args);
@@ -338,18 +338,8 @@ async fn a_node_killed_between_a_room_write_and_its_events_loses_none_of_them() 
 /// survivor runs it); otherwise the node dies under his live session (a
 /// survivor finds the dead node's sessions and ends them).
 async fn a_device_gone_with_its_node_is_dropped(leaves_first: bool) {
-    let url = redis_url();
-    let prefix = redis_store()["prefix"].as_str().unwrap().to_string();
-    let args = [
-        "--redis",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--listen",
-        "127.0.0.1:0",
-        "--member-drop-grace-ms",
-        "300",
-    ];
+    let args = node_args(&["--member-drop-grace-ms", "300"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut a = spawn_server(&args);
     let b = spawn_server(&args);
     let mut alice = login(&b.1, "alice", "a1").await;
