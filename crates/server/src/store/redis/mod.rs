@@ -4,15 +4,16 @@
 //! (see `keys.rs` for which state sits together, and docs/CLUSTER.md).
 //!
 //! - Rooms are JSON values updated optimistically: read, run the rule,
-//!   then one script writes the room, its name, its forget time and the
-//!   timers the rule asked for, only if the room (and, for a new room, its
+//!   then one script writes the room, its name, its forget time, the
+//!   timers the rule asked for and the update's events (into the room's
+//!   outbox, see `outbox.rs`), only if the room (and, for a new room, its
 //!   name) is still what was read; otherwise the rule runs again on the new
 //!   state. Rules are pure, so a retry is safe, and two nodes racing on one
 //!   room can never both win.
-//! - Each account indexes the rooms it is involved in. The index may name
-//!   more rooms than the account is in, never fewer: a room is added to an
-//!   account's index before the write that involves it, and removed after
-//!   the write that ends it (they are in different slots).
+//! - Each account indexes the rooms it is involved in. The index changes
+//!   travel with the account's events out of the room's outbox, so an
+//!   index names a room from the account's first event about it; it may
+//!   name more rooms than the account is in (readers check the room).
 //! - Each account's log is a list whose entries begin with their sequence,
 //!   offline flag and time in a fixed layout, so scripts can trim it
 //!   without decoding JSON. One script appends all of a request's entries
