@@ -219,7 +219,7 @@ impl Service {
     /// Appends each event to its recipient's log (one step per recipient),
     /// then wakes the recipients' sessions here. For events that change no
     /// room (a control); a room's events go with its update (see
-    /// [`Service::apply`]).
+    /// `Service::apply`).
     pub async fn deliver(&self, deliveries: Vec<Delivery>, now: i64) -> Result<(), Failure> {
         if deliveries.is_empty() {
             return Ok(());

@@ -1087,7 +1087,7 @@ impl Rooms for RedisStore {
     }
 
     /// Also forwards the outbox entries writers left behind (see
-    /// [`outbox`]).
+    /// `outbox.rs`).
     async fn sweep(&self, now: i64) -> Result<Vec<Room>, StoreError> {
         if let Err(e) = self.forward_left_behind(now).await {
             tracing::warn!(error = %e, "left-behind events not forwarded this round");
@@ -1458,7 +1458,7 @@ impl Requests for RedisStore {
         }
     }
 
-    /// Not waited for: sent with other such writes (see [`deferred`]). The
+    /// Not waited for: sent with other such writes (see `deferred.rs`). The
     /// expiry is set again: should the record have expired meanwhile, the
     /// answer alone comes back, and goes with it.
     async fn request_end(&self, key: &RequestKey<'_>, result: Arc<str>) {
