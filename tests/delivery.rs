@@ -619,6 +619,42 @@ async fn a_control_resent_after_a_reconnect_reaches_its_peer_once() {
     stop(srv).await;
 }
 
+/// A long run of acknowledged requests on one client instance (a store
+/// drops acknowledged answers as they come, and every 64th request makes a
+/// fuller pass): an answer not yet acknowledged is still there for its
+/// repeat, at the 64th request too, and the repeat tells nobody twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_survive_the_dropping_of_acknowledged_ones() {
+    let srv = start_server(json!({})).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+
+    let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
+    let mut last = Value::Null;
+    for id in 1..=64u64 {
+        let control = control_to(&room, "bob", id.to_string());
+        last = raw_request_ack(&mut ws, id, "control", control, id - 1).await;
+        assert_eq!(last["code"], 200, "request {id}: {last}");
+    }
+    raw_close(ws).await;
+    // Request 64 is sent again (its answer never arrived, say): it is
+    // answered from the record, acknowledging 63 on the way.
+    let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
+    let control = control_to(&room, "bob", "64");
+    let again = raw_request_ack(&mut ws, 64, "control", control, 63).await;
+    assert_eq!(again, last, "a repeat gets the first answer");
+    raw_close(ws).await;
+
+    for id in 1..=64 {
+        let ev = bob.expect_event("CONTROL").await;
+        assert_eq!(ev["attachExt"], id.to_string(), "{ev}");
+    }
+    bob.expect_silence(Duration::from_millis(500)).await;
+    stop(srv).await;
+}
+
 // ---------------------------------------------------------------------------
 // 7. INVITE_TIMEOUT
 
