@@ -588,16 +588,22 @@ async fn a_request_resent_after_a_reconnect_is_applied_once() {
     stop(srv).await;
 }
 
+/// Alice (a1) and bob (b1) logged in to `srv`, both in a room alice made.
+async fn alice_and_bob_in_a_room(srv: &TestServer) -> (TestClient, TestClient, String) {
+    let alice = login(srv.url(), "alice", "a1").await;
+    let bob = login(srv.url(), "bob", "b1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    (alice, bob, room)
+}
+
 /// A control changes no room, so only the retry record stops its copy: the
 /// repeat is answered from the record and tells nobody a second time
 /// (its reads may run alongside the claim; its delivery waits for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_resent_after_a_reconnect_reaches_its_peer_once() {
     let srv = start_server(json!({})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
-    let room = alice.create_joined(None).await;
-    bob.ok("join", json!({"channelId": room})).await;
+    let (_alice, mut bob, room) = alice_and_bob_in_a_room(&srv).await;
     let control = control_to(&room, "bob", "once");
 
     let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
@@ -626,10 +632,7 @@ async fn a_control_resent_after_a_reconnect_reaches_its_peer_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_survive_the_dropping_of_acknowledged_ones() {
     let srv = start_server(json!({})).await;
-    let alice = login(srv.url(), "alice", "a1").await;
-    let mut bob = login(srv.url(), "bob", "b1").await;
-    let room = alice.create_joined(None).await;
-    bob.ok("join", json!({"channelId": room})).await;
+    let (_alice, mut bob, room) = alice_and_bob_in_a_room(&srv).await;
 
     let (mut ws, _) = raw_login(srv.url(), "alice", "d2", Some("i1")).await;
     let mut last = Value::Null;
