@@ -24,7 +24,7 @@
 -- Returns {-1} for a forward seen before, else {entries dropped from the
 --   log, count w of nodes to wake, the w nodes, then seq and offline (1/0)
 --   of each entry}.
-local FORWARDS_KEPT = 8
+local FORWARDS_KEPT = 32
 if ARGV[7] ~= '' then
   local seen = redis.call('GET', KEYS[7]) or ''
   if string.find(' ' .. seen .. ' ', ' ' .. ARGV[8] .. ' ', 1, true) then return {-1} end
