@@ -148,11 +148,11 @@ impl Service {
         cause: &Cause<'_>,
         mut rule: impl FnMut(Option<&Room>) -> RuleResult + Send,
     ) -> Result<(i32, Value), Failure> {
+        Self::claimed().await?;
         let mut result: Option<Result<(i32, Value), Failure>> = None;
         // This run's room before and after, when someone watches: kept from
         // inside the update so that (like the result) only the run that
         // counts is reported.
-        Self::claimed().await?;
         let watching = self.observer.watches_rooms();
         let mut change: Option<(Option<Room>, Room)> = None;
         // The events go with the room's write: the store appends them as
@@ -284,48 +284,47 @@ impl Service {
             // copy that is not fresh never gets that far.
             let mut claim = self.claim(&key, ack);
             let first = std::future::poll_fn(|cx| Poll::Ready(claim.as_mut().poll(cx))).await;
-            let (slot, outcome) = match first {
+            let slot = match first {
                 // A store that answers at once (the memory store) has no
                 // round trip to save, and sharing the claim would cost a
                 // wake-up of the task.
                 Poll::Ready(RequestSlot::Fresh) => {
-                    (RequestSlot::Fresh, Some(self.handle(s, req.clone()).await))
+                    let outcome = self.handle(s, req.clone()).await;
+                    return self.answered(&key, fresh(outcome)).await;
                 }
-                Poll::Ready(slot) => (slot, None),
+                Poll::Ready(slot) => slot,
                 Poll::Pending => {
                     let claim = claim.shared();
                     let handled = CLAIM.scope(claim.clone(), self.handle(s, req.clone()));
                     let (slot, outcome) = futures_util::future::join(claim, handled.boxed()).await;
-                    (slot, Some(outcome))
+                    if slot == RequestSlot::Fresh {
+                        return self.answered(&key, fresh(outcome)).await;
+                    }
+                    slot
                 }
             };
-            match slot {
-                RequestSlot::Fresh => {
-                    let (code, answer) = match outcome {
-                        Some(v) => fresh(v),
-                        None => fresh(result_object(INTERNAL, Some("request not handled"), None)),
-                    };
-                    self.store.request_end(&key, answer.clone()).await;
-                    return (code, answer);
-                }
-                RequestSlot::Done(answer) => {
-                    self.observer.happened(Happening::RepeatAnswered);
-                    let code = serde_json::from_str::<Value>(&answer)
-                        .ok()
-                        .and_then(|v| v["code"].as_i64())
-                        .unwrap_or(INTERNAL as i64) as i32;
-                    return (code, answer);
-                }
-                RequestSlot::Running if tokio::time::Instant::now() < give_up => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                RequestSlot::Running => {
-                    let f =
-                        Failure::new(INTERNAL, "an earlier copy of this request is still running");
-                    return fresh(result_object(f.code, Some(&f.message), None));
-                }
+            // A fresh claim was answered above: what is left is an earlier
+            // copy's record, answered or still running.
+            if let RequestSlot::Done(answer) = slot {
+                self.observer.happened(Happening::RepeatAnswered);
+                let code = serde_json::from_str::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["code"].as_i64())
+                    .unwrap_or(INTERNAL as i64) as i32;
+                return (code, answer);
             }
+            if tokio::time::Instant::now() >= give_up {
+                let f = Failure::new(INTERNAL, "an earlier copy of this request is still running");
+                return fresh(result_object(f.code, Some(&f.message), None));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Records the answer of a fresh request, and returns it.
+    async fn answered(&self, key: &RequestKey<'_>, answer: (i32, Arc<str>)) -> (i32, Arc<str>) {
+        self.store.request_end(key, answer.1.clone()).await;
+        answer
     }
 
     /// Claims request `key` in its retry record (see

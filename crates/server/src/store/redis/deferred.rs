@@ -16,7 +16,7 @@
 //! drop leaves the entry to the sweeper, whose forward every account
 //! drops as a copy.
 
-use redis::{ErrorKind, Script};
+use redis::Script;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -91,15 +91,7 @@ async fn send_loop(
                 Err(_) => break,
             }
         }
-        let con = con();
-        let mut sent = con.run_writes(&batch).await;
-        if matches!(&sent, Err(e) if e.kind() == ErrorKind::NoScriptError) {
-            // Redis lost its scripts (restarted, or a replica took over).
-            for s in &scripts {
-                let _ = s.load_async(&mut con.clone()).await;
-            }
-            sent = con.run_writes(&batch).await;
-        }
+        let sent = con().run_writes(&batch, &scripts).await;
         if let Err(e) = sent {
             tracing::warn!(writes = batch.len(), error = %e, "deferred writes not sent");
         }

@@ -13,7 +13,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{
     Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, PushInfo, PushKind,
-    RedisFuture, Value,
+    RedisFuture, Script, Value,
 };
 use std::sync::Mutex;
 use std::time::Duration;
@@ -98,11 +98,13 @@ impl Con {
     }
 
     /// Runs writes whose replies nobody needs (each may be in another
-    /// slot): one pipeline on a single Redis, all at once on a cluster.
-    /// Unlike [`redis::ScriptInvocation::invoke_async`], the pipeline does
-    /// not load a missing script: it fails with NOSCRIPT and the caller
-    /// loads and sends again (only for idempotent writes).
-    pub async fn run_writes(&self, writes: &[Write<'_>]) -> Result<(), redis::RedisError> {
+    /// slot): one pipeline on a single Redis (see [`query_loading`]: only
+    /// for writes that may run twice), all at once on a cluster.
+    pub async fn run_writes(
+        &self,
+        writes: &[Write<'_>],
+        scripts: &[&Script],
+    ) -> Result<(), redis::RedisError> {
         match self {
             Con::Single(c) => {
                 let mut pipe = redis::pipe();
@@ -118,7 +120,7 @@ impl Con {
                         }
                     }
                 }
-                pipe.query_async::<Value>(&mut c.clone()).await.map(drop)
+                query_loading::<Value>(c, &pipe, scripts).await.map(drop)
             }
             Con::Cluster(c) => {
                 let runs = writes.iter().map(|w| {
@@ -133,6 +135,29 @@ impl Con {
                 futures_util::future::try_join_all(runs).await.map(drop)
             }
         }
+    }
+}
+
+/// Sends `pipe` to a single Redis. Unlike
+/// [`redis::ScriptInvocation::invoke_async`], a pipeline does not load a
+/// script Redis lacks (it restarted, or a replica took over): it is refused
+/// with NOSCRIPT, and then sent again once `scripts` are loaded. So only
+/// for a pipeline that such a refusal ran none of (all its scripts one of
+/// `scripts`), or whose writes may run twice.
+pub async fn query_loading<T: redis::FromRedisValue>(
+    c: &ConnectionManager,
+    pipe: &Pipeline,
+    scripts: &[&Script],
+) -> Result<T, redis::RedisError> {
+    let sent = pipe.query_async(&mut c.clone()).await;
+    match sent {
+        Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+            for s in scripts {
+                let _ = s.load_async(&mut c.clone()).await;
+            }
+            pipe.query_async(&mut c.clone()).await
+        }
+        other => other,
     }
 }
 

@@ -554,9 +554,8 @@ impl RedisStore {
     }
 
     /// Runs append invocations: one pipeline on a single Redis, all at once
-    /// on a cluster. A pipeline refused for a script Redis does not have
-    /// (it lost its scripts) ran none of them, as they are all the append
-    /// script: it is loaded and the pipeline sent again.
+    /// on a cluster. A pipeline refused for a script Redis lost ran none of
+    /// them (they are all the append script), so it may be sent again.
     async fn invoke_appends(
         &self,
         invocations: &[&ScriptInvocation<'static>],
@@ -577,13 +576,8 @@ impl RedisStore {
         for inv in invocations {
             pipe.invoke_script(inv);
         }
-        let mut sent = pipe
-            .query_async::<Vec<Vec<redis::Value>>>(&mut c.clone())
-            .await;
-        if matches!(&sent, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
-            let _ = SCRIPTS.append.load_async(&mut c.clone()).await;
-            sent = pipe.query_async(&mut c.clone()).await;
-        }
+        let sent =
+            link::query_loading::<Vec<Vec<redis::Value>>>(c, &pipe, &[&SCRIPTS.append]).await;
         match sent {
             Ok(replies) => replies.into_iter().map(Ok).collect(),
             Err(e) => {
