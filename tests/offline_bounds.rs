@@ -182,3 +182,74 @@ async fn devices_that_come_and_go_leave_nothing_behind() {
     }
     srv.shutdown().await;
 }
+
+/// The defect: one account parked events in the offline lists of ever new
+/// never-seen accounts (invite, then cancel to free its pending-invite
+/// quota), each list under its own cap, so nothing bounded what one sender
+/// made the server hold. Past maxOfflineEventsPerSender its offlineEnabled
+/// requests are refused naming the setting, and keep nothing; it still
+/// reaches online accounts without offlineEnabled, other senders are not
+/// affected, and it may keep events again once its count aged out.
+#[tokio::test]
+async fn one_sender_cannot_park_more_than_its_share_of_offline_events() {
+    let srv = start_server(json!({
+        "maxOfflineEventsPerSender": 3,
+        "offlineRetentionMs": 3000,
+    }))
+    .await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let room = alice.create_joined(None).await;
+    for i in 0..3 {
+        alice
+            .invite_offline(&room, &format!("ghost{i}"), &format!("r{i}"))
+            .await;
+    }
+    let over =
+        json!({"channelId": room, "account": "ghost3", "requestId": "r3", "offlineEnabled": true});
+    let v = alice.fails("invite", over, 403).await;
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("maxOfflineEventsPerSender"), "{v}");
+    // What ends an invitation is never refused by it.
+    let cancel =
+        json!({"channelId": room, "account": "ghost2", "requestId": "r2", "offlineEnabled": true});
+    alice.ok("cancel", cancel).await;
+    let (_ghost2, _, offline) = fresh_login(srv.url(), "ghost2", "g1").await;
+    let offline = offline.expect("ghost2's invitation and its cancel are kept");
+    let kinds: Vec<_> = offline["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventType"].clone())
+        .collect();
+    assert_eq!(kinds, ["INVITE", "CANCEL_INVITE"], "{offline}");
+
+    let mut bob = login(srv.url(), "bob", "b1").await;
+    alice
+        .ok(
+            "invite",
+            json!({"channelId": room, "account": "bob", "requestId": "rb"}),
+        )
+        .await;
+    bob.expect_event_from("INVITE", &room, "alice").await;
+
+    let carol = login(srv.url(), "carol", "c1").await;
+    let hers = carol.create_joined(None).await;
+    carol.invite_offline(&hers, "ghost3", "c1").await;
+    let (_ghost3, _, offline) = fresh_login(srv.url(), "ghost3", "g1").await;
+    let offline = offline.expect("carol's invitation is kept");
+    assert_eq!(
+        request_ids(&offline),
+        ["c1"],
+        "alice's refused one kept nothing: {offline}"
+    );
+
+    // Two windows of offlineRetentionMs at most.
+    wait_until("alice's count to age out", || async {
+        let p = json!({"channelId": room, "account": "ghost4", "requestId": "r4", "offlineEnabled": true});
+        let (code, v) = alice.req("invite", p).await;
+        assert!(code == 403 || code == 10201, "{v}");
+        code == 10201
+    })
+    .await;
+    srv.shutdown().await;
+}

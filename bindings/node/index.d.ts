@@ -368,6 +368,7 @@ declare namespace NIM {
     logMaxEvents?: number;
     logRetentionMs?: number;
     maxOfflineEvents?: number;
+    maxOfflineEventsPerSender?: number;
     offlineRetentionMs?: number;
     maxRoomsPerAccount?: number;
     maxPendingInvitesPerAccount?: number;

@@ -626,6 +626,32 @@ impl Request {
         }
     }
 
+    /// Whether the request asks for its events to be kept for recipients
+    /// that are offline (`offlineEnabled`).
+    pub fn offline_enabled(&self) -> bool {
+        let asked = match self {
+            Request::Close(p) => p.offline_enabled,
+            Request::Join(p) => p.offline_enabled,
+            Request::Leave(p) => p.offline_enabled,
+            Request::Invite(p) => p.offline_enabled,
+            Request::InviteMany(p) => p.offline_enabled,
+            Request::Cancel(p) | Request::Reject(p) => p.offline_enabled,
+            Request::Accept(p) => p.offline_enabled,
+            Request::Call(p) => p.offline_enabled,
+            Request::UpdateChannel(p) => p.offline_enabled,
+            Request::Login(_)
+            | Request::Logout
+            | Request::Create(_)
+            | Request::Control(_)
+            | Request::Sync
+            | Request::QueryChannelInfo(_)
+            | Request::RegisterPushToken(_)
+            | Request::QueryInvitations
+            | Request::InviteDelivered(_) => None,
+        };
+        asked.unwrap_or(false)
+    }
+
     /// The wire name of this request's operation.
     pub fn op(&self) -> &'static str {
         self.operation().as_str()

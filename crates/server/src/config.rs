@@ -169,6 +169,10 @@ pub struct ServerConfig {
     pub offline_retention_ms: i64,
     /// Events kept for offline delivery per account at most.
     pub max_offline_events: usize,
+    /// Events one account may have had kept for offline delivery (in
+    /// other accounts' offline lists) within about two offline retentions;
+    /// beyond it its offlineEnabled requests are refused with 403.
+    pub max_offline_events_per_sender: usize,
     pub store: StoreConfig,
     /// Rooms one account may be a member of at once.
     pub max_rooms_per_account: usize,
@@ -228,6 +232,7 @@ impl Default for ServerConfig {
             log_retention_ms: 120_000,
             offline_retention_ms: 7_200_000,
             max_offline_events: 100,
+            max_offline_events_per_sender: 1_000,
             store: StoreConfig::Memory {},
             max_rooms_per_account: 100,
             max_pending_invites_per_account: 100,
@@ -522,6 +527,12 @@ impl ServerConfig {
                 1_000_000,
             ),
             (
+                "maxOfflineEventsPerSender",
+                self.max_offline_events_per_sender as u64,
+                1,
+                100_000_000,
+            ),
+            (
                 "maxRoomsPerAccount",
                 self.max_rooms_per_account as u64,
                 1,
@@ -686,6 +697,7 @@ impl ServerConfig {
             rooms_per_account: self.max_rooms_per_account,
             pending_invites_per_account: self.max_pending_invites_per_account,
             rooms_created_per_account: self.max_rooms_created_per_account,
+            offline_events_per_sender: self.max_offline_events_per_sender,
         }
     }
 
@@ -721,6 +733,7 @@ mod tests {
             r#"{"maxRequestsPerSecond": 0}"#,
             r#"{"maxPendingLogins": 0}"#,
             r#"{"maxPendingLogins": 100000001}"#,
+            r#"{"maxOfflineEventsPerSender": 0}"#,
         ];
         // Stray keys inside nested settings are refused like top-level ones.
         for (text, key) in [

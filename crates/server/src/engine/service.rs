@@ -24,7 +24,7 @@ use nim_signaling_protocol::codes::{
 };
 use nim_signaling_protocol::frames::result_object;
 use nim_signaling_protocol::params::{CallParams, InviteManyParams, InviteParams, QueryParams};
-use nim_signaling_protocol::{Failure, Request};
+use nim_signaling_protocol::{Failure, Op, Request};
 
 pub use crate::store::now_ms;
 
@@ -63,6 +63,9 @@ pub struct Quotas {
     pub rooms_per_account: usize,
     pub pending_invites_per_account: usize,
     pub rooms_created_per_account: usize,
+    /// Events one account may have had kept for offline delivery lately
+    /// (see [`crate::store::LogLimits::sending_window`]).
+    pub offline_events_per_sender: usize,
 }
 
 pub struct Service {
@@ -84,6 +87,17 @@ pub struct Service {
     id_counter: AtomicU64,
     /// Random per process, so that ids of two runs (or nodes) differ.
     id_salt: u64,
+}
+
+/// Whether requests of `op` end an invitation or a membership. These are
+/// never refused by maxOfflineEventsPerSender (a sender at the bound can
+/// still cancel what it rang, or leave), since each is bounded by what it
+/// ends; what they keep for offline accounts is counted all the same.
+fn ends_something(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Cancel | Op::Reject | Op::Accept | Op::Leave | Op::Close
+    )
 }
 
 /// Up to this many offline events are delivered at login.
@@ -177,6 +191,9 @@ impl Service {
                 }
             })
             .await?;
+        if let Cause::Request { account, .. } = cause {
+            self.count_offline(account, &appended, now).await;
+        }
         let delivered = self.offer(appended);
         let (code, data) =
             result.unwrap_or_else(|| Err(Failure::new(INTERNAL, "store did not run the rule")))?;
@@ -208,6 +225,48 @@ impl Service {
         let forgotten = self.store.sweep(now).await?;
         if !forgotten.is_empty() {
             self.observer.rooms_forgotten(&forgotten, now);
+        }
+        Ok(())
+    }
+
+    /// Counts against `sender`'s maxOfflineEventsPerSender the events of
+    /// `appended` that were kept for offline delivery. Only requests are
+    /// counted: a timer's events end an invitation that was counted, and
+    /// the operator's are the operator's. A count that fails is logged:
+    /// the events are kept already, and the quota bounds abuse, not an
+    /// exact figure.
+    async fn count_offline(&self, sender: &str, appended: &Appended, now: i64) {
+        let kept = appended
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flatten()
+            .filter(|e| e.offline)
+            .count() as u64;
+        if kept == 0 {
+            return;
+        }
+        if let Err(e) = self.store.count_offline_sent(sender, kept, now).await {
+            tracing::warn!(%sender, kept, error = %e, "offline events not counted");
+        }
+    }
+
+    /// 403 when `account` already had maxOfflineEventsPerSender events
+    /// kept for offline delivery lately, for a request that asks for more
+    /// (offlineEnabled): whether it would keep any depends on who is
+    /// online when its events are appended, so a sender at the bound
+    /// reaches offline accounts again only once its older events aged out.
+    async fn offline_quota(&self, account: &str, now: i64) -> Result<(), Failure> {
+        let sent = self.store.offline_sent(account, now).await?;
+        let max = self.quotas.offline_events_per_sender;
+        if sent >= max as u64 {
+            return Err(Failure::new(
+                FORBIDDEN,
+                format!(
+                    "this account already had {max} events kept for offline accounts \
+                     within the offline retention (maxOfflineEventsPerSender); \
+                     send without offlineEnabled to reach online ones"
+                ),
+            ));
         }
         Ok(())
     }
@@ -445,6 +504,9 @@ impl Service {
             actor,
             limits: &self.limits,
         };
+        if req.offline_enabled() && !ends_something(req.operation()) {
+            self.offline_quota(&s.account, now).await?;
+        }
         match req {
             Request::Create(p) => {
                 let (id, name) = self.new_room(p.channel_name.as_deref());

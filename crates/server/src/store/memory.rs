@@ -95,6 +95,46 @@ struct DeviceRequests {
     answers: BTreeMap<u64, (i64, Option<Arc<str>>)>,
 }
 
+/// What one sender had kept for offline delivery, by sending window (see
+/// [`LogLimits::sending_window`]): the window last counted in, and the
+/// counts of that window and the one before.
+#[derive(Debug, Default)]
+struct OfflineSent {
+    window: i64,
+    current: u64,
+    previous: u64,
+}
+
+impl OfflineSent {
+    /// The count of `window` and the one before. A clock stepped back
+    /// counts as still in the last window.
+    fn total(&self, window: i64) -> u64 {
+        match window - self.window {
+            d if d <= 0 => self.current + self.previous,
+            1 => self.current,
+            _ => 0,
+        }
+    }
+
+    fn add(&mut self, window: i64, n: u64) {
+        match window - self.window {
+            d if d <= 0 => {}
+            1 => {
+                self.previous = self.current;
+                self.current = 0;
+                self.window = window;
+            }
+            _ => {
+                *self = OfflineSent {
+                    window,
+                    ..Default::default()
+                }
+            }
+        }
+        self.current = self.current.saturating_add(n);
+    }
+}
+
 pub struct MemoryStore {
     rooms: DashMap<String, Room>,
     /// channelName -> channelId of the room that last took the name. The
@@ -116,6 +156,8 @@ pub struct MemoryStore {
     epoch: String,
     /// account -> its devices' push tokens.
     push_tokens: DashMap<String, Vec<PushToken>>,
+    /// sender -> what it had kept for offline delivery lately.
+    offline_sent: DashMap<String, OfflineSent>,
 }
 
 impl MemoryStore {
@@ -132,6 +174,7 @@ impl MemoryStore {
             limits,
             epoch: format!("{:016x}", rand::random::<u64>()),
             push_tokens: DashMap::new(),
+            offline_sent: DashMap::new(),
         }
     }
 
@@ -316,6 +359,8 @@ impl Rooms for MemoryStore {
             }
         }
         self.sweep_logs(now);
+        let window = self.limits.sending_window(now);
+        self.offline_sent.retain(|_, sent| sent.total(window) > 0);
         Ok(gone)
     }
 }
@@ -477,6 +522,23 @@ impl Logs for MemoryStore {
         let c = log.cursors.entry(device.to_string()).or_insert(0);
         *c = (*c).max(seq);
     }
+
+    async fn offline_sent(&self, account: &str, now: i64) -> Result<u64, StoreError> {
+        let window = self.limits.sending_window(now);
+        Ok(self
+            .offline_sent
+            .get(account)
+            .map_or(0, |sent| sent.total(window)))
+    }
+
+    async fn count_offline_sent(&self, account: &str, n: u64, now: i64) -> Result<(), StoreError> {
+        let window = self.limits.sending_window(now);
+        self.offline_sent
+            .entry(account.to_string())
+            .or_default()
+            .add(window, n);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -634,6 +696,35 @@ mod tests {
     /// offline retention, its device cursor as long as that event, and
     /// nothing at all once it has been idle past the prune horizon; a
     /// device resuming into the forgotten log is told `stateLost`.
+    /// A sender's count covers its window and the one before, so that it
+    /// never reads less than the events it can still have kept.
+    #[tokio::test]
+    async fn what_a_sender_kept_offline_counts_for_two_windows() {
+        let s = MemoryStore::new(LogLimits {
+            offline_retention_ms: 1_000,
+            ..LogLimits::default()
+        });
+        s.count_offline_sent("alice", 2, 10_900).await.unwrap();
+        s.count_offline_sent("alice", 1, 11_100).await.unwrap();
+        assert_eq!(s.offline_sent("alice", 11_100).await.unwrap(), 3);
+        assert_eq!(s.offline_sent("alice", 11_999).await.unwrap(), 3);
+        assert_eq!(s.offline_sent("alice", 12_000).await.unwrap(), 1);
+        assert_eq!(s.offline_sent("alice", 13_000).await.unwrap(), 0);
+        assert_eq!(s.offline_sent("bob", 11_100).await.unwrap(), 0);
+        // A clock stepped back still reads what was counted.
+        assert_eq!(s.offline_sent("alice", 9_000).await.unwrap(), 3);
+        s.sweep(12_500).await.unwrap();
+        assert_eq!(s.offline_sent.len(), 1, "still counts in its next window");
+        s.sweep(13_000).await.unwrap();
+        assert!(
+            s.offline_sent.is_empty(),
+            "forgotten once it counts nothing"
+        );
+        // Counting again after a gap starts afresh.
+        s.count_offline_sent("alice", 5, 20_000).await.unwrap();
+        assert_eq!(s.offline_sent("alice", 20_000).await.unwrap(), 5);
+    }
+
     #[tokio::test]
     async fn a_log_left_with_nothing_is_forgotten() {
         let s = store();

@@ -107,6 +107,16 @@ impl LogLimits {
     pub fn idle_prune_ms(&self) -> i64 {
         self.retention_ms.max(IDLE_PRUNE_FLOOR_MS)
     }
+
+    /// The sending window `now` falls in. Windows are as long as the
+    /// offline retention, and no entry is kept for offline delivery longer
+    /// than that, so every entry a sender has in offline lists now was
+    /// counted in this window or the one before: their sum bounds what
+    /// the sender holds (`maxOfflineEventsPerSender`) without the stores
+    /// following each entry out of every list.
+    pub fn sending_window(&self, now: i64) -> i64 {
+        now.div_euclid(self.offline_retention_ms.max(1))
+    }
 }
 
 /// The least time an emptied, unwatched log is kept: a login reads a log's
@@ -405,6 +415,13 @@ pub trait Logs: Send + Sync {
     /// Records the last seq this device was given; a cursor only moves
     /// forward.
     async fn set_cursor(&self, account: &str, device: &str, seq: u64);
+    /// How many events `account` sent that were kept for offline delivery
+    /// (in other accounts' offline lists) in the sending window of `now`
+    /// and the one before (see [`LogLimits::sending_window`]).
+    async fn offline_sent(&self, account: &str, now: i64) -> Result<u64, StoreError>;
+    /// Counts `n` more events `account` sent that were kept for offline
+    /// delivery, in the sending window of `now`.
+    async fn count_offline_sent(&self, account: &str, n: u64, now: i64) -> Result<(), StoreError>;
 }
 
 /// The retry records: a request sent again after a reconnect (same client

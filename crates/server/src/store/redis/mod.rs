@@ -390,6 +390,13 @@ impl RedisStore {
         &self.shared.keys
     }
 
+    /// The count of what `account` sent that was kept for offline
+    /// delivery in sending window `window` (see
+    /// [`LogLimits::sending_window`]); in the account's slot.
+    fn offline_sent_key(&self, account: &str, window: i64) -> String {
+        self.keys().acct(account, &format!("offsent:{window}"))
+    }
+
     /// The room at `key` as stored: its channelId (for a name, the holder's,
     /// if any) and its JSON ('' when none).
     async fn load(&self, key: RoomKey<'_>) -> Result<(Option<String>, String), StoreError> {
@@ -1375,6 +1382,28 @@ impl Logs for RedisStore {
         if let Err(e) = r {
             tracing::warn!(%account, error = %e, "cursor not saved");
         }
+    }
+
+    async fn offline_sent(&self, account: &str, now: i64) -> Result<u64, StoreError> {
+        let window = self.limits.sending_window(now);
+        let keys = [
+            self.offline_sent_key(account, window),
+            self.offline_sent_key(account, window - 1),
+        ];
+        let counts: Vec<Option<u64>> = self.con().mget(&keys).await.map_err(unavailable)?;
+        Ok(counts.into_iter().flatten().sum())
+    }
+
+    async fn count_offline_sent(&self, account: &str, n: u64, now: i64) -> Result<(), StoreError> {
+        let key = self.offline_sent_key(account, self.limits.sending_window(now));
+        let mut pipe = redis::pipe();
+        // Read until the end of the next window (see `offline_sent`).
+        pipe.incr(&key, n)
+            .ignore()
+            .pexpire(&key, 2 * self.limits.offline_retention_ms)
+            .ignore();
+        self.con().run_in_slot(&pipe).await.map_err(unavailable)?;
+        Ok(())
     }
 }
 
