@@ -25,9 +25,13 @@
 #                       more than maxPendingLogins / 100 = 10 addresses
 #                       fill every pending place)
 #   --trim-check        after each mix, have the server's allocator give
-#                       back its free memory (gdb: malloc_trim(0)) and
-#                       report the RSS then ("trimmed"): what it gives back
-#                       was free inside glibc's malloc, not in use
+#                       back its free memory once more (gdb: malloc_trim(0))
+#                       and report the RSS then ("trimmed"): the server
+#                       does this itself every 10 s, so "after" and
+#                       "trimmed" should agree
+#   --pin               run the server on CPU 0 and the bench (attacker and
+#                       well-behaved clients) on CPU 1 (taskset), so that
+#                       neither takes the other's core
 #   --no-build          use the binaries already in the target dir
 #   --json              print one JSON object instead of the table
 #   --keep              keep the work dir (configs, server logs, bench output)
@@ -55,6 +59,7 @@ rate=20
 sockets=1000
 addresses=8
 trim=0
+pin=0
 
 while (($#)); do
   case "$1" in
@@ -63,6 +68,7 @@ while (($#)); do
       shift 2
       ;;
     --trim-check) trim=1; shift ;;
+    --pin) pin=1; shift ;;
     *) common_option "$1" || die "unknown option '$1' (--help)"; shift ;;
   esac
 done
@@ -81,9 +87,17 @@ done
 need=(python3 jq)
 ((build)) && need+=(cargo)
 ((trim)) && need+=(gdb)
+((pin)) && need+=(taskset)
 for tool in "${need[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || die "needs $tool on PATH"
 done
+
+server_pin=(env)
+bench_pin=(env)
+if ((pin)); then
+  server_pin=(taskset -c 0)
+  bench_pin=(taskset -c 1)
+fi
 
 bin="${CARGO_TARGET_DIR:-target}/release"
 if ((build)); then
@@ -141,7 +155,7 @@ EOF
 # Starts the server on $1/soak.json; sets server_pid.
 start_server() {
   local i
-  "$server_bin" --config "$1/soak.json" >"$1/server.log" 2>&1 &
+  "${server_pin[@]}" "$server_bin" --config "$1/soak.json" >"$1/server.log" 2>&1 &
   server_pid=$!
   for ((i = 0; i < 100; i++)); do
     grep -qs "listening on" "$1/server.log" && return 0
@@ -165,7 +179,7 @@ for mix in "${mix_list[@]}"; do
     --rate "$rate" --duration "$duration" --warmup "$warmup"
     --hostile-sockets "$sockets" --source-ips "$ips" --json)
   echo "soak.sh: $bench_bin ${bench_args[*]}" >&2
-  "$bench_bin" "${bench_args[@]}" >"$dir/bench.json" 2>"$dir/bench.err" &
+  "${bench_pin[@]}" "$bench_bin" "${bench_args[@]}" >"$dir/bench.json" 2>"$dir/bench.err" &
   bench_pid=$!
   if ! wait "$bench_pid"; then
     bench_pid=""
@@ -175,8 +189,9 @@ for mix in "${mix_list[@]}"; do
   bench_pid=""
   trim_json=null
   if ((trim)); then
-    # glibc's malloc keeps freed memory for reuse and the server never
-    # calls malloc_trim: what this gives back was free in the allocator.
+    # glibc's malloc keeps freed memory for reuse; the server hands it
+    # back every 10 s (ops/heap.rs). What this gives back was free in the
+    # allocator and not handed back yet.
     before="$(rss)"
     gdb -p "$server_pid" -batch -ex 'call (int) malloc_trim(0)' >"$dir/gdb.log" 2>&1 ||
       { tail -3 "$dir/gdb.log" >&2; die "gdb could not call malloc_trim in the server"; }

@@ -384,6 +384,7 @@ async fn timer_loop(service: Arc<Service>) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = 0;
+    let mut last_trim = now_ms();
     loop {
         tick.tick().await;
         let now = now_ms();
@@ -393,6 +394,11 @@ async fn timer_loop(service: Arc<Service>) {
             if let Err(e) = service.sweep(now).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
+        }
+        if now - last_trim >= ops::heap::TRIM_EVERY_MS {
+            last_trim = now;
+            // Not awaited: the timers go on while it runs.
+            tokio::task::spawn_blocking(ops::heap::trim);
         }
     }
 }
