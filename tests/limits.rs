@@ -177,6 +177,19 @@ async fn login_over(tcp: std::net::TcpStream, srv: &TestServer, account: &str) -
     (ws, r)
 }
 
+/// The first close frame on `ws` within [`WAIT`]: its code.
+async fn close_code(ws: &mut RawWs) -> Option<u16> {
+    use futures_util::StreamExt;
+    loop {
+        let next = tokio::time::timeout(WAIT, ws.next()).await;
+        match next.expect("a close in time") {
+            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 /// Logs `account` in, trying again while a place the test just freed is
 /// still being given back (the server lets go of a connection once its
 /// close is done).
@@ -281,16 +294,7 @@ async fn connections_that_never_log_in_leave_the_sessions_to_those_that_do() {
     let (mut ws, r) = login_over(connect_from("127.0.0.1", &srv).await, &srv, "user3").await;
     assert_eq!(r["code"], 416, "{r}");
     names_setting(&r, "maxConnections");
-    use futures_util::StreamExt;
-    let close = loop {
-        let next = tokio::time::timeout(WAIT, ws.next()).await;
-        match next.expect("a close in time") {
-            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(close, Some(4416));
+    assert_eq!(close_code(&mut ws).await, Some(4416));
     drop(ws);
     assert!(
         !silent.iter().any(closed),
@@ -325,6 +329,68 @@ async fn connections_that_never_log_in_are_closed_at_the_login_timeout_and_make_
         assert!(closed_within(tcp, WAIT).await, "closed at loginTimeoutMs");
     }
     alice.ok("sync", json!({})).await;
+    srv.shutdown().await;
+}
+
+/// The starvation of issue 17: connections that never log in, from more
+/// addresses than maxPendingLogins / maxPendingLoginsPerIp, hold every
+/// pending place. A new connection then takes the place of the oldest
+/// pending one (at least EVICTABLE_AFTER old): a well-behaved client logs
+/// in long before the login timeout; the oldest is closed (with 4004 when
+/// its WebSocket is up, else its TCP connection is dropped), the younger
+/// ones stay, and each eviction is counted. A place that is free is taken
+/// without evicting anyone.
+#[tokio::test]
+async fn the_oldest_pending_connection_makes_way_for_a_new_one() {
+    // A long login timeout: a close before it is the eviction's doing.
+    let srv = start_server(json!({"maxPendingLogins": 4, "loginTimeoutMs": 30_000})).await;
+    let tcp = tokio::net::TcpStream::from_std(connect_from("127.0.0.2", &srv).await).unwrap();
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (mut oldest, _) = tokio_tungstenite::client_async(srv.url(), plain)
+        .await
+        .expect("the WebSocket handshake");
+    let mut silent = Vec::new();
+    for from in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        silent.push(connect_from(from, &srv).await);
+    }
+    wait_accepted(&srv, 4).await;
+    let evictable_after = nim_signaling_server::net::limits::EVICTABLE_AFTER;
+    tokio::time::sleep(evictable_after + Duration::from_millis(200)).await;
+    let alice = tokio::time::timeout(WAIT, login(srv.url(), "alice", "a1"))
+        .await
+        .expect("alice logs in long before the login timeout");
+    assert_eq!(
+        close_code(&mut oldest).await,
+        Some(4004),
+        "the oldest is closed"
+    );
+    assert!(!silent.iter().any(closed), "the younger ones stay");
+    drop(oldest);
+    wait_accepted(&srv, 4).await;
+    // Alice's login gave back her pending place: the next connection takes
+    // it and evicts nobody.
+    let young = connect_from("127.0.0.6", &srv).await;
+    wait_accepted(&srv, 5).await;
+    assert!(!silent.iter().any(closed), "a free place was taken");
+    let evicted = &srv.nodes()[0].metrics().pending_evicted;
+    assert_eq!(evicted.load(Ordering::SeqCst), 1, "one eviction so far");
+    // Full again: the oldest of the silent ones goes, not the young one.
+    let bob = tokio::time::timeout(WAIT, login(srv.url(), "bob", "b1"))
+        .await
+        .expect("bob logs in long before the login timeout");
+    assert!(
+        closed_within(&silent[0], WAIT).await,
+        "the oldest silent connection is closed"
+    );
+    assert!(
+        !closed(&silent[1]) && !closed(&silent[2]) && !closed(&young),
+        "the younger ones stay"
+    );
+    assert_eq!(evicted.load(Ordering::SeqCst), 2, "counted");
+    alice.ok("sync", json!({})).await;
+    bob.ok("sync", json!({})).await;
+    // Gone before the shutdown, which waits for every connection.
+    drop((silent, young));
     srv.shutdown().await;
 }
 

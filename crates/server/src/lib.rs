@@ -325,10 +325,11 @@ pub(crate) async fn run(
     let accept = async {
         loop {
             // Before accepting: while maxPendingLogins connections are
-            // logging in, new ones wait in the kernel's backlog.
-            let Ok(pending) = limits.pending_login().await else {
+            // logging in, none of them old enough to give its place up to
+            // a new one, new ones wait in the kernel's backlog.
+            if limits.pending_ready().await.is_err() {
                 return;
-            };
+            }
             let (socket, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
@@ -337,15 +338,28 @@ pub(crate) async fn run(
                     continue;
                 }
             };
-            let Some(admission) = limits.admit(peer.ip(), pending) else {
-                // Over maxConnectionsPerIp: closed before any handshake, so
-                // an address over its share costs no TLS, no WebSocket and
-                // no place among the pending logins.
-                tracing::debug!(%peer, "connection refused: maxConnectionsPerIp");
+            let Some(address) = limits.admit(peer.ip()) else {
+                // Over maxConnectionsPerIp or maxPendingLoginsPerIp: closed
+                // before any handshake, so an address over its share costs
+                // no TLS, no WebSocket, no place among the pending logins,
+                // and evicts nobody.
+                tracing::debug!(%peer, "connection refused: maxConnectionsPerIp or maxPendingLoginsPerIp");
                 service.observer.happened(Happening::ConnectionRefused);
                 drop(socket);
                 continue;
             };
+            // Normally at once, as pending_ready said there is a place to
+            // have; but if the oldest pending connection's login arrived
+            // meanwhile (it keeps its place) and the others are too young,
+            // this one waits here, accepted, as the next would in the
+            // backlog.
+            let Ok((admission, from)) = limits.place(address).await else {
+                return;
+            };
+            if from == limits::PlaceFrom::Evicted {
+                tracing::debug!(%peer, "pending logins full: the oldest pending connection gave its place up");
+                service.observer.happened(Happening::PendingEvicted);
+            }
             let svc = service.clone();
             let cfg = cfg.clone();
             let stopping = stopping.clone();

@@ -37,8 +37,13 @@ pub enum Happening {
     ConnectionOpened,
     ConnectionClosed,
     /// A connection was closed as soon as it was accepted (its address
-    /// already held maxConnectionsPerIp); it never opened.
+    /// already held maxConnectionsPerIp, or maxPendingLoginsPerIp not
+    /// logged in yet); it never opened.
     ConnectionRefused,
+    /// A connection not logged in yet was told to close so that a new
+    /// one could have its place: every place among the pending logins
+    /// (maxPendingLogins) was taken, and it was the oldest.
+    PendingEvicted,
     /// A login was refused (a bad token, a limit: maxDevicesPerAccount,
     /// maxConnections).
     LoginRefused,

@@ -4,6 +4,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,10 @@ pub enum Farewell {
     SlowReader,
     /// Events not sent yet were trimmed from the log; resume to learn it.
     Trimmed,
+    /// No login yet when every place among the pending logins
+    /// (maxPendingLogins) was taken and a new connection came: the oldest
+    /// pending one gives its place up.
+    Crowded,
     /// The login was refused (302).
     AuthFailed,
     /// Replaced by a newer login of the same device (after `kicked`).
@@ -94,6 +99,7 @@ impl Farewell {
         Farewell::LoginTimeout,
         Farewell::SlowReader,
         Farewell::Trimmed,
+        Farewell::Crowded,
         Farewell::AuthFailed,
         Farewell::Replaced,
         Farewell::Evicted,
@@ -117,6 +123,10 @@ impl Farewell {
             Farewell::LoginTimeout => (4001, "login timeout"),
             Farewell::SlowReader => (4002, "not reading fast enough; reconnect"),
             Farewell::Trimmed => (4003, "events trimmed before they were sent; reconnect"),
+            Farewell::Crowded => (
+                4004,
+                "no login yet while the server was full of pending logins; reconnect",
+            ),
             Farewell::AuthFailed => (4302, "authentication failed"),
             Farewell::Replaced => (4403, "replaced by a newer login of this device"),
             Farewell::Evicted => (4403, "ended by the server's administrator"),
@@ -286,6 +296,23 @@ async fn login(
     Ok((id, p))
 }
 
+/// Runs `phase`, one of the steps before the login (the handshakes, the
+/// wait for the login frame), unless the login deadline passes or a new
+/// connection takes this one's pending place first: then the farewell.
+async fn before_login<T>(
+    deadline: tokio::time::Instant,
+    admission: &mut Admission,
+    phase: impl Future<Output = T>,
+) -> Result<T, Farewell> {
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, phase) => done.map_err(|_| Farewell::LoginTimeout),
+        () = admission.evicted() => {
+            tracing::debug!("pending logins full: closed for a newer connection");
+            Err(Farewell::Crowded)
+        }
+    }
+}
+
 /// Serves one TCP connection to its end (over TLS when `tls` is set),
 /// holding `admission`'s places in `limits` until then.
 pub(crate) async fn serve(
@@ -332,11 +359,14 @@ pub(crate) async fn serve(
         );
         ws.await.map_err(|_| ())
     });
-    let Ok(Ok(mut ws)) = tokio::time::timeout_at(login_deadline, hs).await else {
+    // Cut short by the deadline or an eviction: there is no WebSocket
+    // to close yet, the TCP connection is dropped.
+    let Ok(Ok(mut ws)) = before_login(login_deadline, &mut admission, hs).await else {
         return;
     };
-    let login = tokio::time::timeout_at(
+    let login = before_login(
         login_deadline,
+        &mut admission,
         Box::pin(login(&mut ws, &cfg, &*svc.observer)),
     )
     .await;
@@ -346,11 +376,20 @@ pub(crate) async fn serve(
             Box::pin(close_politely(&mut ws, farewell)).await;
             return;
         }
-        Err(_) => {
-            Box::pin(close_politely(&mut ws, Some(Farewell::LoginTimeout))).await;
+        Err(farewell) => {
+            Box::pin(close_politely(&mut ws, Some(farewell))).await;
             return;
         }
     };
+    // The login is in and its token checks out: from here no new
+    // connection can take this one's pending place, however long the
+    // store takes to answer. One that took it first wins; then the login
+    // goes unanswered (a failed login reply would make the client give
+    // up; the close makes it reconnect).
+    if !admission.claim_place() {
+        Box::pin(close_politely(&mut ws, Some(Farewell::Crowded))).await;
+        return;
+    }
     let devices = match svc.store.devices_of(&p.account).await {
         Ok(d) => d,
         Err(e) => {

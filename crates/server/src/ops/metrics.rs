@@ -93,6 +93,9 @@ pub struct Metrics {
     pub logins_refused: AtomicU64,
     /// Connections closed as soon as accepted (over maxConnectionsPerIp).
     pub connections_refused: AtomicU64,
+    /// Connections not logged in yet closed to give their place to a new
+    /// one (at maxPendingLogins).
+    pub pending_evicted: AtomicU64,
     /// Event frames written to sessions.
     pub events_sent: AtomicU64,
     /// Sessions dropped because they did not take their events in time.
@@ -132,6 +135,7 @@ impl Observer for Metrics {
             Happening::ConnectionOpened => gauge(&self.connections, 1),
             Happening::ConnectionClosed => gauge(&self.connections, -1),
             Happening::ConnectionRefused => add(&self.connections_refused, 1),
+            Happening::PendingEvicted => add(&self.pending_evicted, 1),
             Happening::SessionOpened => {
                 add(&self.logins, 1);
                 gauge(&self.sessions, 1);
@@ -212,6 +216,11 @@ impl Metrics {
                 "connections_refused_total",
                 "Connections closed as soon as accepted (over maxConnectionsPerIp).",
                 &self.connections_refused,
+            ),
+            (
+                "pending_evicted_total",
+                "Connections not logged in yet closed to give their place to a new one (at maxPendingLogins).",
+                &self.pending_evicted,
             ),
             (
                 "events_sent_total",
