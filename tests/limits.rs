@@ -520,3 +520,27 @@ async fn requests_per_second_per_device_survive_reconnects_and_count_malformed_f
     assert_eq!(r["code"], 416, "malformed frames took the burst: {r}");
     srv.shutdown().await;
 }
+
+/// The defect: a connection that never logged in held a graceful shutdown
+/// up until its login timeout (a minute here), as the steps before the
+/// login did not watch for it. Now it is closed as the shutdown starts,
+/// a silent TCP socket and a WebSocket that has not logged in alike (the
+/// latter with 1012, "server shutting down; reconnect").
+#[tokio::test]
+async fn connections_not_logged_in_do_not_hold_a_shutdown_up() {
+    let srv = start_server(json!({"loginTimeoutMs": 60_000})).await;
+    let silent = connect_from("127.0.0.1", &srv).await;
+    let tcp = tokio::net::TcpStream::from_std(connect_from("127.0.0.1", &srv).await).unwrap();
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (mut ws, _) = tokio_tungstenite::client_async(srv.url(), plain)
+        .await
+        .expect("the WebSocket handshake");
+    wait_accepted(&srv, 2).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(20), srv.shutdown()).await;
+    assert!(
+        stopped.is_ok(),
+        "the shutdown waited for connections that never logged in"
+    );
+    assert!(closed(&silent), "the silent socket is closed");
+    assert_eq!(close_code(&mut ws).await, Some(1012));
+}

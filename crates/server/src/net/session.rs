@@ -296,20 +296,24 @@ async fn login(
     Ok((id, p))
 }
 
-/// Runs `phase`, one of the steps before the login (the handshakes, the
-/// wait for the login frame), unless the login deadline passes or a new
-/// connection takes this one's pending place first: then the farewell.
+/// Runs `step`, one of the steps before the login (the handshakes, the
+/// wait for the login frame), unless the login deadline passes, a new
+/// connection takes this one's pending place first, or the server starts
+/// shutting down (a connection that never logs in would otherwise hold
+/// the shutdown up until its login timeout): then the farewell.
 async fn before_login<T>(
     deadline: tokio::time::Instant,
     admission: &mut Admission,
-    phase: impl Future<Output = T>,
+    server: &mut watch::Receiver<Phase>,
+    step: impl Future<Output = T>,
 ) -> Result<T, Farewell> {
     tokio::select! {
-        done = tokio::time::timeout_at(deadline, phase) => done.map_err(|_| Farewell::LoginTimeout),
+        done = tokio::time::timeout_at(deadline, step) => done.map_err(|_| Farewell::LoginTimeout),
         () = admission.evicted() => {
             tracing::debug!("pending logins full: closed for a newer connection");
             Err(Farewell::Crowded)
         }
+        _ = server.wait_for(|p| *p != Phase::Serving) => Err(Farewell::ShuttingDown),
     }
 }
 
@@ -361,12 +365,13 @@ pub(crate) async fn serve(
     });
     // Cut short by the deadline or an eviction: there is no WebSocket
     // to close yet, the TCP connection is dropped.
-    let Ok(Ok(mut ws)) = before_login(login_deadline, &mut admission, hs).await else {
+    let Ok(Ok(mut ws)) = before_login(login_deadline, &mut admission, &mut phase, hs).await else {
         return;
     };
     let login = before_login(
         login_deadline,
         &mut admission,
+        &mut phase,
         Box::pin(login(&mut ws, &cfg, &*svc.observer)),
     )
     .await;
