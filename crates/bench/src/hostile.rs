@@ -467,9 +467,10 @@ const GAUGES: [&str; 5] = [
     "log_entries",
     "timers_pending",
 ];
-const COUNTERS: [&str; 4] = [
+const COUNTERS: [&str; 5] = [
     "logins_total",
     "connections_refused_total",
+    "pending_evicted_total",
     "events_sent_total",
     "timers_run_total",
 ];

@@ -214,7 +214,7 @@ impl Metrics {
             ),
             (
                 "connections_refused_total",
-                "Connections closed as soon as accepted (over maxConnectionsPerIp).",
+                "Connections closed as soon as accepted (over maxConnectionsPerIp or maxPendingLoginsPerIp).",
                 &self.connections_refused,
             ),
             (
