@@ -305,7 +305,7 @@ pub(crate) async fn run(
     // Each session holds a clone; recv() returns None once all are dropped.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let limits = limits::ConnectionLimits::new(&cfg);
-    let sweeper = tokio::spawn(timer_loop(service.clone()));
+    let sweeper = tokio::spawn(timer_loop(service.clone(), limits.rates.clone()));
     let signals = service.store.signals().map(|mut rx| {
         let service = service.clone();
         tokio::spawn(async move {
@@ -392,9 +392,11 @@ pub(crate) async fn run(
     let _ = alive_rx.recv().await;
 }
 
-/// Runs due timers (invitation expiry, vanished devices) every tick, and
-/// deletes rooms that are past their time once a second.
-async fn timer_loop(service: Arc<Service>) {
+/// Runs due timers (invitation expiry, vanished devices) every tick,
+/// deletes rooms that are past their time once a second, and every
+/// [`ops::heap::TRIM_EVERY_MS`] forgets idle rate buckets and hands the
+/// heap's free memory back.
+async fn timer_loop(service: Arc<Service>, rates: Arc<limits::DeviceRates>) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = 0;
@@ -411,8 +413,14 @@ async fn timer_loop(service: Arc<Service>) {
         }
         if now - last_trim >= ops::heap::TRIM_EVERY_MS {
             last_trim = now;
-            // Not awaited: the timers go on while it runs.
-            tokio::task::spawn_blocking(ops::heap::trim);
+            // Not awaited: the timers go on while it runs. The rate
+            // buckets of devices gone go first, so that their memory is
+            // free to hand back.
+            let rates = rates.clone();
+            tokio::task::spawn_blocking(move || {
+                rates.prune(std::time::Instant::now());
+                ops::heap::trim();
+            });
         }
     }
 }

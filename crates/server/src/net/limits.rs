@@ -522,6 +522,28 @@ pub struct DeviceRate {
 const PRUNE_FLOOR: usize = 1024;
 
 impl DeviceRates {
+    /// Forgets the buckets nobody holds that are full again, and gives
+    /// back the table space they took; returns the size past which a
+    /// lookup prunes next. Lookups prune as the tables grow; the sweeper
+    /// calls [`DeviceRates::prune`] so that they also shrink once a flood
+    /// of deviceIds has gone.
+    fn prune_full(&self, now: Instant) -> usize {
+        self.rates
+            .retain(|_, r| Arc::strong_count(r) > 1 || !lock(&r.own).full(now));
+        // After the devices: a device bucket holds its account's.
+        self.accounts
+            .retain(|_, r| Arc::strong_count(r) > 1 || !lock(r).full(now));
+        crate::ops::heap::shrink_when_sparse(&self.rates);
+        crate::ops::heap::shrink_when_sparse(&self.accounts);
+        ((self.rates.len() + self.accounts.len()) * 2).max(PRUNE_FLOOR)
+    }
+
+    /// See [`DeviceRates::prune_full`].
+    pub fn prune(&self, now: Instant) {
+        let mut prune_at = self.prune_at.lock().unwrap_or_else(|e| e.into_inner());
+        *prune_at = self.prune_full(now);
+    }
+
     pub fn new(per_second: u32, per_account: u32) -> Arc<DeviceRates> {
         Arc::new(DeviceRates {
             per_second,
@@ -537,12 +559,7 @@ impl DeviceRates {
         {
             let mut prune_at = self.prune_at.lock().unwrap_or_else(|e| e.into_inner());
             if self.rates.len() + self.accounts.len() >= *prune_at {
-                self.rates
-                    .retain(|_, r| Arc::strong_count(r) > 1 || !lock(&r.own).full(now));
-                // After the devices: a device bucket holds its account's.
-                self.accounts
-                    .retain(|_, r| Arc::strong_count(r) > 1 || !lock(r).full(now));
-                *prune_at = ((self.rates.len() + self.accounts.len()) * 2).max(PRUNE_FLOOR);
+                *prune_at = self.prune_full(now);
             }
         }
         self.rates
@@ -858,6 +875,31 @@ mod tests {
         assert!(rates
             .rates
             .contains_key(&("bob".to_string(), "d1".to_string())));
+    }
+
+    /// Once a flood of deviceIds has gone, the sweeper's prune forgets
+    /// their buckets, full again, and the tables give their space back;
+    /// the bucket of a device still connected stays.
+    #[test]
+    fn a_flood_of_device_ids_leaves_no_table_behind() {
+        let t0 = Instant::now();
+        let rates = DeviceRates::new(10, 1000);
+        let held = rates.of("alice", "d1", t0);
+        for i in 0..20_000 {
+            let d = rates.of("mallory", &format!("d{i}"), t0);
+            let _ = d.take(t0);
+        }
+        let flooded = rates.rates.capacity();
+        assert!(flooded >= 20_000 / 2, "the flood's table: {flooded}");
+        rates.prune(t0 + Duration::from_secs(10));
+        assert_eq!(rates.rates.len(), 1, "alice's device alone");
+        assert_eq!(rates.accounts.len(), 1, "alice's account alone");
+        assert!(
+            rates.rates.capacity() <= PRUNE_FLOOR,
+            "the table shrank: {} of {flooded}",
+            rates.rates.capacity()
+        );
+        assert!(held.take(t0).is_ok(), "alice's bucket is the one she holds");
     }
 
     /// Ever new deviceIds of one account draw from the account's bucket:

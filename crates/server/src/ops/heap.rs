@@ -43,3 +43,20 @@ fn give_back() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn give_back() {}
+
+/// Maps smaller than this many slots are left as they are.
+const SPARSE_FLOOR: usize = 1024;
+
+/// Gives back the table space `map` keeps for entries it no longer has,
+/// when it holds less than a quarter of its capacity: a hash map keeps
+/// its capacity when its entries go, so after a flood (ten thousand
+/// never-seen accounts, twenty thousand deviceIds) its table would stay
+/// the flood's size, and [`trim`] cannot hand back pages that table
+/// still holds. Cheap to call after every sweep: it only rehashes a map
+/// that is mostly empty.
+pub fn shrink_when_sparse<K: Eq + std::hash::Hash, V>(map: &dashmap::DashMap<K, V>) {
+    let capacity = map.capacity();
+    if capacity > SPARSE_FLOOR && capacity > 4 * map.len() {
+        map.shrink_to_fit();
+    }
+}

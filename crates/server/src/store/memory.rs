@@ -219,6 +219,22 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// After a flood has gone: the maps' tables back to what they hold.
+    fn shrink_when_sparse(&self) {
+        use crate::ops::heap::shrink_when_sparse;
+        shrink_when_sparse(&self.rooms);
+        shrink_when_sparse(&self.names);
+        shrink_when_sparse(&self.account_rooms);
+        shrink_when_sparse(&self.presence);
+        shrink_when_sparse(&self.gone);
+        shrink_when_sparse(&self.logs);
+        shrink_when_sparse(&self.requests);
+        shrink_when_sparse(&self.push_tokens);
+        shrink_when_sparse(&self.offline_sent);
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore::new(LogLimits::default())
@@ -361,6 +377,7 @@ impl Rooms for MemoryStore {
         self.sweep_logs(now);
         let window = self.limits.sending_window(now);
         self.offline_sent.retain(|_, sent| sent.total(window) > 0);
+        self.shrink_when_sparse();
         Ok(gone)
     }
 }
@@ -723,6 +740,30 @@ mod tests {
         // Counting again after a gap starts afresh.
         s.count_offline_sent("alice", 5, 20_000).await.unwrap();
         assert_eq!(s.offline_sent("alice", 20_000).await.unwrap(), 5);
+    }
+
+    /// Ten thousand never-seen accounts' logs come and go: once they are
+    /// forgotten, the table that held them gives its space back too.
+    #[tokio::test]
+    async fn the_logs_of_a_flood_leave_no_table_behind() {
+        let s = store();
+        let t = now_ms();
+        for i in 0..10_000 {
+            s.append(&format!("ghost{i}"), invite("c1", true), t)
+                .await
+                .unwrap();
+        }
+        let flooded = s.logs.capacity();
+        s.append("alice", invite("c2", true), t + 600_000)
+            .await
+            .unwrap();
+        s.sweep(t + 600_000).await.unwrap();
+        assert_eq!(s.logs.len(), 1, "alice's log alone");
+        assert!(
+            s.logs.capacity() <= 1024,
+            "the table shrank: {} of {flooded}",
+            s.logs.capacity()
+        );
     }
 
     #[tokio::test]
