@@ -231,7 +231,7 @@ jq -r '
     (.gauges as $g | if $g.start then
       "  gauges     " + (["connections", "sessions", "rooms", "log_entries", "timers_pending"]
         | map("\(.) \($g.start[.])/\($g.peak[.])/\($g.after[.])") | join("  ")) + "  (start/peak/after)",
-      "  counters   " + (["logins_total", "connections_refused_total", "events_sent_total", "timers_run_total"]
+      "  counters   " + (["logins_total", "connections_refused_total", "pending_evicted_total", "events_sent_total", "timers_run_total"]
         | map("\(.) +\($g.after[.] - $g.start[.])") | join("  "))
     else empty end),
     "  well-behaved p50/p99/max ms: login \(.during.login.us | "\(.p50 | ms)/\(.p99 | ms)/\(.max | ms)") (\(.during.login.count)), call->INVITE \(.during.call_invite.us | "\(.p50 | ms)/\(.p99 | ms)/\(.max | ms)") (\(.during.call_invite.count)); before the attack: login p99 \(.before.login.us.p99 | ms), INVITE p99 \(.before.call_invite.us.p99 | ms)",
