@@ -380,7 +380,8 @@ impl Drop for Queued {
     }
 }
 
-/// Open connections per IP address.
+/// Open connections per IP address: per IPv4 address, and per /64 for
+/// IPv6 (see [`address_of`]).
 pub struct PerIp {
     max: usize,
     open: DashMap<IpAddr, usize>,
@@ -403,6 +404,7 @@ impl PerIp {
     /// Counts a connection from `ip`, or None when that address already
     /// holds `max` (the refused connection is not counted).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = address_of(ip);
         let mut n = self.open.entry(ip).or_insert(0);
         if *n >= self.max {
             return None;
@@ -416,7 +418,25 @@ impl PerIp {
 
     /// Connections open from `ip`.
     pub fn open_from(&self, ip: IpAddr) -> usize {
-        self.open.get(&ip).map(|n| *n).unwrap_or(0)
+        self.open.get(&address_of(ip)).map(|n| *n).unwrap_or(0)
+    }
+}
+
+/// The address the per-IP limits count `ip` under. One IPv6 host is
+/// commonly given a whole /64, so counting IPv6 addresses one by one
+/// would give a single attacker 2^64 fresh shares: an IPv6 address counts
+/// as its /64. An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`)
+/// counts as that IPv4 address.
+pub fn address_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -875,6 +895,27 @@ mod tests {
         assert!(rates
             .rates
             .contains_key(&("bob".to_string(), "d1".to_string())));
+    }
+
+    /// IPv6 addresses of one /64 share one count, as do an IPv4 address
+    /// and its IPv6-mapped form; other prefixes and addresses do not.
+    #[test]
+    fn an_ipv6_host_s_prefix_counts_as_one_address() {
+        let table = PerIp::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = table.admit(ip("2001:db8:1:2::1")).expect("first");
+        let _b = table.admit(ip("2001:db8:1:2:ffff::9")).expect("second");
+        assert!(
+            table.admit(ip("2001:db8:1:2:dead:beef:0:1")).is_none(),
+            "a third address of the /64"
+        );
+        assert!(table.admit(ip("2001:db8:1:3::1")).is_some(), "another /64");
+        let _c = table.admit(ip("192.0.2.7")).expect("an IPv4 address");
+        let _d = table
+            .admit(ip("::ffff:192.0.2.7"))
+            .expect("its mapped form");
+        assert!(table.admit(ip("192.0.2.7")).is_none(), "counted together");
+        assert_eq!(table.open_from(ip("::ffff:192.0.2.7")), 2);
     }
 
     /// Once a flood of deviceIds has gone, the sweeper's prune forgets
