@@ -475,3 +475,70 @@ async fn a_draining_node_takes_no_new_sessions_and_keeps_its_own() {
     nodes[0].set_draining(false);
     health_becomes(&nodes[0], "200", WAIT).await;
 }
+
+// ---------------------------------------------------------------------------
+// Housekeeping
+
+/// Outbox entries and due notes of `prefix`'s rooms now: (entries in all
+/// outboxes, rooms noted as due). Read with KEYS, which sees one node of
+/// a Redis Cluster only: for a single Redis.
+async fn outbox_state(prefix: &str) -> (usize, usize) {
+    let client = ::redis::Client::open(redis_url()).expect("the Redis URL");
+    let con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let count = |pattern: String, cmd: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut con)
+                .await
+                .expect("KEYS");
+            let mut n = 0;
+            for k in keys {
+                let len: usize = ::redis::cmd(cmd)
+                    .arg(k)
+                    .query_async(&mut con)
+                    .await
+                    .expect(cmd);
+                n += len;
+            }
+            n
+        }
+    };
+    let entries = count(format!("{prefix}:*out:*"), "LLEN").await;
+    let due = count(format!("{prefix}:*outdue"), "ZCARD").await;
+    (entries, due)
+}
+
+/// Every room written with events is noted as due in its bucket (for the
+/// sweeper, should its writer die before forwarding them); the writer
+/// drops the entries it forwarded but leaves the note, and the sweeper
+/// takes the note away once it finds the outbox empty: nothing piles up.
+#[tokio::test]
+async fn a_room_s_outbox_note_goes_once_its_events_are_forwarded() {
+    if common::cluster::sharded() {
+        return; // KEYS sees one master only
+    }
+    let store = redis_store();
+    let prefix = store["prefix"].as_str().unwrap().to_string();
+    let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
+    let alice = login(nodes[0].url(), "alice", "a1").await;
+    let mut bob = login(nodes[1].url(), "bob", "b1").await;
+    for i in 0..5 {
+        let call = json!({"type": 1, "account": "bob", "requestId": format!("r{i}")});
+        let room = cid(&alice.ok("call", call).await);
+        bob.expect_event_from("INVITE", &room, "alice").await;
+        alice.ok("close", json!({"channelId": room})).await;
+        if i == 0 {
+            let (_, due) = outbox_state(&prefix).await;
+            assert!(due > 0, "the call's room is noted as due");
+        }
+    }
+    wait_until("every note gone and every outbox empty", || async {
+        outbox_state(&prefix).await == (0, 0)
+    })
+    .await;
+}

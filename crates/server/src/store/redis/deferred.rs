@@ -8,19 +8,18 @@
 //! next write would otherwise find the entry still there and forward it
 //! again. An answer record waits up to [`LINGER`] for one to go with.
 //!
-//! Both kinds of write are idempotent (recording the same answer again,
-//! dropping entries already dropped), so a batch that failed because
-//! Redis lost its scripts is simply sent again once they are loaded. A
-//! write that cannot be sent is logged and given up: a lost answer record
-//! makes a resent request wait for its first copy and get a 500; a lost
-//! drop leaves the entry to the sweeper, whose forward every account
-//! drops as a copy.
+//! Both kinds are plain commands of one slot each (HSET and PEXPIRE of a
+//! retry record, LREM of an outbox entry), so no batch depends on Redis
+//! still having the store's scripts. A write that cannot be sent is
+//! logged and given up: a lost answer record makes a resent request wait
+//! for its first copy and get a 500; a lost drop leaves the entry to the
+//! sweeper, whose forward every account drops as a copy.
 
-use redis::Script;
+use redis::Pipeline;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::link::{Con, Write};
+use super::link::Con;
 
 /// How long a write waits for others to go with it. Nothing waits for
 /// these writes, so this costs no request any time.
@@ -36,7 +35,8 @@ pub(super) struct Deferred {
 }
 
 struct Queued {
-    write: Write<'static>,
+    /// Plain commands of one slot.
+    write: Pipeline,
     /// Sent without waiting for others.
     now: bool,
 }
@@ -44,18 +44,15 @@ struct Queued {
 impl Deferred {
     /// Starts the task that sends the writes over the connection `con`
     /// returns (asked for each batch: it is replaced after a failover).
-    pub fn start(
-        con: impl Fn() -> Con + Send + 'static,
-        scripts: Vec<&'static Script>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(con: impl Fn() -> Con + Send + 'static) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(send_loop(rx, con, scripts));
+        let task = tokio::spawn(send_loop(rx, con));
         (Deferred { tx }, task)
     }
 
     /// Queues `write`, to be sent at once (`now`) or with the next batch;
     /// `what` names it in the log should it be given up.
-    pub fn send(&self, write: Write<'static>, now: bool, what: &'static str) {
+    pub fn send(&self, write: Pipeline, now: bool, what: &'static str) {
         match self.tx.try_send(Queued { write, now }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -66,11 +63,7 @@ impl Deferred {
     }
 }
 
-async fn send_loop(
-    mut rx: mpsc::Receiver<Queued>,
-    con: impl Fn() -> Con,
-    scripts: Vec<&'static Script>,
-) {
+async fn send_loop(mut rx: mpsc::Receiver<Queued>, con: impl Fn() -> Con) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
         let mut now = first.now;
@@ -91,7 +84,7 @@ async fn send_loop(
                 Err(_) => break,
             }
         }
-        let sent = con().run_writes(&batch, &scripts).await;
+        let sent = con().run_writes(&batch).await;
         if let Err(e) = sent {
             tracing::warn!(writes = batch.len(), error = %e, "deferred writes not sent");
         }

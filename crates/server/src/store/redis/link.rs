@@ -97,40 +97,22 @@ impl Con {
         }
     }
 
-    /// Runs writes whose replies nobody needs (each may be in another
-    /// slot): one pipeline on a single Redis (see [`query_loading`]: only
-    /// for writes that may run twice), all at once on a cluster.
-    pub async fn run_writes(
-        &self,
-        writes: &[Write<'_>],
-        scripts: &[&Script],
-    ) -> Result<(), redis::RedisError> {
+    /// Runs writes whose replies nobody needs, each a pipeline of plain
+    /// commands that touch one slot (each may be in another): one pipeline
+    /// on a single Redis, all at once on a cluster.
+    pub async fn run_writes(&self, writes: &[Pipeline]) -> Result<(), redis::RedisError> {
         match self {
             Con::Single(c) => {
                 let mut pipe = redis::pipe();
-                for w in writes {
-                    match w {
-                        Write::Script(inv) => {
-                            pipe.invoke_script(inv);
-                        }
-                        Write::InSlot(p) => {
-                            for cmd in p.cmd_iter() {
-                                pipe.add_command(cmd.clone());
-                            }
-                        }
-                    }
+                for cmd in writes.iter().flat_map(|p| p.cmd_iter()) {
+                    pipe.add_command(cmd.clone());
                 }
-                query_loading::<Value>(c, &pipe, scripts).await.map(drop)
+                pipe.query_async::<Value>(&mut c.clone()).await.map(drop)
             }
             Con::Cluster(c) => {
-                let runs = writes.iter().map(|w| {
+                let runs = writes.iter().map(|p| {
                     let mut c = c.clone();
-                    async move {
-                        match w {
-                            Write::Script(inv) => inv.invoke_async::<Value>(&mut c).await,
-                            Write::InSlot(p) => p.query_async::<Value>(&mut c).await,
-                        }
-                    }
+                    async move { p.query_async::<Value>(&mut c).await }
                 });
                 futures_util::future::try_join_all(runs).await.map(drop)
             }
@@ -159,13 +141,6 @@ pub async fn query_loading<T: redis::FromRedisValue>(
         }
         other => other,
     }
-}
-
-/// A write whose reply nobody needs: a script, or plain commands that all
-/// touch one slot (run in order).
-pub enum Write<'a> {
-    Script(redis::ScriptInvocation<'a>),
-    InSlot(Pipeline),
 }
 
 /// How the store reaches Redis: the URL, and whether it leads to a

@@ -305,8 +305,7 @@ struct Scripts {
     request_begin: Script,
     take_due: Script,
     reap: Script,
-    outbox_done: Script,
-    outbox_take: Script,
+    outbox_sweep: Script,
 }
 
 static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| Scripts {
@@ -323,8 +322,7 @@ static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| S
     request_begin: Script::new(include_str!("scripts/request_begin.lua")),
     take_due: Script::new(include_str!("scripts/take_due.lua")),
     reap: Script::new(include_str!("scripts/reap.lua")),
-    outbox_done: Script::new(include_str!("scripts/outbox_done.lua")),
-    outbox_take: Script::new(include_str!("scripts/outbox_take.lua")),
+    outbox_sweep: Script::new(include_str!("scripts/outbox_sweep.lua")),
 });
 
 impl RedisStore {
@@ -364,8 +362,7 @@ impl RedisStore {
         }
         liveness_round(&shared).await.map_err(unavailable)?;
         let for_deferred = shared.clone();
-        let (deferred, sender) =
-            deferred::Deferred::start(move || for_deferred.con(), vec![&SCRIPTS.outbox_done]);
+        let (deferred, sender) = deferred::Deferred::start(move || for_deferred.con());
         let tasks = vec![
             tokio::spawn(subscribe_loop(shared.clone())),
             tokio::spawn(liveness_loop(shared.clone())),
@@ -981,7 +978,9 @@ impl Rooms for RedisStore {
             let joining: Vec<&str> = after.difference(&before).copied().collect();
             // The events and index changes go into the room's outbox with
             // the write, and are forwarded from there (see [`outbox`]).
-            let forward = outbox::Forward::new(events, &joining, &leaving);
+            let forward = outbox::Forward::new(events, &joining, &leaving)
+                .map(|f| f.encode().map(|text| (f, text)))
+                .transpose()?;
             let new_text = serde_json::to_string(&room).map_err(unencodable)?;
             let bucket = keys::bucket_of_id(&room.channel_id);
             let forget_at = room.forget_at();
@@ -1005,10 +1004,7 @@ impl Rooms for RedisStore {
                 } else {
                     "0"
                 })
-                .arg(match &forward {
-                    Some(f) => f.encode()?,
-                    None => String::new(),
-                })
+                .arg(forward.as_ref().map_or("", |(_, text)| text.as_str()))
                 .arg(now + outbox::OUTBOX_GRACE_MS);
             // A timer of another bucket (none of today's rules asks for one)
             // is scheduled after the write.
@@ -1489,8 +1485,7 @@ impl Requests for RedisStore {
         let mut pipe = redis::pipe();
         pipe.hset(&k, key.id, &*result)
             .pexpire(&k, self.limits.retention_ms);
-        self.deferred
-            .send(link::Write::InSlot(pipe), false, "retry record");
+        self.deferred.send(pipe, false, "retry record");
     }
 }
 

@@ -30,8 +30,12 @@ pub(super) const OUTBOX_GRACE_MS: i64 = 3_000;
 /// How long an account remembers a room's forward ids: far longer than a
 /// forward can be late.
 pub(super) const FORWARD_MARK_MS: i64 = 120_000;
-/// Rooms with left-behind entries the sweeper looks at per bucket and round.
-const TAKE_BATCH: isize = 100;
+/// Due rooms the sweeper looks at per bucket in one script.
+const TAKE_BATCH: isize = 200;
+/// Scripts per bucket and sweep at most: with [`TAKE_BATCH`], the sweep of
+/// one node clears up to 64 × 200 × 10 = 128,000 due rooms a second, far
+/// more than the whole cluster writes.
+const TAKE_ROUNDS: usize = 10;
 
 /// One account's part of a room update, as kept in the outbox.
 #[derive(Serialize, Deserialize)]
@@ -138,15 +142,16 @@ impl Forward {
 
 impl RedisStore {
     /// Forwards the outbox entries `earlier` (other writers', oldest first;
-    /// undecodable ones are skipped with a warning) and then `own` to their
-    /// accounts' logs, and drops them from the room's outbox once every
-    /// account has them. Returns what became of `own`'s accounts' events
-    /// and, for the earlier ones, of those that were appended here.
+    /// undecodable ones are skipped with a warning) and then `own` (with
+    /// its text as written) to their accounts' logs, and drops them from
+    /// the room's outbox once every account has them. Returns what became
+    /// of `own`'s accounts' events and, for the earlier ones, of those
+    /// that were appended here.
     pub(super) async fn forward_all(
         &self,
         channel: &str,
         earlier: Vec<String>,
-        own: Option<Forward>,
+        own: Option<(Forward, String)>,
         now: i64,
     ) -> Appended {
         let mut out: Appended = Vec::new();
@@ -155,13 +160,10 @@ impl RedisStore {
         for text in earlier {
             let Some(f) = Forward::decode(&text) else {
                 tracing::warn!(channel, "outbox entry unreadable; dropped");
-                done.push(
-                    text.split_once('|')
-                        .map_or(text.clone(), |(id, _)| id.to_string()),
-                );
+                done.push(text);
                 continue;
             };
-            done.push(f.id.clone());
+            done.push(text);
             for (account, r) in self.forward(channel, f, now).await {
                 match r {
                     // Offered here like any other append.
@@ -174,8 +176,8 @@ impl RedisStore {
                 }
             }
         }
-        if let Some(f) = own {
-            done.push(f.id.clone());
+        if let Some((f, text)) = own {
+            done.push(text);
             for (account, r) in self.forward(channel, f, now).await {
                 complete &= r.is_ok();
                 out.push((account, r));
@@ -183,7 +185,7 @@ impl RedisStore {
         }
         // An entry some account lacks stays for the sweeper.
         if complete && !done.is_empty() {
-            self.outbox_done(channel, done, now);
+            self.outbox_done(channel, done);
         }
         out
     }
@@ -202,55 +204,91 @@ impl RedisStore {
         self.append_accounts(parts, now).await
     }
 
-    /// Drops forwarded entries from a room's outbox. Not waited for (see
-    /// [`super::deferred`]): should it be lost, the sweeper forwards them
-    /// again and every account drops the second copy.
-    fn outbox_done(&self, channel: &str, ids: Vec<String>, now: i64) {
-        let k = self.keys();
-        let bucket = super::keys::bucket_of_id(channel);
-        let mut inv = SCRIPTS.outbox_done.prepare_invoke();
-        inv.key(k.outbox(channel))
-            .key(k.bucket(bucket, "outdue"))
-            .arg(channel)
-            .arg(now + OUTBOX_GRACE_MS);
-        for id in &ids {
-            inv.arg(id);
+    /// Drops forwarded entries (`texts`, as kept) from a room's outbox:
+    /// plain LREMs, so that dropping costs Redis no script. The room stays
+    /// in the bucket's due set until the sweeper finds its outbox empty
+    /// (see [`RedisStore::forward_left_behind`]). Not waited for (see
+    /// [`super::deferred`]): should it be lost, the sweeper forwards the
+    /// entries again and every account drops the second copy.
+    fn outbox_done(&self, channel: &str, texts: Vec<String>) {
+        let key = self.keys().outbox(channel);
+        let mut pipe = redis::pipe();
+        for text in &texts {
+            pipe.lrem(&key, 1, text).ignore();
         }
-        self.deferred
-            .send(super::link::Write::Script(inv), true, "outbox entry drop");
+        self.deferred.send(pipe, true, "outbox entry drop");
     }
 
     /// The sweeper's part: forwards the outbox entries whose writers did not
     /// (died, or lost Redis) within [`OUTBOX_GRACE_MS`], and wakes the
     /// sessions here of the accounts that got them (the append wakes the
-    /// other nodes).
+    /// other nodes). Every room written with events is due once (its
+    /// writers drop their entries but leave it in the due set): the look
+    /// at a bucket's due rooms is one script for up to [`TAKE_BATCH`] of
+    /// them, repeated while full batches come back, up to
+    /// [`TAKE_ROUNDS`] times a sweep.
     pub(super) async fn forward_left_behind(&self, now: i64) -> Result<(), StoreError> {
         let k = self.keys();
-        let mut pipe = redis::pipe();
-        for b in 0..BUCKETS {
-            pipe.zrangebyscore_limit(k.bucket(b, "outdue"), "-inf", now, 0, TAKE_BATCH);
-        }
-        let due: Vec<Vec<String>> = self.con().run(&pipe).await.map_err(super::unavailable)?;
-        for (b, channels) in due.into_iter().enumerate() {
-            for channel in channels {
-                let entries: Vec<String> = SCRIPTS
-                    .outbox_take
-                    .key(k.outbox(&channel))
-                    .key(k.bucket(b, "outdue"))
-                    .arg(&channel)
-                    .arg(now)
-                    .arg(now + OUTBOX_GRACE_MS)
-                    .invoke_async(&mut self.con())
-                    .await
-                    .map_err(super::script_failed("outbox_take"))?;
-                if entries.is_empty() {
+        let mut buckets: Vec<usize> = (0..BUCKETS).collect();
+        for _ in 0..TAKE_ROUNDS {
+            let mut pipe = redis::pipe();
+            for b in &buckets {
+                pipe.zrangebyscore_limit(k.bucket(*b, "outdue"), "-inf", now, 0, TAKE_BATCH);
+            }
+            let due: Vec<Vec<String>> = self.con().run(&pipe).await.map_err(super::unavailable)?;
+            let mut full = Vec::new();
+            for (b, channels) in buckets.iter().zip(due) {
+                if channels.is_empty() {
                     continue;
                 }
-                tracing::info!(%channel, entries = entries.len(), "forwarding events a writer left behind");
-                for (account, r) in self.forward_all(&channel, entries, None, now).await {
-                    if r.is_ok() {
-                        let _ = self.shared.signals.send(Signal::Wake(account));
-                    }
+                if channels.len() == TAKE_BATCH as usize {
+                    full.push(*b);
+                }
+                self.take_left_behind(*b, &channels, now).await?;
+            }
+            if full.is_empty() {
+                break;
+            }
+            buckets = full;
+        }
+        Ok(())
+    }
+
+    /// Leases and forwards the entries left in the outboxes of `channels`
+    /// (due rooms of bucket `bucket`); the rooms found empty leave the due
+    /// set.
+    async fn take_left_behind(
+        &self,
+        bucket: usize,
+        channels: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let k = self.keys();
+        let mut inv = SCRIPTS.outbox_sweep.prepare_invoke();
+        inv.key(k.bucket(bucket, "outdue"))
+            .arg(now)
+            .arg(now + OUTBOX_GRACE_MS);
+        for channel in channels {
+            inv.key(k.outbox(channel)).arg(channel);
+        }
+        let taken: Vec<redis::Value> = inv
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(super::script_failed("outbox_sweep"))?;
+        let mut taken = taken.into_iter();
+        while let (Some(channel), Some(entries)) = (taken.next(), taken.next()) {
+            let (Ok(channel), Ok(entries)) = (
+                redis::from_redis_value::<String>(&channel),
+                redis::from_redis_value::<Vec<String>>(&entries),
+            ) else {
+                return Err(StoreError::Script(
+                    "outbox_sweep: a reply not of its shape".into(),
+                ));
+            };
+            tracing::info!(%channel, entries = entries.len(), "forwarding events a writer left behind");
+            for (account, r) in self.forward_all(&channel, entries, None, now).await {
+                if r.is_ok() {
+                    let _ = self.shared.signals.send(Signal::Wake(account));
                 }
             }
         }

@@ -3,7 +3,7 @@
 -- the same step schedules the timers the update asked for and puts its
 -- events in the room's outbox: an answered update never lacks its timers,
 -- and a node that dies after the write leaves its events to be forwarded
--- (outbox_take), not lost.
+-- (outbox_sweep), not lost.
 -- KEYS (one bucket): [1] the room, [2] the key of its name, [3] the
 --   bucket's room set, [4] the bucket's forget times, [5] the bucket's
 --   timers, [6] the room's outbox (a list of '<forward id>|<events JSON>',
