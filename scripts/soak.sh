@@ -6,7 +6,7 @@
 # server's lifetimes for what the mix left behind have passed, with the
 # well-behaved latencies (docs/PERFORMANCE.md, "Hostile load").
 #
-#   scripts/soak.sh --trim-check
+#   scripts/soak.sh --pin
 #   scripts/soak.sh --mixes room-flood,pre-login --duration 10 --no-build
 #   scripts/soak.sh --json > soak.json
 #
