@@ -88,6 +88,34 @@ async fn create_named_and_auto_named_rooms() {
     srv.shutdown().await;
 }
 
+/// A name that looks like a channelId is held like any other (the Redis
+/// store writes rooms under such names without reading first, and must
+/// fall back to reading when the name is taken), and so is the id of a
+/// room created without a name, which is named by it.
+#[tokio::test]
+async fn names_shaped_like_channel_ids_are_held_like_any_other() {
+    let srv = start_server(default_server()).await;
+    let alice = login(srv.url(), "alice", "a1").await;
+    let bob = login(srv.url(), "bob", "b1").await;
+    let name = "0123456789abcdef0123456789abcdef";
+    let r = alice
+        .ok("create", json!({"type": 1, "channelName": name}))
+        .await;
+    bob.fails("create", json!({"type": 1, "channelName": name}), 10405)
+        .await;
+    let unnamed = cid(&alice.ok("create", json!({"type": 1})).await);
+    bob.fails("create", json!({"type": 1, "channelName": unnamed}), 10405)
+        .await;
+    // Closed, its name is free again: held by a room no longer valid.
+    alice.ok("close", json!({"channelId": cid(&r)})).await;
+    let again = bob
+        .ok("create", json!({"type": 1, "channelName": name}))
+        .await;
+    assert_ne!(cid(&again), cid(&r));
+    assert_eq!(again["channelInfo"]["creatorId"], "bob");
+    srv.shutdown().await;
+}
+
 #[tokio::test]
 async fn close_notifies_the_other_members_only() {
     let srv = start_server(default_server()).await;

@@ -42,7 +42,7 @@ pub fn slot(key: &str) -> u16 {
 
 /// Whether `s` has the form of a channelId this store hands out: 32
 /// lowercase hex digits.
-fn is_room_id(s: &str) -> bool {
+pub fn is_room_id(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

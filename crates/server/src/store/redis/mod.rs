@@ -948,7 +948,16 @@ impl Rooms for RedisStore {
         f: RoomFn<'_>,
     ) -> Result<Appended, StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let (holder_id, text) = self.load(key).await?;
+            // A room created without a name is named by its fresh id, which
+            // nothing holds: its first attempt writes without reading (the
+            // write's compare-and-set still checks that the name and the
+            // room are free, and a conflict reads them as any other does).
+            // Saves a script and a round trip of every such create and call.
+            let unread = matches!(key, RoomKey::Name(n) if attempt == 0 && keys::is_room_id(n));
+            let (holder_id, text) = match unread {
+                true => (None, String::new()),
+                false => self.load(key).await?,
+            };
             let mut current = decode_room(&text)?;
             if let RoomKey::Name(_) = key {
                 // Only a valid room holds its name.
