@@ -228,12 +228,22 @@ pub async fn sleep_past(t: i64) {
 }
 
 /// Calls `check` every 50 ms until it returns true; fails after 10 s.
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let end = tokio::time::Instant::now() + WAIT;
+    wait_until_within(what, WAIT, check).await
+}
+
+/// [`wait_until`] with a bound of its own, for what takes longer than
+/// [`WAIT`] by nature (a Redis Cluster electing a new master).
+pub async fn wait_until_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;
