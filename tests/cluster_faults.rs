@@ -275,12 +275,13 @@ async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled(
     alice.control_reaches(&mut bob, &room, "after").await;
 }
 
-/// Alice's node dies right after it wrote her call's room, before it
-/// appended the room's events to anyone's log (the test hook
-/// NIM_TEST_CRASH makes it exit there). The write kept them in the
-/// room's outbox: a surviving node forwards them, so bob still gets the
-/// INVITE, once, both accounts' room indexes name the room, and the call
-/// goes on through the survivor.
+/// Alice's node dies right after it wrote her call's room, before it did
+/// anything more (the test hook NIM_TEST_CRASH makes it exit there). On a
+/// Redis Cluster the write kept the events of accounts in other slots in
+/// the room's outbox, and a surviving node forwards them; on a single
+/// Redis the write appended them itself and woke bob's node. Either way
+/// bob gets the INVITE, once, both accounts' room indexes name the room,
+/// and the call goes on through the survivor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_between_a_room_write_and_its_events_loses_none_of_them() {
     let args = node_args(&[]);
@@ -480,48 +481,59 @@ async fn a_draining_node_takes_no_new_sessions_and_keeps_its_own() {
 // Housekeeping
 
 /// Outbox entries and due notes of `prefix`'s rooms now: (entries in all
-/// outboxes, rooms noted as due). Read with KEYS, which sees one node of
-/// a Redis Cluster only: for a single Redis.
+/// outboxes, rooms noted as due). Read with KEYS on every master (KEYS
+/// sees the keys of the node it asks only).
 async fn outbox_state(prefix: &str) -> (usize, usize) {
-    let client = ::redis::Client::open(redis_url()).expect("the Redis URL");
-    let con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis");
-    let count = |pattern: String, cmd: &'static str| {
-        let mut con = con.clone();
-        async move {
-            let keys: Vec<String> = ::redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut con)
-                .await
-                .expect("KEYS");
-            let mut n = 0;
-            for k in keys {
-                let len: usize = ::redis::cmd(cmd)
-                    .arg(k)
+    let urls: Vec<String> = match common::cluster::sharded() {
+        true => redis::cluster()
+            .masters
+            .iter()
+            .map(|m| format!("redis://127.0.0.1:{}", m.port))
+            .collect(),
+        false => vec![redis_url()],
+    };
+    let (mut entries, mut due) = (0, 0);
+    for url in urls {
+        let client = ::redis::Client::open(url).expect("the Redis URL");
+        let con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        let count = |pattern: String, cmd: &'static str| {
+            let mut con = con.clone();
+            async move {
+                let keys: Vec<String> = ::redis::cmd("KEYS")
+                    .arg(pattern)
                     .query_async(&mut con)
                     .await
-                    .expect(cmd);
-                n += len;
+                    .expect("KEYS");
+                let mut n = 0;
+                for k in keys {
+                    let len: usize = ::redis::cmd(cmd)
+                        .arg(k)
+                        .query_async(&mut con)
+                        .await
+                        .expect(cmd);
+                    n += len;
+                }
+                n
             }
-            n
-        }
-    };
-    let entries = count(format!("{prefix}:*out:*"), "LLEN").await;
-    let due = count(format!("{prefix}:*outdue"), "ZCARD").await;
+        };
+        entries += count(format!("{prefix}:*out:*"), "LLEN").await;
+        due += count(format!("{prefix}:*outdue"), "ZCARD").await;
+    }
     (entries, due)
 }
 
-/// Every room written with events is noted as due in its bucket (for the
-/// sweeper, should its writer die before forwarding them); the writer
-/// drops the entries it forwarded but leaves the note, and the sweeper
-/// takes the note away once it finds the outbox empty: nothing piles up.
+/// On a Redis Cluster, every room written with events for accounts in
+/// other slots is noted as due in its bucket (for the sweeper, should its
+/// writer die before forwarding them); the writer drops the entries it
+/// forwarded but leaves the note, and the sweeper takes the note away once
+/// it finds the outbox empty: nothing piles up. On a single Redis a room's
+/// write appends every account's events itself, so neither is ever
+/// written.
 #[tokio::test]
 async fn a_room_s_outbox_note_goes_once_its_events_are_forwarded() {
-    if common::cluster::sharded() {
-        return; // KEYS sees one master only
-    }
     let store = redis_store();
     let prefix = store["prefix"].as_str().unwrap().to_string();
     let nodes = [node(&store, json!({})).await, node(&store, json!({})).await];
@@ -532,13 +544,80 @@ async fn a_room_s_outbox_note_goes_once_its_events_are_forwarded() {
         let room = cid(&alice.ok("call", call).await);
         bob.expect_event_from("INVITE", &room, "alice").await;
         alice.ok("close", json!({"channelId": room})).await;
-        if i == 0 {
-            let (_, due) = outbox_state(&prefix).await;
-            assert!(due > 0, "the call's room is noted as due");
+        let state = outbox_state(&prefix).await;
+        if !common::cluster::sharded() {
+            assert_eq!(state, (0, 0), "one Redis needs no outbox");
+        } else if i == 0 {
+            assert!(state.1 > 0, "the call's room is noted as due: {state:?}");
         }
     }
     wait_until("every note gone and every outbox empty", || async {
         outbox_state(&prefix).await == (0, 0)
+    })
+    .await;
+}
+
+/// A room's write appends the events of the accounts in its own slot
+/// itself (on a single Redis, everyone's), unless the room's outbox still
+/// holds an earlier update's entries (their writer died before forwarding
+/// them, or on a cluster is still at it): appending then would overtake
+/// them, so the update's events go behind them instead. Here such an
+/// entry is planted in the outbox, as a dead writer would leave it; the
+/// next update of the room (carol joining) delivers it to bob first, then
+/// its own event, each once, and leaves the outbox empty.
+#[tokio::test]
+async fn an_update_behind_left_behind_entries_delivers_them_first() {
+    if common::cluster::sharded() {
+        return; // the outbox is found with KEYS, which sees one master only
+    }
+    let store = redis_store();
+    let prefix = store["prefix"].as_str().unwrap().to_string();
+    let n = node(&store, json!({})).await;
+    let mut alice = login(n.url(), "alice", "a1").await;
+    let mut bob = login(n.url(), "bob", "b1").await;
+    let carol = login(n.url(), "carol", "c1").await;
+    let room = alice.create_joined(None).await;
+    bob.ok("join", json!({"channelId": room})).await;
+    alice.expect_event_from("ROOM_JOIN", &room, "bob").await;
+    let mut left = alice.control_reaches(&mut bob, &room, "before").await;
+    left["attachExt"] = json!("left behind");
+    let entry = format!(
+        "00000000deadbeef|{}",
+        json!([{"a": "bob", "e": [{"k": "notify", "o": false, "b": {"Event": left}}]}])
+    );
+
+    let client = ::redis::Client::open(redis_url()).expect("the Redis URL");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:*room:{room}"))
+        .query_async(&mut con)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "one key holds the room: {keys:?}");
+    let outbox = keys[0].replace("room:", "out:");
+    let _: i64 = ::redis::cmd("RPUSH")
+        .arg(&outbox)
+        .arg(&entry)
+        .query_async(&mut con)
+        .await
+        .expect("RPUSH");
+
+    carol.ok("join", json!({"channelId": room})).await;
+    let first = bob.expect_event_from("CONTROL", &room, "alice").await;
+    assert_eq!(first["attachExt"], "left behind", "{first}");
+    bob.expect_event_from("ROOM_JOIN", &room, "carol").await;
+    alice.expect_event_from("ROOM_JOIN", &room, "carol").await;
+    bob.expect_silence(Duration::from_millis(1500)).await;
+    wait_until("the outbox is empty", || async {
+        let len: usize = ::redis::cmd("LLEN")
+            .arg(&outbox)
+            .query_async(&mut con.clone())
+            .await
+            .expect("LLEN");
+        len == 0
     })
     .await;
 }

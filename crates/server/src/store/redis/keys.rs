@@ -153,7 +153,14 @@ impl Keys {
 
     /// One of a node's keys.
     pub fn node(&self, node: &str, what: &str) -> String {
-        format!("{}{{n:{node}}}{what}", self.p)
+        let (before, after) = self.node_around(what);
+        format!("{before}{node}{after}")
+    }
+
+    /// What a node's key `what` has before and after the node's id (for a
+    /// script that builds the keys of nodes it learns of).
+    pub fn node_around(&self, what: &str) -> (String, String) {
+        (format!("{}{{n:", self.p), format!("}}{what}"))
     }
 
     /// A key of the whole system.

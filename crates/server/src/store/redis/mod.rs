@@ -242,6 +242,44 @@ type Forward<'a> = Option<(&'a str, &'a str, Option<bool>)>;
 /// and the forward it belongs to (see [`RedisStore::append_accounts`]).
 type AppendPart<'a> = (String, Vec<NewEntry>, Forward<'a>);
 
+/// A room index change as the scripts take it.
+fn index_change(index: Option<bool>) -> &'static str {
+    match index {
+        Some(true) => "+",
+        Some(false) => "-",
+        None => "",
+    }
+}
+
+/// Adds one triple per entry to `inv` (see `append_entries` in
+/// append_lib.lua) and returns the entries' encoded bodies.
+fn entry_args(
+    inv: &mut ScriptInvocation<'_>,
+    entries: &[NewEntry],
+) -> Result<Vec<String>, StoreError> {
+    let mut encoded = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let e = entry.body.encode().map_err(StoreError::encoding)?;
+        let tail = |b| {
+            tail_json(&StoredTail {
+                k: entry.kind,
+                x: &entry.exclude_device,
+                e: &e,
+                b,
+            })
+        };
+        // The body is kept only in the offline list, for an entry held
+        // for offline delivery; the script knows whether it is one.
+        if entry.offline_enabled {
+            inv.arg("1").arg(tail(None)?).arg(tail(Some(&entry.body))?);
+        } else {
+            inv.arg("0").arg(tail(None)?).arg("");
+        }
+        encoded.push(e);
+    }
+    Ok(encoded)
+}
+
 fn tail_json(t: &StoredTail<'_>) -> Result<String, StoreError> {
     let text = serde_json::to_string(t).map_err(unencodable)?;
     // Without its opening brace: the script writes `{"s":…,"o":…,"t":…,`.
@@ -290,7 +328,9 @@ fn timer_bucket(t: &Timer) -> usize {
 
 /// The scripts live in `scripts/<name>.lua`, each saying what it does, its
 /// KEYS and ARGV; `include_str!` keeps the binary self-contained. Every
-/// script's keys share one hash tag (one slot of a cluster).
+/// script's keys share one slot of a cluster (mostly one hash tag).
+/// `append_lib.lua` holds how an account's log is appended to; it goes in
+/// front of both scripts that append.
 struct Scripts {
     load_by_name: Script,
     write_room: Script,
@@ -310,9 +350,9 @@ struct Scripts {
 
 static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| Scripts {
     load_by_name: Script::new(include_str!("scripts/load_by_name.lua")),
-    write_room: Script::new(include_str!("scripts/write_room.lua")),
+    write_room: with_append_lib(include_str!("scripts/write_room.lua")),
     delete_room: Script::new(include_str!("scripts/delete_room.lua")),
-    append: Script::new(include_str!("scripts/append.lua")),
+    append: with_append_lib(include_str!("scripts/append.lua")),
     read_after: Script::new(include_str!("scripts/read_after.lua")),
     bounds: Script::new(include_str!("scripts/bounds.lua")),
     set_cursor: Script::new(include_str!("scripts/set_cursor.lua")),
@@ -324,6 +364,13 @@ static SCRIPTS: once_cell::sync::Lazy<Scripts> = once_cell::sync::Lazy::new(|| S
     reap: Script::new(include_str!("scripts/reap.lua")),
     outbox_sweep: Script::new(include_str!("scripts/outbox_sweep.lua")),
 });
+
+fn with_append_lib(script: &str) -> Script {
+    Script::new(&format!(
+        "{}\n{script}",
+        include_str!("scripts/append_lib.lua")
+    ))
+}
 
 impl RedisStore {
     /// Connects to `url` (a single Redis, or any master of a Redis
@@ -505,56 +552,62 @@ impl RedisStore {
         let k = self.keys();
         let (channel, id, index) = forward.unwrap_or(("", "", None));
         let mut inv = SCRIPTS.append.prepare_invoke();
-        inv.key(k.acct(account, "pres"))
-            .key(k.acct(account, "head"))
-            .key(k.acct(account, "log"))
-            .key(k.acct(account, "off"))
-            .key(k.acct(account, "cur"))
-            .key(k.acct(account, "otrim"))
-            .key(k.acct(account, &format!("fwd:{channel}")))
+        self.account_keys(&mut inv, account);
+        inv.key(k.acct(account, &format!("fwd:{channel}")))
             .key(k.acct(account, "rooms"))
-            .arg(now)
+            .arg(account)
+            .arg(channel)
+            .arg(id)
+            .arg(index_change(index))
+            .arg(outbox::FORWARD_MARK_MS);
+        self.append_context(&mut inv, now);
+        let encoded = entry_args(&mut inv, entries)?;
+        Ok((inv, encoded))
+    }
+
+    /// An account's keys in the order of `account_keys` (append_lib.lua).
+    fn account_keys(&self, inv: &mut ScriptInvocation<'_>, account: &str) {
+        let k = self.keys();
+        for what in ["pres", "head", "log", "off", "cur", "otrim"] {
+            inv.key(k.acct(account, what));
+        }
+    }
+
+    /// The common arguments of the scripts that append (`append_context`
+    /// in append_lib.lua). On a single Redis a script may publish on any
+    /// channel, so there they wake the other nodes themselves: the
+    /// wake-up then happens with the append, even should this node die
+    /// right after it. A cluster's script may not (a node's channel is in
+    /// the node's slot): there they name the nodes, and this node wakes
+    /// them.
+    fn append_context(&self, inv: &mut ScriptInvocation<'_>, now: i64) {
+        let wake = match self.shared.link.cluster {
+            true => "",
+            false => self.shared.link.publish_cmd(),
+        };
+        let (before, after) = self.keys().node_around("signals");
+        inv.arg(now)
             .arg(self.limits.max_events)
             .arg(self.limits.retention_ms)
             .arg(&self.shared.node)
             .arg(self.limits.max_offline)
             .arg(self.limits.offline_retention_ms)
-            .arg(channel)
-            .arg(id)
-            .arg(match index {
-                Some(true) => "+",
-                Some(false) => "-",
-                None => "",
-            })
-            .arg(outbox::FORWARD_MARK_MS);
-        {
-            let dead = self.shared.dead.read().unwrap_or_else(|e| e.into_inner());
-            inv.arg(dead.len());
-            for n in dead.iter() {
-                inv.arg(n);
-            }
+            .arg(wake)
+            .arg(before)
+            .arg(after);
+        let dead = self.shared.dead.read().unwrap_or_else(|e| e.into_inner());
+        inv.arg(dead.len());
+        for n in dead.iter() {
+            inv.arg(n);
         }
-        let mut encoded = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let e = entry.body.encode().map_err(StoreError::encoding)?;
-            let tail = |b| {
-                tail_json(&StoredTail {
-                    k: entry.kind,
-                    x: &entry.exclude_device,
-                    e: &e,
-                    b,
-                })
-            };
-            // The body is kept only in the offline list, for an entry held
-            // for offline delivery; the script knows whether it is one.
-            if entry.offline_enabled {
-                inv.arg("1").arg(tail(None)?).arg(tail(Some(&entry.body))?);
-            } else {
-                inv.arg("0").arg(tail(None)?).arg("");
-            }
-            encoded.push(e);
-        }
-        Ok((inv, encoded))
+    }
+
+    /// Whether the room stored at `room_key` and `account`'s log share a
+    /// slot, so that the room's write may append to the log: always on a
+    /// single Redis.
+    fn appends_with_room(&self, room_key: &str, account: &str) -> bool {
+        !self.shared.link.cluster
+            || keys::slot(room_key) == keys::slot(&self.keys().acct(account, "log"))
     }
 
     /// Runs append invocations: one pipeline on a single Redis, all at once
@@ -935,6 +988,128 @@ async fn reap(shared: &Shared, node: &str) -> Result<(), redis::RedisError> {
     Ok(())
 }
 
+/// One account's part of a room update appended by the room's write: the
+/// account, its room index change and its entries.
+type Part = (String, Option<bool>, Vec<NewEntry>);
+
+/// A room update as write_room.lua takes it.
+struct RoomWrite<'a> {
+    room: &'a Room,
+    text: &'a str,
+    /// The room JSON as read ('' for a new room).
+    expected: &'a str,
+    /// '1' when the room is written under its name (a new room).
+    by_name: &'a str,
+    /// The room holding the name when it was read ('' for none).
+    expected_holder: &'a str,
+    forget_changed: bool,
+    /// Timers of the room's bucket.
+    timers: &'a [(i64, Timer)],
+}
+
+/// What became of a room write.
+enum Written {
+    /// The room (or its name) changed since it was read.
+    Conflict,
+    /// Nothing written: the outbox holds an earlier update's entries, which
+    /// the accounts appended here would have overtaken.
+    OutboxBusy,
+    Done {
+        /// The outbox entries before this one (other writers'), oldest
+        /// first: forwarded before this update's.
+        earlier: Vec<String>,
+        /// For each account appended here, the append's reply and its
+        /// entries' encoded bodies.
+        appended: Vec<(Vec<redis::Value>, Vec<String>)>,
+    },
+}
+
+impl RedisStore {
+    /// Runs write_room.lua for `w`, with `outbox` the entry for the
+    /// accounts elsewhere and `here` the parts it appends itself.
+    async fn write_room(
+        &self,
+        w: &RoomWrite<'_>,
+        outbox: Option<&str>,
+        here: &[Part],
+        now: i64,
+    ) -> Result<Written, StoreError> {
+        let k = self.keys();
+        let id = &w.room.channel_id;
+        let bucket = keys::bucket_of_id(id);
+        let mut inv = SCRIPTS.write_room.prepare_invoke();
+        inv.key(k.room(id))
+            .key(k.name(&w.room.name))
+            .key(k.bucket(bucket, "rooms"))
+            .key(k.bucket(bucket, "gc"))
+            .key(k.bucket(bucket, "timers"))
+            .key(k.outbox(id))
+            .key(k.bucket(bucket, "outdue"))
+            .arg(id)
+            .arg(w.expected)
+            .arg(w.text)
+            .arg(w.by_name)
+            .arg(w.expected_holder)
+            .arg(
+                w.room
+                    .forget_at()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(if w.forget_changed { "1" } else { "0" })
+            .arg(outbox.unwrap_or(""))
+            .arg(now + outbox::OUTBOX_GRACE_MS)
+            .arg(w.timers.len());
+        for (at, t) in w.timers {
+            inv.arg(*at).arg(timer_member(*at, t));
+        }
+        let mut encoded = Vec::with_capacity(here.len());
+        if !here.is_empty() {
+            self.append_context(&mut inv, now);
+            for (account, index, entries) in here {
+                self.account_keys(&mut inv, account);
+                inv.key(k.acct(account, "rooms"))
+                    .arg(account)
+                    .arg(index_change(*index))
+                    .arg(entries.len());
+                encoded.push(entry_args(&mut inv, entries)?);
+            }
+        }
+        let reply: Vec<redis::Value> = inv
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(script_failed("write_room"))?;
+        let mut reply = reply.into_iter();
+        let status = reply
+            .next()
+            .and_then(|v| redis::from_redis_value::<i64>(&v).ok());
+        Ok(match status {
+            Some(1) if here.is_empty() => Written::Done {
+                earlier: reply
+                    .filter_map(|v| redis::from_redis_value(&v).ok())
+                    .collect(),
+                appended: Vec::new(),
+            },
+            Some(1) => {
+                let appended: Vec<Vec<redis::Value>> = reply
+                    .map(|v| redis::from_redis_value(&v))
+                    .collect::<Result<_, _>>()
+                    .ok()
+                    .filter(|a: &Vec<_>| a.len() == here.len())
+                    .ok_or_else(|| {
+                        StoreError::Script("store script write_room answered out of shape".into())
+                    })?;
+                Written::Done {
+                    earlier: Vec::new(),
+                    appended: appended.into_iter().zip(encoded).collect(),
+                }
+            }
+            Some(2) => Written::OutboxBusy,
+            _ => Written::Conflict,
+        })
+    }
+}
+
 #[async_trait]
 impl Rooms for RedisStore {
     fn room_id(&self, name: Option<&str>, unique: &str) -> String {
@@ -985,64 +1160,66 @@ impl Rooms for RedisStore {
             let after = room.involved();
             let leaving: Vec<&str> = before.difference(&after).copied().collect();
             let joining: Vec<&str> = after.difference(&before).copied().collect();
-            // The events and index changes go into the room's outbox with
-            // the write, and are forwarded from there (see [`outbox`]).
-            let forward = outbox::Forward::new(events, &joining, &leaving)
-                .map(|f| f.encode().map(|text| (f, text)))
-                .transpose()?;
-            let new_text = serde_json::to_string(&room).map_err(unencodable)?;
-            let bucket = keys::bucket_of_id(&room.channel_id);
-            let forget_at = room.forget_at();
-            let k = self.keys();
-            let mut inv = SCRIPTS.write_room.prepare_invoke();
-            inv.key(k.room(&room.channel_id))
-                .key(k.name(&room.name))
-                .key(k.bucket(bucket, "rooms"))
-                .key(k.bucket(bucket, "gc"))
-                .key(k.bucket(bucket, "timers"))
-                .key(k.outbox(&room.channel_id))
-                .key(k.bucket(bucket, "outdue"))
-                .arg(&room.channel_id)
-                .arg(expected)
-                .arg(&new_text)
-                .arg(by_name)
-                .arg(expected_holder)
-                .arg(forget_at.map(|t| t.to_string()).unwrap_or_default())
-                .arg(if old.and_then(|r| r.forget_at()) != forget_at {
-                    "1"
-                } else {
-                    "0"
-                })
-                .arg(forward.as_ref().map_or("", |(_, text)| text.as_str()))
-                .arg(now + outbox::OUTBOX_GRACE_MS);
+            // The events and index changes of the accounts whose logs share
+            // the room's slot (on a single Redis, all of them) are appended
+            // by the write itself; the others' go into the room's outbox
+            // with the write, and are forwarded from there (see [`outbox`]).
+            let room_key = self.keys().room(&room.channel_id);
+            let mut forward = outbox::Forward::new(events, &joining, &leaving);
+            let mut here: Vec<Part> = forward.as_mut().map_or_else(Vec::new, |f| {
+                let parts = f.take_accounts(|a| self.appends_with_room(&room_key, a));
+                parts.into_iter().map(outbox::OutAccount::entries).collect()
+            });
             // A timer of another bucket (none of today's rules asks for one)
             // is scheduled after the write.
-            let (here, elsewhere): (Vec<_>, Vec<_>) = timers
+            let bucket = keys::bucket_of_id(&room.channel_id);
+            let (timers, elsewhere): (Vec<_>, Vec<_>) = timers
                 .into_iter()
                 .partition(|(_, t)| timer_bucket(t) == bucket);
-            for (at, t) in &here {
-                inv.arg(*at).arg(timer_member(*at, t));
-            }
-            self.expect_due(here.iter().map(|(at, _)| (*at, bucket)));
-            let reply: Vec<redis::Value> = inv
-                .invoke_async(&mut self.con())
-                .await
-                .map_err(script_failed("write_room"))?;
-            let mut reply = reply.into_iter();
-            let written = reply
-                .next()
-                .and_then(|v| redis::from_redis_value::<i64>(&v).ok());
-            if written == Some(1) {
+            self.expect_due(timers.iter().map(|(at, _)| (*at, bucket)));
+            let text = serde_json::to_string(&room).map_err(unencodable)?;
+            let write = RoomWrite {
+                room: &room,
+                text: &text,
+                expected,
+                by_name,
+                expected_holder,
+                forget_changed: old.and_then(|r| r.forget_at()) != room.forget_at(),
+                timers: &timers,
+            };
+            let done = loop {
+                let away = forward.take().filter(|f| !f.accounts.is_empty());
+                let away = away.map(|f| f.encode().map(|t| (f, t))).transpose()?;
+                let outbox = away.as_ref().map(|(_, t)| t.as_str());
+                break match self.write_room(&write, outbox, &here, now).await? {
+                    Written::Conflict => None,
+                    Written::Done { earlier, appended } => Some((earlier, appended, away)),
+                    Written::OutboxBusy => {
+                        // An earlier update's entries wait in the outbox:
+                        // this one's go behind them, every account's.
+                        let mut f = away.map_or_else(outbox::Forward::empty, |(f, _)| f);
+                        let parts = here
+                            .drain(..)
+                            .map(|(a, i, e)| outbox::OutAccount::new(a, i, e));
+                        f.accounts.extend(parts);
+                        forward = Some(f);
+                        continue;
+                    }
+                };
+            };
+            if let Some((earlier, appended, away)) = done {
                 crash_point("after-room-write");
-                let earlier: Vec<String> = reply
-                    .filter_map(|v| redis::from_redis_value(&v).ok())
-                    .collect();
                 for (at, t) in elsewhere {
                     self.schedule(at, t).await;
                 }
-                return Ok(self
-                    .forward_all(&room.channel_id, earlier, forward, now)
-                    .await);
+                let mut out = Vec::with_capacity(here.len() + 2);
+                for ((account, _, entries), (reply, encoded)) in here.into_iter().zip(appended) {
+                    let r = self.appended(&account, entries, encoded, reply, now).await;
+                    out.push((account, r));
+                }
+                let forwarded = self.forward_all(&room.channel_id, earlier, away, now);
+                out.extend(forwarded.await);
+                return Ok(out);
             }
             if attempt > 2 {
                 tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 5 + 1)).await;

@@ -60,6 +60,25 @@ struct OutEntry {
 }
 
 impl OutAccount {
+    /// The part of `account`: its `entries` in order and its room index
+    /// change.
+    pub fn new(account: String, index: Option<bool>, entries: Vec<NewEntry>) -> Self {
+        let e = entries
+            .into_iter()
+            .map(|e| OutEntry {
+                k: e.kind,
+                x: e.exclude_device,
+                o: e.offline_enabled,
+                b: e.body,
+            })
+            .collect();
+        OutAccount {
+            a: account,
+            e,
+            i: index,
+        }
+    }
+
     pub fn entries(self) -> (String, Option<bool>, Vec<NewEntry>) {
         let entries = self
             .e
@@ -90,39 +109,50 @@ impl Forward {
         joining: &[&str],
         leaving: &[&str],
     ) -> Option<Self> {
-        let mut accounts: Vec<OutAccount> = Vec::new();
-        let part = |accounts: &mut Vec<OutAccount>, a: &str| -> usize {
-            match accounts.iter().position(|p| p.a == a) {
+        let mut parts: Vec<(String, Option<bool>, Vec<NewEntry>)> = Vec::new();
+        let part = |parts: &mut Vec<(String, Option<bool>, Vec<NewEntry>)>, a: &str| -> usize {
+            match parts.iter().position(|p| p.0 == a) {
                 Some(i) => i,
                 None => {
-                    accounts.push(OutAccount {
-                        a: a.to_string(),
-                        e: Vec::new(),
-                        i: None,
-                    });
-                    accounts.len() - 1
+                    parts.push((a.to_string(), None, Vec::new()));
+                    parts.len() - 1
                 }
             }
         };
         for (account, entry) in events {
-            let i = part(&mut accounts, &account);
-            accounts[i].e.push(OutEntry {
-                k: entry.kind,
-                x: entry.exclude_device,
-                o: entry.offline_enabled,
-                b: entry.body,
-            });
+            let i = part(&mut parts, &account);
+            parts[i].2.push(entry);
         }
         for (list, add) in [(joining, true), (leaving, false)] {
             for a in list {
-                let i = part(&mut accounts, a);
-                accounts[i].i = Some(add);
+                let i = part(&mut parts, a);
+                parts[i].1 = Some(add);
             }
         }
-        (!accounts.is_empty()).then(|| Forward {
-            id: format!("{:016x}", rand::random::<u64>()),
-            accounts,
+        (!parts.is_empty()).then(|| Forward {
+            accounts: parts
+                .into_iter()
+                .map(|(a, i, e)| OutAccount::new(a, i, e))
+                .collect(),
+            ..Forward::empty()
         })
+    }
+
+    /// A forward of no accounts yet, under a fresh id.
+    pub fn empty() -> Self {
+        Forward {
+            id: format!("{:016x}", rand::random::<u64>()),
+            accounts: Vec::new(),
+        }
+    }
+
+    /// Takes the parts of the accounts `which` picks out of the forward.
+    pub fn take_accounts(&mut self, which: impl Fn(&str) -> bool) -> Vec<OutAccount> {
+        let (taken, kept) = std::mem::take(&mut self.accounts)
+            .into_iter()
+            .partition(|p| which(&p.a));
+        self.accounts = kept;
+        taken
     }
 
     /// As kept in the outbox: `<id>|<accounts JSON>`.
