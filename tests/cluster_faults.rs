@@ -279,14 +279,33 @@ async fn a_killed_node_s_clients_resume_on_another_with_nothing_lost_or_doubled(
 /// anything more (the test hook NIM_TEST_CRASH makes it exit there). On a
 /// Redis Cluster the write kept the events of accounts in other slots in
 /// the room's outbox, and a surviving node forwards them; on a single
-/// Redis the write appended them itself and woke bob's node. Either way
-/// bob gets the INVITE, once, both accounts' room indexes name the room,
-/// and the call goes on through the survivor.
+/// Redis the write appended them itself and woke bob's node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_between_a_room_write_and_its_events_loses_none_of_them() {
+    a_node_killed_at_loses_none_of_alice_s_call("after-room-write").await;
+}
+
+/// Alice's node dies after it appended her call's INVITE to bob's log,
+/// before it woke bob's node. Its outbox entry is still there (it is
+/// dropped after the wake-ups), so a surviving node's sweeper forwards it
+/// again: bob's log drops the second copy, and the sweeper wakes his node
+/// all the same. On a single Redis the append's own script wakes the
+/// nodes, so nothing is left for a node to die before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_an_append_and_its_wake_up_loses_none_of_its_events() {
+    if !common::cluster::sharded() {
+        return;
+    }
+    a_node_killed_at_loses_none_of_alice_s_call("before-wake").await;
+}
+
+/// Alice's node, on a call to bob (on another node), dies at the test
+/// hook `point`; bob still gets the INVITE, once, both accounts' room
+/// indexes name the room, and the call goes on through the survivor.
+async fn a_node_killed_at_loses_none_of_alice_s_call(point: &str) {
     let args = node_args(&[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let crash = [("NIM_TEST_CRASH".to_string(), "after-room-write".to_string())];
+    let crash = [("NIM_TEST_CRASH".to_string(), point.to_string())];
     let mut a = spawn_server_with(&args, &crash, std::process::Stdio::null());
     let b = spawn_server(&args);
     let mut bob = login(&b.1, "bob", "b1").await;

@@ -5,11 +5,13 @@
 //!
 //! - Rooms are JSON values updated optimistically: read, run the rule,
 //!   then one script writes the room, its name, its forget time, the
-//!   timers the rule asked for and the update's events (into the room's
-//!   outbox, see `outbox.rs`), only if the room (and, for a new room, its
-//!   name) is still what was read; otherwise the rule runs again on the new
-//!   state. Rules are pure, so a retry is safe, and two nodes racing on one
-//!   room can never both win.
+//!   timers the rule asked for and the update's events, only if the room
+//!   (and, for a new room, its name) is still what was read; otherwise the
+//!   rule runs again on the new state. Rules are pure, so a retry is safe,
+//!   and two nodes racing on one room can never both win. The script
+//!   appends the events of the accounts whose logs share the room's slot
+//!   (on a single Redis, every account) itself; the others' go into the
+//!   room's outbox and are forwarded from there (see `outbox.rs`).
 //! - Each account indexes the rooms it is involved in. The index changes
 //!   travel with the account's events out of the room's outbox, so an
 //!   index names a room from the account's first event about it; it may
@@ -17,9 +19,10 @@
 //! - Each account's log is a list whose entries begin with their sequence,
 //!   offline flag and time in a fixed layout, so scripts can trim it
 //!   without decoding JSON. One script appends all of a request's entries
-//!   for an account and names the other nodes holding a session of it;
-//!   those get a wake-up on their own channel. Delivery rests on the logs
-//!   (a session reads from its cursor), never on the message.
+//!   for an account (`append_lib.lua`) and wakes the other nodes holding
+//!   a session of it, each on its own channel (on a cluster it names
+//!   them, and the node wakes them). Delivery rests on the logs (a session
+//!   reads from its cursor), never on the message.
 //! - Presence records which node holds each device's session. A node is
 //!   alive while its key, refreshed every second, exists; each node keeps
 //!   the list of live nodes (read every second) and counts a session on a
@@ -657,10 +660,6 @@ impl RedisStore {
         let ints = |v: &redis::Value| redis::from_redis_value::<i64>(v).ok();
         let bad = || StoreError::Script("store script append answered out of shape".into());
         let dropped = reply.first().and_then(ints).ok_or_else(bad)?;
-        if dropped == -1 {
-            // This forward reached the account before (another node's).
-            return Ok(Vec::new());
-        }
         let wake = reply.get(1).and_then(ints).ok_or_else(bad)? as usize;
         let nodes: Vec<String> = reply
             .get(2..2 + wake)
@@ -668,6 +667,16 @@ impl RedisStore {
             .iter()
             .filter_map(|v| redis::from_redis_value(v).ok())
             .collect();
+        if !nodes.is_empty() {
+            crash_point("before-wake");
+        }
+        if dropped == -1 {
+            // This forward reached the account before (another node's, or
+            // this one's that the sweeper found unfinished): its first
+            // forwarder may have died before waking the account's nodes.
+            self.wake_nodes(account, &nodes).await;
+            return Ok(Vec::new());
+        }
         let pairs = &reply[2 + wake..];
         if pairs.len() != 2 * entries.len() {
             return Err(bad());

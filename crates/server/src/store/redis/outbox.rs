@@ -1,9 +1,10 @@
-//! The room outbox (docs/CLUSTER.md, "How a request crosses slots"). A
-//! room and its recipients' logs sit in different slots, so no one script
-//! can write both. The room's write (write_room.lua) therefore keeps the
-//! update's events in the room's own slot, in its outbox, as part of the
-//! same step; the writer then forwards them to each account's log and
-//! drops them from the outbox. Should the writer die in between, the
+//! The room outbox (docs/CLUSTER.md, "How a request crosses slots"). On a
+//! Redis Cluster a room and its recipients' logs usually sit in different
+//! slots, so no one script can write both. The room's write
+//! (write_room.lua) appends to the logs in its own slot (on a single
+//! Redis, all of them) and keeps the other accounts' events in the room's
+//! own slot, in its outbox, as part of the same step; the writer then
+//! forwards them to each account's log and drops them from the outbox. Should the writer die in between, the
 //! sweeper of some node finds them past their due time and forwards them
 //! instead. Each account applies a forward once (append.lua remembers the
 //! room's last forward ids), and a writer forwards whatever an earlier
@@ -198,7 +199,12 @@ impl RedisStore {
                 match r {
                     // Offered here like any other append.
                     Ok(list) if !list.is_empty() => out.push((account, Ok(list))),
-                    Ok(_) => {}
+                    // A forward the account had (the append woke the other
+                    // nodes again): its first forwarder may have died
+                    // before waking this one's sessions too.
+                    Ok(_) => {
+                        let _ = self.shared.signals.send(Signal::Wake(account));
+                    }
                     Err(e) => {
                         complete = false;
                         tracing::warn!(channel, %account, error = %e, "left-behind events not forwarded yet");

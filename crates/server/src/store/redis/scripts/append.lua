@@ -11,10 +11,20 @@
 --   '-' remove, ''), [5] how long KEYS[7] is kept (ms), [6 ..] the common
 --   arguments of append_context, then one triple per entry (see
 --   append_entries).
--- Returns {-1} for a forward seen before, else what append_entries does.
+-- Returns, for a forward seen before, {-1, count w of nodes for the
+--   caller to wake, the w nodes}: its first forwarder may have died
+--   between the append and the wake-ups (a session woken for nothing new
+--   reads nothing). Else what append_entries does.
+local c, first = append_context(6)
 if ARGV[2] ~= '' then
-  if forwarded_before(KEYS[7], ARGV[3], ARGV[5]) then return {-1} end
+  if forwarded_before(KEYS[7], ARGV[3], ARGV[5]) then
+    local _, nodes = sessions(c, KEYS[1])
+    local reply = {-1}
+    nodes = wake_or_name(c, ARGV[1], nodes)
+    table.insert(reply, #nodes)
+    for _, n in ipairs(nodes) do table.insert(reply, n) end
+    return reply
+  end
   index_change(KEYS[8], ARGV[2], ARGV[4])
 end
-local c, first = append_context(6)
 return append_entries(c, ARGV[1], account_keys(1), first, #ARGV)

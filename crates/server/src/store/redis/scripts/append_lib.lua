@@ -79,22 +79,38 @@ end
 --   and the largest seq the offline list dropped for room.
 -- Returns {entries dropped from the log, count w of nodes for the caller
 --   to wake, the w nodes, then seq and offline (1/0) of each entry}.
-local function append_entries(c, account, k, first, last)
-  if first > last then return {0, 0} end
-  -- Online: some device has a session on a node that is not dead. Those
-  -- nodes other than the caller are woken.
+-- Whether the account whose presence hash is `pres` is online (some
+-- device has a session on a node that is not dead), and those nodes other
+-- than the caller's.
+local function sessions(c, pres)
   local online = false
-  local wake, seen = {}, {}
-  for _, v in ipairs(redis.call('HVALS', k.pres)) do
+  local nodes, seen = {}, {}
+  for _, v in ipairs(redis.call('HVALS', pres)) do
     local node = string.match(v, '|(.*)$')
     if node and not c.dead[node] then
       online = true
       if node ~= c.node and not seen[node] then
         seen[node] = true
-        table.insert(wake, node)
+        table.insert(nodes, node)
       end
     end
   end
+  return online, nodes
+end
+
+-- Wakes `nodes` for `account` when the script may (c.wake), and returns
+-- the nodes left for the caller to wake.
+local function wake_or_name(c, account, nodes)
+  if c.wake == '' then return nodes end
+  for _, w in ipairs(nodes) do
+    redis.call(c.wake, c.channel[1] .. w .. c.channel[2], 'w|' .. account)
+  end
+  return {}
+end
+
+local function append_entries(c, account, k, first, last)
+  if first > last then return {0, 0} end
+  local online, wake = sessions(c, k.pres)
   local out = {}
   local n, noff
   -- One step of the head for all the entries.
@@ -136,12 +152,7 @@ local function append_entries(c, account, k, first, last)
     redis.call('PEXPIRE', k.cur, c.offretention)
     redis.call('PEXPIRE', k.otrim, c.offretention)
   end
-  if c.wake ~= '' then
-    for _, w in ipairs(wake) do
-      redis.call(c.wake, c.channel[1] .. w .. c.channel[2], 'w|' .. account)
-    end
-    wake = {}
-  end
+  wake = wake_or_name(c, account, wake)
   local reply = {dropped, #wake}
   for _, w in ipairs(wake) do table.insert(reply, w) end
   for _, v in ipairs(out) do table.insert(reply, v) end
