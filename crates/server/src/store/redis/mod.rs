@@ -60,6 +60,10 @@ use super::{
 };
 use nim_signaling_protocol::frames::NotifyKind;
 
+/// Entries of an account's log a woken session reads at first (see
+/// [`RedisStore::read_after`]): more than a wake-up mostly brings.
+const READ_TAIL: isize = 4;
+
 /// A node whose key has not been refreshed for this long is dead.
 const NODE_TTL_MS: u64 = 5_000;
 /// How long a dead node's reaped mark is kept (long after any node could
@@ -287,6 +291,14 @@ fn tail_json(t: &StoredTail<'_>) -> Result<String, StoreError> {
     let text = serde_json::to_string(t).map_err(unencodable)?;
     // Without its opening brace: the script writes `{"s":…,"o":…,"t":…,`.
     Ok(text[1..].to_string())
+}
+
+/// The sequence of a stored entry, read from its fixed start
+/// (`{"s":<seq>,`) without decoding the rest.
+fn stored_seq(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix("{\"s\":")?;
+    let end = rest.find(',')?;
+    rest[..end].parse().ok()
 }
 
 fn decode_entry(text: &str) -> Option<Arc<LogEntry>> {
@@ -1514,14 +1526,36 @@ impl Logs for RedisStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<Arc<LogEntry>>, StoreError> {
-        let texts: Vec<String> = SCRIPTS
-            .read_after
-            .key(self.keys().acct(account, "log"))
-            .arg(after)
-            .arg(max.max(1))
-            .invoke_async(&mut self.con())
+        let key = self.keys().acct(account, "log");
+        // A woken session mostly lacks the last entry or two: the log's
+        // tail, read with a plain LRANGE, has them whenever it reaches back
+        // to the first one wanted (or is the whole log). Only a session
+        // further behind needs the script, which finds where to start.
+        let tail: Vec<String> = self
+            .con()
+            .lrange(&key, -READ_TAIL, -1)
             .await
-            .map_err(script_failed("read_after"))?;
+            .map_err(unavailable)?;
+        let seqs: Option<Vec<u64>> = tail.iter().map(|t| stored_seq(t)).collect();
+        let seqs = seqs.ok_or_else(|| StoreError::Corrupt("stored log entry unreadable".into()))?;
+        let whole = tail.len() < READ_TAIL as usize;
+        let texts: Vec<String> = if whole || seqs.first().is_some_and(|s| *s <= after + 1) {
+            tail.into_iter()
+                .zip(seqs)
+                .filter(|(_, s)| *s > after)
+                .map(|(t, _)| t)
+                .take(max.max(1))
+                .collect()
+        } else {
+            SCRIPTS
+                .read_after
+                .key(key)
+                .arg(after)
+                .arg(max.max(1))
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(script_failed("read_after"))?
+        };
         texts
             .iter()
             .map(|t| {
