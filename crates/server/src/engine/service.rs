@@ -132,8 +132,9 @@ impl Service {
     }
 
     /// A new room's channelId and its name (`name` when given and not
-    /// empty, else the id itself).
-    fn new_room(&self, name: Option<&str>) -> (String, String) {
+    /// empty, else the id itself); `near`: the account the room is mostly
+    /// about (the callee of a 1:1 call), which the store may place it by.
+    fn new_room(&self, name: Option<&str>, near: Option<&str>) -> (String, String) {
         let name = name.filter(|n| !n.is_empty());
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         let unique = format!(
@@ -141,7 +142,7 @@ impl Service {
             n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rand::random::<u64>(),
             self.id_salt,
         );
-        let id = self.store.room_id(name, &unique);
+        let id = self.store.room_id(name, near, &unique);
         let name = name.map_or_else(|| id.clone(), str::to_string);
         (id, name)
     }
@@ -509,7 +510,7 @@ impl Service {
         }
         match req {
             Request::Create(p) => {
-                let (id, name) = self.new_room(p.channel_name.as_deref());
+                let (id, name) = self.new_room(p.channel_name.as_deref(), None);
                 let mine = self.store.rooms_involving(&s.account).await?;
                 self.creation_quota(&mine, &s.account, now)?;
                 self.apply(RoomKey::Name(&name), now, cause, |r| {
@@ -595,7 +596,7 @@ impl Service {
             Request::Call(p) => {
                 // One read of the caller's rooms serves the quotas and the
                 // glare check; the callee's reach is read at the same time.
-                let (id, name) = self.new_room(p.channel_name.as_deref());
+                let (id, name) = self.new_room(p.channel_name.as_deref(), Some(&p.account));
                 let invitation = p.invitation(&id);
                 let (mine, reach) = tokio::join!(
                     self.store.rooms_involving(&s.account),

@@ -267,10 +267,12 @@ impl StoreError {
 #[async_trait]
 pub trait Rooms: Send + Sync {
     /// The channelId for a new room named `name` (None: named by its id),
-    /// made from `unique` (32 hex digits, unique to this request). A store
-    /// may place information in it (the Redis store puts the room in the
-    /// slot of its name); by default it is `unique`.
-    fn room_id(&self, _name: Option<&str>, unique: &str) -> String {
+    /// made from `unique` (32 hex digits, unique to this request), for a
+    /// room mostly about account `near` (the callee of a 1:1 call), if
+    /// any. A store may place information in it (the Redis store puts the
+    /// room in the slot of its name, or of `near`'s keys); by default it
+    /// is `unique`.
+    fn room_id(&self, _name: Option<&str>, _near: Option<&str>, unique: &str) -> String {
         unique.to_string()
     }
     /// Runs `f` atomically on one room: nobody else changes that room (or,

@@ -3,13 +3,16 @@
 //! in one slot, so each key carries a hash tag (`{...}`) naming what it
 //! belongs to, and each script touches the keys of one tag:
 //!
-//! - an account: `P{a:<account>}<what>` (its log, head, cursors, presence,
-//!   push tokens, retry records, the index of its rooms);
 //! - a room bucket: `P{<bucket tag>}<what>` (its rooms, the names they hold,
 //!   their forget times and timers). A room's bucket is fixed by its
 //!   channelId's first byte, and a name's bucket by the name, and the
 //!   channelId of a room created under a name starts with that name's
 //!   bucket: so claiming a name and writing its room is one script;
+//! - an account, in the bucket of its name: `P{<bucket tag>}a<length of
+//!   the account>:<account>:<what>` (its log, head, cursors, presence,
+//!   push tokens, retry records, the index of its rooms). So the room of a
+//!   1:1 call, placed in its callee's bucket, shares the callee's slot,
+//!   and the room's write appends the callee's events in the same script;
 //! - a node: `P{n:<node>}<what>` (its liveness key, its sessions, its
 //!   wake-up channel);
 //! - a few keys of the whole system, untagged (the node list, the log-size
@@ -65,16 +68,24 @@ pub fn bucket_of_name(name: &str) -> usize {
     bucket_of_id(name)
 }
 
+/// The bucket of an account's keys: that of its name.
+pub fn bucket_of_account(account: &str) -> usize {
+    bucket_of_name(account)
+}
+
 /// The channelId for a new room named `name` (None: named by its id), made
-/// from `unique` (32 hex digits): its first byte becomes the name's bucket.
-pub fn room_id(name: Option<&str>, unique: &str) -> String {
+/// from `unique` (32 hex digits): its first byte becomes the name's bucket,
+/// or for a room named by its id, `near`'s (an account's bucket, see
+/// [`Keys::acct`]) when given.
+pub fn room_id(name: Option<&str>, near: Option<&str>, unique: &str) -> String {
     let tail = unique.get(2..).filter(|_| is_room_id(unique));
     let Some(tail) = tail else {
         return unique.to_string();
     };
-    let bucket = match name {
-        Some(n) => bucket_of_name(n),
-        None => bucket_of_id(unique),
+    let bucket = match (name, near) {
+        (Some(n), _) => bucket_of_name(n),
+        (None, Some(account)) => bucket_of_account(account),
+        (None, None) => bucket_of_id(unique),
     };
     format!("{bucket:02x}{tail}")
 }
@@ -108,9 +119,14 @@ impl Keys {
         }
     }
 
-    /// One of an account's keys.
+    /// One of an account's keys, in its bucket's slot. The account's
+    /// length in front keeps any two (account, what) pairs apart.
     pub fn acct(&self, account: &str, what: &str) -> String {
-        format!("{}{{a:{account}}}{what}", self.p)
+        let len = account.len();
+        self.bucket(
+            bucket_of_account(account),
+            &format!("a{len}:{account}:{what}"),
+        )
     }
 
     /// The retry records of one client instance of a device of an account
@@ -190,13 +206,27 @@ mod tests {
         let k = Keys::new("nim");
         let unique = format!("{:032x}", 0x1234_5678_9abc_def0_u128 * 977);
         for name in ["room-1", "会议室", "x}y{z", &unique] {
-            let id = room_id(Some(name), &unique);
+            let id = room_id(Some(name), Some("bob"), &unique);
             assert!(is_room_id(&id));
             assert_eq!(slot(&k.room(&id)), slot(&k.name(name)), "{name}");
         }
         // Named by its own id.
-        let id = room_id(None, &unique);
+        let id = room_id(None, None, &unique);
         assert_eq!(slot(&k.room(&id)), slot(&k.name(&id)));
+    }
+
+    #[test]
+    fn a_room_placed_near_an_account_shares_its_slot() {
+        let k = Keys::new("nim");
+        let unique = format!("{:032x}", 0x0fed_cba9_8765_4321_u128 * 31);
+        for account in ["bob", "alice", "用户", "x}y{z", &unique] {
+            let id = room_id(None, Some(account), &unique);
+            assert!(is_room_id(&id));
+            let room = slot(&k.room(&id));
+            assert_eq!(room, slot(&k.name(&id)), "{account}");
+            assert_eq!(room, slot(&k.acct(account, "log")), "{account}");
+            assert_eq!(room, slot(&k.bucket(bucket_of_id(&id), "timers")));
+        }
     }
 
     #[test]
@@ -220,5 +250,12 @@ mod tests {
             k.requests("x", "y}req:z", "i")
         );
         assert_ne!(k.requests("a", "d:1", "2"), k.requests("a", "d", "1:2"));
+        assert_ne!(k.acct("x", "y:log"), k.acct("x:y", "log"));
+        // Nor with a bucket's own keys, whatever the account is called.
+        for what in [
+            "rooms", "gc", "timers", "outdue", "epoch", "room:a1", "name:a1", "out:a1",
+        ] {
+            assert!(!k.bucket(0, what).contains("}a"), "{what}");
+        }
     }
 }

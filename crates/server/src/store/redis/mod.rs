@@ -337,7 +337,7 @@ fn parse_timer_member(m: &str) -> Option<(i64, Timer)> {
 fn timer_bucket(t: &Timer) -> usize {
     match t {
         Timer::InviteExpiry { channel_id } => keys::bucket_of_id(channel_id),
-        Timer::DeviceGone { account, .. } => keys::bucket_of_name(account),
+        Timer::DeviceGone { account, .. } => keys::bucket_of_account(account),
     }
 }
 
@@ -1032,8 +1032,9 @@ struct RoomWrite<'a> {
 enum Written {
     /// The room (or its name) changed since it was read.
     Conflict,
-    /// Nothing written: the outbox holds an earlier update's entries, which
-    /// the accounts appended here would have overtaken.
+    /// Nothing written: the outbox holds an earlier update's entry with a
+    /// part for an account that was to be appended here, which would have
+    /// overtaken it.
     OutboxBusy,
     Done {
         /// The outbox entries before this one (other writers'), oldest
@@ -1089,8 +1090,13 @@ impl RedisStore {
             self.append_context(&mut inv, now);
             for (account, index, entries) in here {
                 self.account_keys(&mut inv, account);
+                let part_begins = format!(
+                    "{{\"a\":{}",
+                    serde_json::to_string(account).map_err(unencodable)?
+                );
                 inv.key(k.acct(account, "rooms"))
                     .arg(account)
+                    .arg(part_begins)
                     .arg(index_change(*index))
                     .arg(entries.len());
                 encoded.push(entry_args(&mut inv, entries)?);
@@ -1105,23 +1111,21 @@ impl RedisStore {
             .next()
             .and_then(|v| redis::from_redis_value::<i64>(&v).ok());
         Ok(match status {
-            Some(1) if here.is_empty() => Written::Done {
-                earlier: reply
-                    .filter_map(|v| redis::from_redis_value(&v).ok())
-                    .collect(),
-                appended: Vec::new(),
-            },
             Some(1) => {
+                let bad =
+                    || StoreError::Script("store script write_room answered out of shape".into());
+                let earlier: Vec<String> = reply
+                    .next()
+                    .and_then(|v| redis::from_redis_value(&v).ok())
+                    .ok_or_else(bad)?;
                 let appended: Vec<Vec<redis::Value>> = reply
                     .map(|v| redis::from_redis_value(&v))
                     .collect::<Result<_, _>>()
                     .ok()
                     .filter(|a: &Vec<_>| a.len() == here.len())
-                    .ok_or_else(|| {
-                        StoreError::Script("store script write_room answered out of shape".into())
-                    })?;
+                    .ok_or_else(bad)?;
                 Written::Done {
-                    earlier: Vec::new(),
+                    earlier,
                     appended: appended.into_iter().zip(encoded).collect(),
                 }
             }
@@ -1133,8 +1137,8 @@ impl RedisStore {
 
 #[async_trait]
 impl Rooms for RedisStore {
-    fn room_id(&self, name: Option<&str>, unique: &str) -> String {
-        keys::room_id(name, unique)
+    fn room_id(&self, name: Option<&str>, near: Option<&str>, unique: &str) -> String {
+        keys::room_id(name, near, unique)
     }
 
     async fn update_room(
@@ -1191,6 +1195,14 @@ impl Rooms for RedisStore {
                 let parts = f.take_accounts(|a| self.appends_with_room(&room_key, a));
                 parts.into_iter().map(outbox::OutAccount::entries).collect()
             });
+            if self.shared.link.cluster {
+                // This node wakes their other nodes after the write; the
+                // outbox entry names them for the sweeper, should it die
+                // first.
+                if let Some(f) = forward.as_mut() {
+                    f.wake = here.iter().map(|(a, _, _)| a.clone()).collect();
+                }
+            }
             // A timer of another bucket (none of today's rules asks for one)
             // is scheduled after the write.
             let bucket = keys::bucket_of_id(&room.channel_id);
@@ -1209,7 +1221,7 @@ impl Rooms for RedisStore {
                 timers: &timers,
             };
             let done = loop {
-                let away = forward.take().filter(|f| !f.accounts.is_empty());
+                let away = forward.take().filter(|f| !f.is_empty());
                 let away = away.map(|f| f.encode().map(|t| (f, t))).transpose()?;
                 let outbox = away.as_ref().map(|(_, t)| t.as_str());
                 break match self.write_room(&write, outbox, &here, now).await? {
@@ -1219,6 +1231,7 @@ impl Rooms for RedisStore {
                         // An earlier update's entries wait in the outbox:
                         // this one's go behind them, every account's.
                         let mut f = away.map_or_else(outbox::Forward::empty, |(f, _)| f);
+                        f.wake.clear();
                         let parts = here
                             .drain(..)
                             .map(|(a, i, e)| outbox::OutAccount::new(a, i, e));
@@ -1228,7 +1241,7 @@ impl Rooms for RedisStore {
                     }
                 };
             };
-            if let Some((earlier, appended, away)) = done {
+            if let Some((earlier, appended, mut away)) = done {
                 crash_point("after-room-write");
                 for (at, t) in elsewhere {
                     self.schedule(at, t).await;
@@ -1237,6 +1250,10 @@ impl Rooms for RedisStore {
                 for ((account, _, entries), (reply, encoded)) in here.into_iter().zip(appended) {
                     let r = self.appended(&account, entries, encoded, reply, now).await;
                     out.push((account, r));
+                }
+                // This node has just woken them.
+                if let Some((f, _)) = away.as_mut() {
+                    f.wake.clear();
                 }
                 let forwarded = self.forward_all(&room.channel_id, earlier, away, now);
                 out.extend(forwarded.await);

@@ -15,6 +15,7 @@
 //! leaving the set of accounts the room involves), so the index follows
 //! the room exactly as the account's events do.
 
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::keys::BUCKETS;
@@ -99,6 +100,28 @@ impl OutAccount {
 pub(super) struct Forward {
     pub id: String,
     pub accounts: Vec<OutAccount>,
+    /// Accounts the room's write appended to itself, whose other nodes the
+    /// writer wakes after the write (a cluster's script cannot): kept with
+    /// the entry so that, should the writer die first, the sweeper wakes
+    /// them.
+    pub wake: Vec<String>,
+}
+
+/// What an outbox entry's JSON array holds. A wake is named by another
+/// field than a part's `a`, so that write_room.lua, looking for an
+/// account's part by how it begins, never takes one for the other.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Kept {
+    Part(OutAccount),
+    Wake { w: String },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum KeptRef<'a> {
+    Part(&'a OutAccount),
+    Wake { w: &'a str },
 }
 
 impl Forward {
@@ -144,7 +167,13 @@ impl Forward {
         Forward {
             id: format!("{:016x}", rand::random::<u64>()),
             accounts: Vec::new(),
+            wake: Vec::new(),
         }
+    }
+
+    /// Whether it holds nothing to keep in the outbox.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty() && self.wake.is_empty()
     }
 
     /// Takes the parts of the accounts `which` picks out of the forward.
@@ -156,18 +185,30 @@ impl Forward {
         taken
     }
 
-    /// As kept in the outbox: `<id>|<accounts JSON>`.
+    /// As kept in the outbox: `<id>|<JSON array of the parts, then the
+    /// wakes>`.
     pub fn encode(&self) -> Result<String, StoreError> {
-        let json = serde_json::to_string(&self.accounts).map_err(super::unencodable)?;
+        let parts = self.accounts.iter().map(KeptRef::Part);
+        let wakes = self.wake.iter().map(|w| KeptRef::Wake { w });
+        let kept: Vec<KeptRef> = parts.chain(wakes).collect();
+        let json = serde_json::to_string(&kept).map_err(super::unencodable)?;
         Ok(format!("{}|{json}", self.id))
     }
 
     pub fn decode(text: &str) -> Option<Self> {
         let (id, json) = text.split_once('|')?;
-        Some(Forward {
+        let mut f = Forward {
             id: id.to_string(),
-            accounts: serde_json::from_str(json).ok()?,
-        })
+            accounts: Vec::new(),
+            wake: Vec::new(),
+        };
+        for kept in serde_json::from_str::<Vec<Kept>>(json).ok()? {
+            match kept {
+                Kept::Part(p) => f.accounts.push(p),
+                Kept::Wake { w } => f.wake.push(w),
+            }
+        }
+        Some(f)
     }
 }
 
@@ -226,7 +267,10 @@ impl RedisStore {
         out
     }
 
-    /// One forward: each account's part in one script, all at once.
+    /// One forward: each account's part in one script, all at once; and
+    /// the wakes of the accounts its writer appended to in the room's
+    /// write (it may have died before sending them; a session woken for
+    /// nothing new reads nothing).
     async fn forward(&self, channel: &str, f: Forward, now: i64) -> Appended {
         let id = f.id;
         let parts = f
@@ -237,7 +281,34 @@ impl RedisStore {
                 (account, entries, Some((channel, id.as_str(), index)))
             })
             .collect();
-        self.append_accounts(parts, now).await
+        let wakes = f.wake.iter().map(|a| self.wake_everywhere(a));
+        let (appended, _) = futures_util::future::join(
+            self.append_accounts(parts, now),
+            futures_util::future::join_all(wakes),
+        )
+        .await;
+        appended
+    }
+
+    /// Wakes `account`'s sessions on every live node, this one too.
+    async fn wake_everywhere(&self, account: &str) {
+        let _ = self.shared.signals.send(Signal::Wake(account.to_string()));
+        let pres = self.keys().acct(account, "pres");
+        let values: Vec<String> = match self.con().hvals(pres).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "wake-up not sent: presence unreadable");
+                return;
+            }
+        };
+        let mut nodes: Vec<String> = values
+            .iter()
+            .filter_map(|v| v.split_once('|').map(|(_, node)| node.to_string()))
+            .filter(|n| *n != self.shared.node && self.shared.is_live(n))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        self.wake_nodes(account, &nodes).await;
     }
 
     /// Drops forwarded entries (`texts`, as kept) from a room's outbox:
