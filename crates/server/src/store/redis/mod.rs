@@ -329,14 +329,11 @@ fn decode_entry(text: &str) -> Option<Arc<LogEntry>> {
     }))
 }
 
-/// A room as stored: `<number of its last write>|<JSON>` (see
-/// write_room.lua), '' for none.
 fn decode_room(text: &str) -> Result<Option<Room>, StoreError> {
     if text.is_empty() {
         return Ok(None);
     }
-    let json = text.split_once('|').map_or(text, |(_, json)| json);
-    serde_json::from_str(json)
+    serde_json::from_str(text)
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("stored room unreadable: {e}")))
 }
@@ -513,7 +510,7 @@ impl RedisStore {
         Ok(texts
             .iter()
             .flatten()
-            .filter_map(|t| decode_room(t).ok().flatten())
+            .filter_map(|t| serde_json::from_str(t).ok())
             .collect())
     }
 
@@ -1136,6 +1133,7 @@ impl RedisStore {
             .key(k.bucket(bucket, "timers"))
             .key(k.outbox(id))
             .key(k.bucket(bucket, "outdue"))
+            .key(k.write_number(id))
             .arg(id)
             .arg(w.expected)
             .arg(w.text)
@@ -1426,6 +1424,7 @@ impl Rooms for RedisStore {
                     .key(k.name(&room.name))
                     .key(k.bucket(b, "rooms"))
                     .key(k.bucket(b, "gc"))
+                    .key(k.write_number(&id))
                     .arg(&id)
                     .arg(&text)
                     .invoke_async(&mut self.con())

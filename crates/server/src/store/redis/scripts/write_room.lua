@@ -14,10 +14,10 @@
 -- KEYS (one slot): [1] the room, [2] the key of its name, [3] the
 --   bucket's room set, [4] the bucket's forget times, [5] the bucket's
 --   timers, [6] the room's outbox (a list of '<forward id>|<events JSON>',
---   oldest first), [7] the bucket's outbox due times (room -> ms), then
---   for each account appended to here its keys in the order of
---   account_keys and its room index (7 keys).
--- ARGV: [1] channelId, [2] the room as read ('' = none: a new room),
+--   oldest first), [7] the bucket's outbox due times (room -> ms), [8]
+--   the room's last write number, then for each account appended to here
+--   its keys in the order of account_keys and its room index (7 keys).
+-- ARGV: [1] channelId, [2] expected room JSON ('' = none: a new room),
 --   [3] new room JSON, [4] by name ('1'/'0'), [5] expected holder of the
 --   name ('' = none), [6] forget-at ms ('' = never), [7] whether the
 --   forget-at differs from the stored room's ('1'/'0'), [8] the outbox
@@ -30,9 +30,8 @@
 --   append_entries).
 -- Each write gets a number, later than the room's last and than the
 --   master's clock in microseconds (so that a master that lost writes in
---   a failover does not number again what it lost), which the room is
---   stored behind ('<number>|<JSON>'), the outbox entry begins with
---   ('<number>|') and the room index changes carry.
+--   a failover does not number again what it lost), which the outbox
+--   entry begins with ('<number>|') and the room index changes carry.
 -- Returns {1, the write's number, the outbox entries before this one (another writer's, still
 --   being forwarded or left behind by a dead node; the caller forwards
 --   them first; none when this update put none in the outbox), then each
@@ -41,19 +40,18 @@
 --   to here that has a part in an entry still in the outbox (nothing
 --   written).
 local id = ARGV[1]
-local stored = redis.call('GET', KEYS[1]) or ''
-if stored ~= ARGV[2] then return {0} end
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[2] then return {0} end
 if ARGV[4] == '1' then
   if (redis.call('GET', KEYS[2]) or '') ~= ARGV[5] then return {0} end
 end
-local here = #KEYS > 7
+local here = #KEYS > 8
 local timers_end = 10 + 2 * tonumber(ARGV[10])
 local c, parts
 if here then
   c, parts = append_context(timers_end + 1)
   local waiting = redis.call('LRANGE', KEYS[6], 0, -1)
   local at = parts
-  for _ = 8, #KEYS, 7 do
+  for _ = 9, #KEYS, 7 do
     for _, e in ipairs(waiting) do
       if string.find(e, ARGV[at + 1], 1, true) then return {2} end
     end
@@ -61,11 +59,12 @@ if here then
   end
 end
 local clock = redis.call('TIME')
-local last = tonumber(string.match(stored, '^(%d+)|')) or 0
-local n = string.format('%.0f', math.max(last + 1,
-  tonumber(clock[1]) * 1000000 + tonumber(clock[2])))
+local n = math.max((tonumber(redis.call('GET', KEYS[8])) or 0) + 1,
+  tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+n = string.format('%.0f', n)
+redis.call('SET', KEYS[8], n)
 if ARGV[4] == '1' then redis.call('SET', KEYS[2], id) end
-redis.call('SET', KEYS[1], n .. '|' .. ARGV[3])
+redis.call('SET', KEYS[1], ARGV[3])
 if ARGV[2] == '' then redis.call('SADD', KEYS[3], id) end
 if ARGV[7] == '1' then
   if ARGV[6] == '' then
@@ -87,7 +86,7 @@ end
 local reply = {1, n, earlier}
 if here then
   local at = parts
-  for key = 8, #KEYS, 7 do
+  for key = 9, #KEYS, 7 do
     index_change(KEYS[key + 6], id, ARGV[at + 2], n)
     local last = at + 3 + 3 * tonumber(ARGV[at + 3])
     table.insert(reply, append_entries(c, ARGV[at], account_keys(key), at + 4, last))
