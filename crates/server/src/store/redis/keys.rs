@@ -150,12 +150,6 @@ impl Keys {
         self.bucket(bucket_of_id(id), &format!("room:{id}"))
     }
 
-    /// The number of a room's last write (see write_room.lua), in the
-    /// room's slot.
-    pub fn write_number(&self, id: &str) -> String {
-        self.bucket(bucket_of_id(id), &format!("wn:{id}"))
-    }
-
     /// A room's outbox (its events not yet forwarded to the accounts'
     /// logs), in the room's slot.
     pub fn outbox(&self, id: &str) -> String {
@@ -259,7 +253,7 @@ mod tests {
         assert_ne!(k.acct("x", "y:log"), k.acct("x:y", "log"));
         // Nor with a bucket's own keys, whatever the account is called.
         for what in [
-            "rooms", "gc", "timers", "outdue", "epoch", "room:a1", "name:a1", "out:a1", "wn:a1",
+            "rooms", "gc", "timers", "outdue", "epoch", "room:a1", "name:a1", "out:a1",
         ] {
             assert!(!k.bucket(0, what).contains("}a"), "{what}");
         }

@@ -241,28 +241,13 @@ struct StoredTail<'a> {
     b: Option<&'a LogBody>,
 }
 
-/// A forward's room, id, the room's write number and the room index change
-/// (see [`outbox`]); None for an append that is not a forward.
-type Forward<'a> = Option<(&'a str, &'a str, &'a str, Option<bool>)>;
+/// A forward's room, id and room index change (see [`outbox`]); None for
+/// an append that is not a forward.
+type Forward<'a> = Option<(&'a str, &'a str, Option<bool>)>;
 
 /// One account's part of an append: the account, its entries in order,
 /// and the forward it belongs to (see [`RedisStore::append_accounts`]).
 type AppendPart<'a> = (String, Vec<NewEntry>, Forward<'a>);
-
-/// An account's room index: a sorted set of channelIds (see
-/// [`index_score`]).
-const ROOM_INDEX: &str = "ridx";
-
-/// The score of a room in an account's index after the room's write number
-/// `n`: odd while the room involves the account, even once it does not
-/// (kept as a tombstone, so that a late copy of an earlier addition cannot
-/// bring it back; see `index_change` in append_lib.lua, and
-/// [`RedisStore::rooms_involving`], which drops old tombstones). Write
-/// numbers are microsecond clock readings at most, so 2n + 1 stays within
-/// what a double holds exactly.
-fn index_score(n: u64, involved: bool) -> u64 {
-    2 * n + u64::from(involved)
-}
 
 /// A room index change as the scripts take it.
 fn index_change(index: Option<bool>) -> &'static str {
@@ -514,68 +499,20 @@ impl RedisStore {
             .collect())
     }
 
-    /// Drops from the room index `key` the tombstones of `left` (rooms the
-    /// account left, with their scores) older than any late copy of a
-    /// forward can be (a forward's marks are kept as long). Not waited
-    /// for; `ZREMRANGEBYSCORE` of the exact score drops a tombstone only
-    /// if no later change has replaced it.
-    fn drop_old_tombstones(&self, key: &str, left: &[(String, u64)]) {
-        let horizon = (now_ms() - outbox::FORWARD_MARK_MS).max(0) as u64 * 1000;
-        let old: Vec<u64> = left
-            .iter()
-            .map(|(_, score)| *score)
-            .filter(|score| score / 2 < horizon)
-            .collect();
-        if old.is_empty() {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        for score in old {
-            pipe.zrembyscore(key, score, score).ignore();
-        }
-        self.deferred.send(pipe, false, "room index tombstones");
-    }
-
-    /// Takes `id` out of the room indexes of `accounts` (its room is gone).
-    async fn unindex(&self, id: &str, accounts: &[&str]) -> Result<(), StoreError> {
+    /// Adds `id` to (`add`) or removes it from the room indexes of
+    /// `accounts`.
+    async fn index(&self, id: &str, accounts: &[&str], add: bool) -> Result<(), StoreError> {
         if accounts.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for a in accounts {
-            pipe.zrem(self.keys().acct(a, ROOM_INDEX), id);
-        }
-        self.con()
-            .run::<redis::Value>(&pipe)
-            .await
-            .map(drop)
-            .map_err(unavailable)
-    }
-
-    /// Applies room `id`'s index changes of its write number `number`
-    /// (`changes`: each account, and whether the room now involves it) as
-    /// plain commands, one per account: `ZADD GT` changes a member only for
-    /// a later write, so applying one twice, or after a later one, changes
-    /// nothing.
-    async fn index(
-        &self,
-        id: &str,
-        number: &str,
-        changes: &[(&str, bool)],
-    ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let n: u64 = number
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("room {id}: write number {number:?}")))?;
-        let mut pipe = redis::pipe();
-        for (a, add) in changes {
-            pipe.cmd("ZADD")
-                .arg(self.keys().acct(a, ROOM_INDEX))
-                .arg("GT")
-                .arg(index_score(n, *add))
-                .arg(id);
+            let k = self.keys().acct(a, "rooms");
+            if add {
+                pipe.sadd(k, id);
+            } else {
+                pipe.srem(k, id);
+            }
         }
         self.con()
             .run::<redis::Value>(&pipe)
@@ -628,17 +565,16 @@ impl RedisStore {
         forward: Forward<'_>,
     ) -> Result<(ScriptInvocation<'static>, Vec<String>), StoreError> {
         let k = self.keys();
-        let (channel, id, number, index) = forward.unwrap_or(("", "", "", None));
+        let (channel, id, index) = forward.unwrap_or(("", "", None));
         let mut inv = SCRIPTS.append.prepare_invoke();
         self.account_keys(&mut inv, account);
         inv.key(k.acct(account, &format!("fwd:{channel}")))
-            .key(k.acct(account, ROOM_INDEX))
+            .key(k.acct(account, "rooms"))
             .arg(account)
             .arg(channel)
             .arg(id)
             .arg(index_change(index))
-            .arg(outbox::FORWARD_MARK_MS)
-            .arg(number);
+            .arg(outbox::FORWARD_MARK_MS);
         self.append_context(&mut inv, now);
         let encoded = entry_args(&mut inv, entries)?;
         Ok((inv, encoded))
@@ -1101,8 +1037,6 @@ enum Written {
     /// overtaken it.
     OutboxBusy,
     Done {
-        /// The write's number (see write_room.lua).
-        number: String,
         /// The outbox entries before this one (other writers'), oldest
         /// first: forwarded before this update's.
         earlier: Vec<String>,
@@ -1133,7 +1067,6 @@ impl RedisStore {
             .key(k.bucket(bucket, "timers"))
             .key(k.outbox(id))
             .key(k.bucket(bucket, "outdue"))
-            .key(k.write_number(id))
             .arg(id)
             .arg(w.expected)
             .arg(w.text)
@@ -1161,7 +1094,7 @@ impl RedisStore {
                     "{{\"a\":{}",
                     serde_json::to_string(account).map_err(unencodable)?
                 );
-                inv.key(k.acct(account, ROOM_INDEX))
+                inv.key(k.acct(account, "rooms"))
                     .arg(account)
                     .arg(part_begins)
                     .arg(index_change(*index))
@@ -1181,10 +1114,6 @@ impl RedisStore {
             Some(1) => {
                 let bad =
                     || StoreError::Script("store script write_room answered out of shape".into());
-                let number: String = reply
-                    .next()
-                    .and_then(|v| redis::from_redis_value(&v).ok())
-                    .ok_or_else(bad)?;
                 let earlier: Vec<String> = reply
                     .next()
                     .and_then(|v| redis::from_redis_value(&v).ok())
@@ -1196,7 +1125,6 @@ impl RedisStore {
                     .filter(|a: &Vec<_>| a.len() == here.len())
                     .ok_or_else(bad)?;
                 Written::Done {
-                    number,
                     earlier,
                     appended: appended.into_iter().zip(encoded).collect(),
                 }
@@ -1298,11 +1226,7 @@ impl Rooms for RedisStore {
                 let outbox = away.as_ref().map(|(_, t)| t.as_str());
                 break match self.write_room(&write, outbox, &here, now).await? {
                     Written::Conflict => None,
-                    Written::Done {
-                        number,
-                        earlier,
-                        appended,
-                    } => Some((number, earlier, appended, away)),
+                    Written::Done { earlier, appended } => Some((earlier, appended, away)),
                     Written::OutboxBusy => {
                         // An earlier update's entries wait in the outbox:
                         // this one's go behind them, every account's.
@@ -1317,7 +1241,7 @@ impl Rooms for RedisStore {
                     }
                 };
             };
-            if let Some((number, earlier, appended, away)) = done {
+            if let Some((earlier, appended, mut away)) = done {
                 crash_point("after-room-write");
                 for (at, t) in elsewhere {
                     self.schedule(at, t).await;
@@ -1327,13 +1251,10 @@ impl Rooms for RedisStore {
                     let r = self.appended(&account, entries, encoded, reply, now).await;
                     out.push((account, r));
                 }
-                // As the write kept it; this node has just woken the
-                // accounts it appended to.
-                let away = away.map(|(mut f, text)| {
+                // This node has just woken them.
+                if let Some((f, _)) = away.as_mut() {
                     f.wake.clear();
-                    f.number = number.clone();
-                    (f, format!("{number}|{text}"))
-                });
+                }
                 let forwarded = self.forward_all(&room.channel_id, earlier, away, now);
                 out.extend(forwarded.await);
                 return Ok(out);
@@ -1355,15 +1276,11 @@ impl Rooms for RedisStore {
     }
 
     async fn rooms_involving(&self, account: &str) -> Result<Vec<Room>, StoreError> {
-        let key = self.keys().acct(account, ROOM_INDEX);
-        let scored: Vec<(String, u64)> = self
+        let ids: Vec<String> = self
             .con()
-            .zrange_withscores(&key, 0, -1)
+            .smembers(self.keys().acct(account, "rooms"))
             .await
             .map_err(unavailable)?;
-        let (ids, left): (Vec<_>, Vec<_>) = scored.into_iter().partition(|(_, s)| s % 2 == 1);
-        let ids: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
-        self.drop_old_tombstones(&key, &left);
         let mut rooms = self.rooms_by_id(&ids).await?;
         // The index may name more rooms than the account is in.
         rooms.retain(|r| r.involved().contains(account));
@@ -1424,7 +1341,6 @@ impl Rooms for RedisStore {
                     .key(k.name(&room.name))
                     .key(k.bucket(b, "rooms"))
                     .key(k.bucket(b, "gc"))
-                    .key(k.write_number(&id))
                     .arg(&id)
                     .arg(&text)
                     .invoke_async(&mut self.con())
@@ -1433,7 +1349,7 @@ impl Rooms for RedisStore {
                 // 0: another node deleted it (or it changed) first.
                 if done == 1 {
                     let accounts: Vec<&str> = room.involved().into_iter().collect();
-                    if let Err(e) = self.unindex(&id, &accounts).await {
+                    if let Err(e) = self.index(&id, &accounts, false).await {
                         tracing::warn!(channel = %id, error = %e, "room index not trimmed");
                     }
                     removed.push(room);

@@ -99,9 +99,6 @@ impl OutAccount {
 /// One room update's events and index changes, under a fresh id.
 pub(super) struct Forward {
     pub id: String,
-    /// The number of the room write that kept it ('' until it is written):
-    /// what its room index changes are ordered by.
-    pub number: String,
     pub accounts: Vec<OutAccount>,
     /// Accounts the room's write appended to itself, whose other nodes the
     /// writer wakes after the write (a cluster's script cannot): kept with
@@ -169,7 +166,6 @@ impl Forward {
     pub fn empty() -> Self {
         Forward {
             id: format!("{:016x}", rand::random::<u64>()),
-            number: String::new(),
             accounts: Vec::new(),
             wake: Vec::new(),
         }
@@ -189,9 +185,8 @@ impl Forward {
         taken
     }
 
-    /// As the writer hands it to write_room.lua: `<id>|<JSON array of the
-    /// parts, then the wakes>`. The script keeps it behind its write's
-    /// number and a '|'.
+    /// As kept in the outbox: `<id>|<JSON array of the parts, then the
+    /// wakes>`.
     pub fn encode(&self) -> Result<String, StoreError> {
         let parts = self.accounts.iter().map(KeptRef::Part);
         let wakes = self.wake.iter().map(|w| KeptRef::Wake { w });
@@ -200,14 +195,10 @@ impl Forward {
         Ok(format!("{}|{json}", self.id))
     }
 
-    /// An entry as kept in the outbox (`<number>|` and what
-    /// [`Forward::encode`] made).
     pub fn decode(text: &str) -> Option<Self> {
-        let (number, rest) = text.split_once('|')?;
-        let (id, json) = rest.split_once('|')?;
+        let (id, json) = text.split_once('|')?;
         let mut f = Forward {
             id: id.to_string(),
-            number: number.to_string(),
             accounts: Vec::new(),
             wake: Vec::new(),
         };
@@ -276,41 +267,26 @@ impl RedisStore {
         out
     }
 
-    /// One forward: each account's part with events in one script, the
-    /// room index changes of the others (the caller of a `call` or a
-    /// `close` gets no event, only the change) as plain commands, ordered
-    /// by the room's write number; all at once. And the wakes of the
-    /// accounts its writer appended to in the room's write (it may have
-    /// died before sending them; a session woken for nothing new reads
-    /// nothing).
+    /// One forward: each account's part in one script, all at once; and
+    /// the wakes of the accounts its writer appended to in the room's
+    /// write (it may have died before sending them; a session woken for
+    /// nothing new reads nothing).
     async fn forward(&self, channel: &str, f: Forward, now: i64) -> Appended {
-        let (id, number) = (f.id, f.number);
-        let (with_events, index_only): (Vec<_>, Vec<_>) = f
+        let id = f.id;
+        let parts = f
             .accounts
             .into_iter()
-            .map(OutAccount::entries)
-            .partition(|(_, _, entries)| !entries.is_empty());
-        let changes: Vec<(&str, bool)> = index_only
-            .iter()
-            .filter_map(|(a, index, _)| index.map(|add| (a.as_str(), add)))
-            .collect();
-        let parts = with_events
-            .into_iter()
-            .map(|(account, index, entries)| {
-                let forward = Some((channel, id.as_str(), number.as_str(), index));
-                (account, entries, forward)
+            .map(|part| {
+                let (account, index, entries) = part.entries();
+                (account, entries, Some((channel, id.as_str(), index)))
             })
             .collect();
         let wakes = f.wake.iter().map(|a| self.wake_everywhere(a));
-        let (indexed, mut appended, _) = futures_util::future::join3(
-            self.index(channel, &number, &changes),
+        let (appended, _) = futures_util::future::join(
             self.append_accounts(parts, now),
             futures_util::future::join_all(wakes),
         )
         .await;
-        for (account, _, _) in index_only {
-            appended.push((account, indexed.clone().map(|()| Vec::new())));
-        }
         appended
     }
 

@@ -8,14 +8,14 @@
 --   first), [8] its room index.
 -- ARGV: [1] the account, [2] the room forwarded from ('' = not a
 --   forward), [3] the forward's id, [4] the room index change ('+' add,
---   '-' remove, ''), [5] how long KEYS[7] is kept (ms), [6] the room's
---   write number ('' = not a forward), [7 ..] the common arguments of
---   append_context, then one triple per entry (see append_entries).
+--   '-' remove, ''), [5] how long KEYS[7] is kept (ms), [6 ..] the common
+--   arguments of append_context, then one triple per entry (see
+--   append_entries).
 -- Returns, for a forward seen before, {-1, count w of nodes for the
 --   caller to wake, the w nodes}: its first forwarder may have died
 --   between the append and the wake-ups (a session woken for nothing new
 --   reads nothing). Else what append_entries does.
-local c, first = append_context(7)
+local c, first = append_context(6)
 if ARGV[2] ~= '' then
   if forwarded_before(KEYS[7], ARGV[3], ARGV[5]) then
     local _, nodes = sessions(c, KEYS[1])
@@ -25,6 +25,6 @@ if ARGV[2] ~= '' then
     for _, n in ipairs(nodes) do table.insert(reply, n) end
     return reply
   end
-  index_change(KEYS[8], ARGV[2], ARGV[4], ARGV[6])
+  index_change(KEYS[8], ARGV[2], ARGV[4])
 end
 return append_entries(c, ARGV[1], account_keys(1), first, #ARGV)

@@ -42,16 +42,13 @@ local function forwarded_before(key, id, ms)
   return false
 end
 
--- Adds room to ('+') or removes it from ('-') the room index `key`, as the
--- room's write number `n` (a string of digits) says: the index is a sorted
--- set whose scores are 2n + 1 for a room the account is in and 2n for one
--- it left, and ZADD GT lets only a later write change a member, so a late
--- second copy of an earlier change changes nothing (see
--- RedisStore::index_score).
-local function index_change(key, room, change, n)
-  if change == '' then return end
-  local score = string.format('%.0f', 2 * tonumber(n) + (change == '+' and 1 or 0))
-  redis.call('ZADD', key, 'GT', score, room)
+-- Adds room to ('+') or removes it from ('-') the room index `key`.
+local function index_change(key, room, change)
+  if change == '+' then
+    redis.call('SADD', key, room)
+  elseif change == '-' then
+    redis.call('SREM', key, room)
+  end
 end
 
 -- Drops the entries of `list` older than `ms` before now; how many.

@@ -14,9 +14,9 @@
 -- KEYS (one slot): [1] the room, [2] the key of its name, [3] the
 --   bucket's room set, [4] the bucket's forget times, [5] the bucket's
 --   timers, [6] the room's outbox (a list of '<forward id>|<events JSON>',
---   oldest first), [7] the bucket's outbox due times (room -> ms), [8]
---   the room's last write number, then for each account appended to here
---   its keys in the order of account_keys and its room index (7 keys).
+--   oldest first), [7] the bucket's outbox due times (room -> ms), then
+--   for each account appended to here its keys in the order of
+--   account_keys and its room index (7 keys).
 -- ARGV: [1] channelId, [2] expected room JSON ('' = none: a new room),
 --   [3] new room JSON, [4] by name ('1'/'0'), [5] expected holder of the
 --   name ('' = none), [6] forget-at ms ('' = never), [7] whether the
@@ -28,11 +28,7 @@
 --   outbox entry ('{"a":' and the account as JSON), its room index change
 --   ('+' add, '-' remove, ''), its count m of entries and m triples (see
 --   append_entries).
--- Each write gets a number, later than the room's last and than the
---   master's clock in microseconds (so that a master that lost writes in
---   a failover does not number again what it lost), which the outbox
---   entry begins with ('<number>|') and the room index changes carry.
--- Returns {1, the write's number, the outbox entries before this one (another writer's, still
+-- Returns {1, the outbox entries before this one (another writer's, still
 --   being forwarded or left behind by a dead node; the caller forwards
 --   them first; none when this update put none in the outbox), then each
 --   appended account's append_entries reply}, {0} on conflict (the caller
@@ -44,25 +40,20 @@ if (redis.call('GET', KEYS[1]) or '') ~= ARGV[2] then return {0} end
 if ARGV[4] == '1' then
   if (redis.call('GET', KEYS[2]) or '') ~= ARGV[5] then return {0} end
 end
-local here = #KEYS > 8
+local here = #KEYS > 7
 local timers_end = 10 + 2 * tonumber(ARGV[10])
 local c, parts
 if here then
   c, parts = append_context(timers_end + 1)
   local waiting = redis.call('LRANGE', KEYS[6], 0, -1)
   local at = parts
-  for _ = 9, #KEYS, 7 do
+  for _ = 8, #KEYS, 7 do
     for _, e in ipairs(waiting) do
       if string.find(e, ARGV[at + 1], 1, true) then return {2} end
     end
     at = at + 4 + 3 * tonumber(ARGV[at + 3])
   end
 end
-local clock = redis.call('TIME')
-local n = math.max((tonumber(redis.call('GET', KEYS[8])) or 0) + 1,
-  tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
-n = string.format('%.0f', n)
-redis.call('SET', KEYS[8], n)
 if ARGV[4] == '1' then redis.call('SET', KEYS[2], id) end
 redis.call('SET', KEYS[1], ARGV[3])
 if ARGV[2] == '' then redis.call('SADD', KEYS[3], id) end
@@ -76,18 +67,18 @@ end
 for i = 11, timers_end, 2 do redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i + 1]) end
 local earlier = {}
 if ARGV[8] ~= '' then
-  local len = redis.call('RPUSH', KEYS[6], n .. '|' .. ARGV[8])
-  if len == 1 then
+  local n = redis.call('RPUSH', KEYS[6], ARGV[8])
+  if n == 1 then
     redis.call('ZADD', KEYS[7], ARGV[9], id)
   else
-    earlier = redis.call('LRANGE', KEYS[6], 0, len - 2)
+    earlier = redis.call('LRANGE', KEYS[6], 0, n - 2)
   end
 end
-local reply = {1, n, earlier}
+local reply = {1, earlier}
 if here then
   local at = parts
-  for key = 9, #KEYS, 7 do
-    index_change(KEYS[key + 6], id, ARGV[at + 2], n)
+  for key = 8, #KEYS, 7 do
+    index_change(KEYS[key + 6], id, ARGV[at + 2])
     local last = at + 3 + 3 * tonumber(ARGV[at + 3])
     table.insert(reply, append_entries(c, ARGV[at], account_keys(key), at + 4, last))
     at = last + 1
