@@ -171,11 +171,17 @@ impl Shared {
             .any(|n| n == node)
     }
 
-    /// The device of a presence value `<session>|<node>` when its node is
-    /// alive: its session id.
-    fn live_session_of(&self, v: &str) -> Option<u64> {
+    /// The session and node of a presence value `<session>|<node>` when
+    /// its node is alive.
+    fn live_presence<'v>(&self, v: &'v str) -> Option<(&'v str, &'v str)> {
         let (session, node) = v.split_once('|')?;
-        self.is_live(node).then(|| session.parse().ok()).flatten()
+        self.is_live(node).then_some((session, node))
+    }
+
+    /// The device of a presence value when its node is alive: its session
+    /// id.
+    fn live_session_of(&self, v: &str) -> Option<u64> {
+        self.live_presence(v)?.0.parse().ok()
     }
 
     /// The epoch of an account's log as clients see it: the one stored with

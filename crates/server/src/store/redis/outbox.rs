@@ -4,9 +4,9 @@
 //! (write_room.lua) appends to the logs in its own slot (on a single
 //! Redis, all of them) and keeps the other accounts' events in the room's
 //! own slot, in its outbox, as part of the same step; the writer then
-//! forwards them to each account's log and drops them from the outbox. Should the writer die in between, the
-//! sweeper of some node finds them past their due time and forwards them
-//! instead. Each account applies a forward once (append.lua remembers the
+//! forwards them to each account's log and drops them from the outbox.
+//! Should the writer die in between, the sweeper of some node finds them
+//! past their due time and forwards them instead. Each account applies a forward once (append.lua remembers the
 //! room's last forward ids), and a writer forwards whatever an earlier
 //! writer of the room left before its own: so nothing is lost, nothing is
 //! doubled, and an account gets a room's events in the room's order.
@@ -303,8 +303,9 @@ impl RedisStore {
         };
         let mut nodes: Vec<String> = values
             .iter()
-            .filter_map(|v| v.split_once('|').map(|(_, node)| node.to_string()))
-            .filter(|n| *n != self.shared.node && self.shared.is_live(n))
+            .filter_map(|v| self.shared.live_presence(v))
+            .filter(|(_, node)| *node != self.shared.node)
+            .map(|(_, node)| node.to_string())
             .collect();
         nodes.sort();
         nodes.dedup();
